@@ -1,0 +1,155 @@
+from django import forms
+from django.core.exceptions import ValidationError
+
+from keys.models import (
+    Api,
+    ApiKey,
+    display_network,
+    latest_expiry_for,
+    local_date,
+    normalise_network,
+)
+
+
+class IpListWidget(forms.Widget):
+    """One text input per entry, all under the same name; rendered by _ip_row.html."""
+
+    template_name = "keys/_ip_list.html"
+
+    def value_from_datadict(self, data, files, name):
+        if hasattr(data, "getlist"):
+            return data.getlist(name)
+        value = data.get(name)
+        return value if isinstance(value, list) else ([] if value is None else [value])
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data
+
+    def format_value(self, value):
+        return list(value or [])
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        rows = [v for v in context["widget"]["value"]] or [""]
+        context["widget"]["rows"] = rows
+        return context
+
+
+class AllowedIpsField(forms.Field):
+    """A list of IPv4/IPv6 addresses or CIDR ranges; blank rows are ignored."""
+
+    widget = IpListWidget
+
+    def to_python(self, value):
+        return [entry.strip() for entry in (value or []) if entry and entry.strip()]
+
+    def validate(self, value):
+        # Entry-by-entry rules (format, host bits, duplicates) are the model's; see
+        # keys.actions._normalise_all and ApiKey.access_errors.
+        if len(value) > 50:
+            raise ValidationError("A key can have at most 50 allowed IP entries.")
+
+
+class ApiChoiceField(forms.ModelMultipleChoiceField):
+    widget = forms.CheckboxSelectMultiple
+
+    def label_from_instance(self, api):
+        return api
+
+
+class KeyForm(forms.Form):
+    """The Add and edit form; its rules come from the model through keys.actions."""
+
+    name = forms.CharField(label="Name", max_length=100)
+    expires_on = forms.DateField(
+        label="Expiration date", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    allowed_ips = AllowedIpsField(label="Allowed IPs", required=False)
+    apis = ApiChoiceField(label="APIs", queryset=Api.objects.active(), required=False)
+
+    def __init__(self, *args, key: ApiKey | None = None, **kwargs):
+        self.key = key
+        if key is None:
+            latest = latest_expiry_for(local_date())
+            kwargs.setdefault("initial", {"expires_on": latest})
+        else:
+            latest = key.expires_on
+            kwargs.setdefault(
+                "initial",
+                {
+                    "name": key.name,
+                    "expires_on": key.expires_on,
+                    "allowed_ips": [display_network(e.network) for e in key.allowed_ips.all()],
+                    "apis": list(key.apis.all()),
+                },
+            )
+        super().__init__(*args, **kwargs)
+        self.latest_expires_on = latest
+        self.fields["expires_on"].widget.attrs.update(
+            {"min": local_date().isoformat(), "max": latest.isoformat()}
+        )
+        self.fields["expires_on"].help_text = (
+            f"At most one year after creation: {latest.isoformat()} at the latest."
+            if key is None
+            else f"May only be shortened: {latest.isoformat()} at the latest."
+        )
+        if key is not None:
+            # A key keeps an API it holds even if the catalogue entry was later deactivated.
+            self.fields["apis"].queryset = Api.objects.filter(
+                pk__in=[
+                    *Api.objects.active().values_list("pk", flat=True),
+                    *key.apis.values_list("pk", flat=True),
+                ]
+            )
+
+    # Each check below calls the model's rule, so the form explains every broken rule at
+    # once, next to its field; keys.actions checks them again before writing.
+
+    def clean_allowed_ips(self):
+        networks, errors = [], []
+        for entry in self.cleaned_data["allowed_ips"]:
+            try:
+                networks.append(normalise_network(entry))
+            except ValidationError as error:
+                errors.extend(error.messages)
+        if errors:
+            raise ValidationError(errors)
+        return networks
+
+    def clean_expires_on(self):
+        expires_on = self.cleaned_data["expires_on"]
+        if self.key is not None:
+            probe = ApiKey.objects.get(pk=self.key.pk)
+            probe.expires_on = expires_on
+        else:
+            probe = ApiKey(expires_on=expires_on)
+        if errors := probe.expiry_errors():
+            raise ValidationError(errors)
+        return expires_on
+
+    def clean(self):
+        cleaned = super().clean()
+        errors = ApiKey.access_errors(cleaned.get("allowed_ips", []), cleaned.get("apis", []))
+        for field, messages in errors.items():
+            if field not in self._errors:
+                self.add_error(field, messages)
+        return cleaned
+
+    def add_model_errors(self, error: ValidationError) -> None:
+        """Place errors raised by the model or an action next to the fields they concern."""
+        for field, messages in error.message_dict.items():
+            self.add_error(None if field == "__all__" else field, messages)
+
+
+class RevokeForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=500,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Shown to the key's owner and recorded in the audit history.",
+    )
+
+    def __init__(self, *args, reason_required: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].required = reason_required

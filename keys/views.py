@@ -1,0 +1,187 @@
+"""The API Keys pages of the profile: list, add (with the one-time page), detail, edit, revoke."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_GET, require_http_methods
+
+from keys import actions
+from keys.client_ip import client_ip
+from keys.forms import KeyForm, RevokeForm
+from keys.models import ApiKey, AuditEvent, KeyUsageDay
+
+MANAGE_OWN_KEYS = "keys.manage_own_keys"
+
+
+def _visible_key(request: HttpRequest, identifier: str) -> ApiKey:
+    """The key, if this user may see it; 404 otherwise (never reveal that it exists)."""
+    try:
+        return (
+            ApiKey.objects.visible_to(request.user).with_listing_data().get(identifier=identifier)
+        )
+    except ApiKey.DoesNotExist:
+        raise Http404("No such key.") from None
+
+
+def _own_key(request: HttpRequest, identifier: str) -> ApiKey:
+    """The key, if it is this user's; 404 if they may not see it, 403 if only see it."""
+    key = _visible_key(request, identifier)
+    if key.owner_id != request.user.pk:
+        raise PermissionDenied("Only the key's owner can change it.")
+    return key
+
+
+@require_GET
+@login_required
+def key_list(request: HttpRequest) -> HttpResponse:
+    keys = ApiKey.objects.filter(owner=request.user).with_listing_data()
+    return render(request, "keys/list.html", {"keys": keys, "section": "keys"})
+
+
+@sensitive_variables("password")
+@sensitive_post_parameters()
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required(MANAGE_OWN_KEYS, raise_exception=True)
+def key_add(request: HttpRequest) -> HttpResponse:
+    form = KeyForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            key, password = actions.create_key(
+                owner=request.user,
+                name=form.cleaned_data["name"],
+                expires_on=form.cleaned_data["expires_on"],
+                networks=form.cleaned_data["allowed_ips"],
+                apis=form.cleaned_data["apis"],
+                ip=client_ip(request),
+            )
+        except ValidationError as error:
+            form.add_model_errors(error)
+        else:
+            # The one response that ever holds the password: rendered, never redirected to,
+            # never stored (never_cache sends Cache-Control: no-store).
+            return render(
+                request,
+                "keys/created.html",
+                {"key": key, "password": password, "section": "keys"},
+            )
+    return render(request, "keys/add.html", {"form": form, "section": "keys"})
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required(MANAGE_OWN_KEYS, raise_exception=True)
+def ip_row(request: HttpRequest) -> HttpResponse:
+    """Add a row to Allowed IPs: a fragment for htmx, the whole form again without JavaScript."""
+    if request.htmx:
+        return render(request, "keys/_ip_row.html", {"value": "", "name": "allowed_ips"})
+    if request.method == "GET":
+        return redirect("keys:add")
+    # No JavaScript: the Add button submitted the form here; show it again, unvalidated,
+    # with what was typed and one more empty row.
+    key = None
+    if identifier := request.POST.get("key"):
+        key = _own_key(request, identifier)
+    data = request.POST.copy()
+    data.setlist("allowed_ips", [*data.getlist("allowed_ips"), ""])
+    form = KeyForm(key=key)
+    form.data, form.is_bound = data, True
+    form._errors = {}  # a half-filled form: show it, do not judge it yet
+    template = "keys/edit.html" if key else "keys/add.html"
+    return render(request, template, {"form": form, "key": key, "section": "keys"})
+
+
+@require_GET
+@login_required
+def key_detail(request: HttpRequest, identifier: str) -> HttpResponse:
+    key = _visible_key(request, identifier)
+    events = AuditEvent.objects.filter(key=key).select_related("actor").order_by("-seq")[:50]
+    usage = KeyUsageDay.objects.filter(key=key).order_by("-day")[:14]
+    refusals = AuditEvent.objects.filter(key=key, action=AuditEvent.Action.USE_DENIED).order_by(
+        "-seq"
+    )[:20]
+    context = {
+        "key": key,
+        "events": events,
+        "usage": usage,
+        "refusals": refusals,
+        "is_owner": key.owner_id == request.user.pk,
+        "can_revoke": _can_revoke(request.user, key),
+        "section": "keys",
+    }
+    return render(request, "keys/detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required(MANAGE_OWN_KEYS, raise_exception=True)
+def key_edit(request: HttpRequest, identifier: str) -> HttpResponse:
+    key = _own_key(request, identifier)
+    if key.is_revoked:
+        messages.error(request, "A revoked key cannot be changed.")
+        return redirect("keys:detail", identifier=key.identifier)
+    form = KeyForm(request.POST if request.method == "POST" else None, key=key)
+    if request.method == "POST" and form.is_valid():
+        try:
+            actions.edit_key(
+                key,
+                actor=request.user,
+                name=form.cleaned_data["name"],
+                expires_on=form.cleaned_data["expires_on"],
+                networks=form.cleaned_data["allowed_ips"],
+                apis=form.cleaned_data["apis"],
+                ip=client_ip(request),
+            )
+        except ValidationError as error:
+            form.add_model_errors(error)
+        else:
+            messages.success(request, "The key was saved.")
+            return redirect("keys:detail", identifier=key.identifier)
+    return render(request, "keys/edit.html", {"form": form, "key": key, "section": "keys"})
+
+
+def _can_revoke(user, key: ApiKey) -> bool:
+    if key.is_revoked:
+        return False
+    if key.owner_id == user.pk:
+        return user.has_perm(MANAGE_OWN_KEYS)
+    return user.has_perm("keys.revoke_any_key")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def key_revoke(request: HttpRequest, identifier: str) -> HttpResponse:
+    key = _visible_key(request, identifier)
+    if not _can_revoke(request.user, key):
+        if key.is_revoked:
+            messages.info(request, "This key is already revoked.")
+            return redirect("keys:detail", identifier=key.identifier)
+        raise PermissionDenied("You may not revoke this key.")
+    reason_required = key.owner_id != request.user.pk
+    form = RevokeForm(
+        request.POST if request.method == "POST" else None, reason_required=reason_required
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            actions.revoke_key(
+                key,
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+                ip=client_ip(request),
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"The key “{key.name}” was revoked.")
+            return redirect("keys:detail", identifier=key.identifier)
+    return render(
+        request,
+        "keys/revoke.html",
+        {"key": key, "form": form, "reason_required": reason_required, "section": "keys"},
+    )

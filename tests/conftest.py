@@ -1,0 +1,80 @@
+import datetime
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.cache import cache
+
+from keys import actions
+from keys.models import Api, latest_expiry_for, local_date
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def make_user(django_user_model, username: str, role: str | None):
+    user = django_user_model.objects.create_user(
+        username=username, password=f"{username}-portal-pw", email=f"{username}@example.com"
+    )
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def alice(db, django_user_model):
+    """Staff: manages her own keys."""
+    return make_user(django_user_model, "alice", "staff")
+
+
+@pytest.fixture
+def bob(db, django_user_model):
+    """Other staff: must never reach Alice's keys."""
+    return make_user(django_user_model, "bob", "staff")
+
+
+@pytest.fixture
+def carol(db, django_user_model):
+    """Admin."""
+    return make_user(django_user_model, "carol", "admin")
+
+
+@pytest.fixture
+def dave(db, django_user_model):
+    """Auditor: reads everything, changes nothing."""
+    return make_user(django_user_model, "dave", "auditor")
+
+
+@pytest.fixture
+def login(client):
+    def _login(user):
+        client.force_login(user)
+        return client
+
+    return _login
+
+
+@pytest.fixture
+def make_key(db):
+    """Create a key through the real action; returns (key, password)."""
+
+    def _make_key(owner, name="CI pipeline", apis=("risks",), networks=("127.0.0.1",), **kw):
+        expires_on = kw.pop("expires_on", None) or latest_expiry_for(local_date())
+        return actions.create_key(
+            owner=owner,
+            name=name,
+            expires_on=expires_on,
+            networks=list(networks),
+            apis=list(Api.objects.filter(slug__in=apis)),
+            **kw,
+        )
+
+    return _make_key
+
+
+@pytest.fixture
+def today() -> datetime.date:
+    return local_date()
