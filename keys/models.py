@@ -205,6 +205,19 @@ class ApiKey(models.Model):
         instance._stored = dict(zip(field_names, values, strict=True))
         return instance
 
+    def refresh_from_db(self, *args, **kwargs) -> None:
+        super().refresh_from_db(*args, **kwargs)
+        self._remember_stored()
+
+    def _remember_stored(self) -> None:
+        """Remember the values as stored, so save() can refuse forbidden changes."""
+        deferred = self.get_deferred_fields()
+        self._stored = {
+            f.attname: getattr(self, f.attname)
+            for f in self._meta.concrete_fields
+            if f.attname not in deferred
+        }
+
     # --- rules ------------------------------------------------------------------------------
 
     def _stored_value(self, field: str):
@@ -270,7 +283,7 @@ class ApiKey(models.Model):
         if not self.password_hash.startswith("$argon2id$"):
             raise ValueError("Only an Argon2id hash of the password is stored.")
         super().save(*args, **kwargs)
-        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+        self._remember_stored()
 
     def delete(self, *args, **kwargs):
         raise ValueError("Keys are revoked, never deleted: their history must survive.")
