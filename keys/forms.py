@@ -62,7 +62,7 @@ class KeyForm(forms.Form):
 
     name = forms.CharField(label="Name", max_length=100)
     expires_on = forms.DateField(
-        label="Expiration date", widget=forms.DateInput(attrs={"type": "date"})
+        label="Expiration date", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
     )
     allowed_ips = AllowedIpsField(label="Allowed IPs", required=False)
     apis = ApiChoiceField(label="APIs", queryset=Api.objects.active(), required=False)

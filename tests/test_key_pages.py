@@ -1,0 +1,392 @@
+"""The API Keys journey through the portal's pages: every view as anonymous, as another
+user, with the wrong method, and on the happy path."""
+
+import datetime
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from keys.models import Api, ApiKey, AuditEvent
+
+
+def add_form_data(today, **overrides):
+    data = {
+        "name": "Nightly export",
+        "expires_on": (today + datetime.timedelta(days=30)).isoformat(),
+        "allowed_ips": ["203.0.113.7", "10.0.0.0/24"],
+        "apis": [str(Api.objects.get(slug="risks").pk), str(Api.objects.get(slug="kris").pk)],
+    }
+    data.update(overrides)
+    return data
+
+
+def field_errors(response, field):
+    html = response.content.decode()
+    match = re.search(rf'<ul class="errorlist" id="id_{field}_errors">(.*?)</ul>', html, re.S)
+    return re.sub(r"<[^>]+>", " ", match.group(1)).split() if match else []
+
+
+# --- home, log in, profile -------------------------------------------------------------------
+
+
+def test_home_sends_an_anonymous_visitor_to_log_in(client, db):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.url == "/login/"
+
+
+def test_home_sends_a_logged_in_user_to_their_api_keys(alice, login):
+    response = login(alice).get("/")
+    assert response.url == "/keys/"
+
+
+def test_log_in_with_name_and_password_opens_the_api_keys(alice, client):
+    response = client.post(
+        "/login/", {"username": "alice", "password": "alice-portal-pw"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == "/keys/"
+    assert b"API Keys" in response.content
+
+
+def test_header_shows_the_users_name_with_view_profile_and_log_out(alice, login):
+    html = login(alice).get("/keys/").content.decode()
+    assert "<summary>alice</summary>" in html
+    assert ">View profile</a>" in html
+    assert ">Log out</button>" in html
+
+
+def test_profile_has_a_left_hand_menu_with_api_keys(alice, login):
+    html = login(alice).get("/profile/").content.decode()
+    assert 'aria-label="Profile"' in html
+    assert '<a href="/keys/">API Keys</a>' in html
+
+
+def test_profile_needs_log_in(client, db):
+    assert client.get("/profile/").url.startswith("/login/?next=/profile/")
+
+
+# --- list ------------------------------------------------------------------------------------
+
+
+def test_list_needs_log_in(client, db):
+    assert client.get("/keys/").url.startswith("/login/")
+
+
+def test_list_shows_only_my_keys_with_their_facts(alice, bob, login, make_key):
+    mine, _ = make_key(alice, name="Mine", apis=("risks", "kris"), networks=("10.0.0.0/24",))
+    make_key(bob, name="Bobs")
+    html = login(alice).get("/keys/").content.decode()
+    assert "Mine" in html and mine.identifier in html
+    assert "Key risk indicators" in html and "10.0.0.0/24" in html
+    assert "Active" in html and "never" in html
+    assert "Bobs" not in html
+
+
+def test_list_answers_get_only(alice, login):
+    assert login(alice).post("/keys/").status_code == 405
+
+
+def test_list_takes_the_same_number_of_queries_for_2_or_12_keys(alice, login, make_key):
+    client = login(alice)
+    counts = []
+    for batch in (range(2), range(2, 12)):
+        for n in batch:
+            make_key(alice, name=f"key {n}")
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/keys/").status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+
+
+# --- add -------------------------------------------------------------------------------------
+
+
+def test_add_needs_log_in(client, db):
+    assert client.get("/keys/add/").url.startswith("/login/")
+
+
+def test_auditor_cannot_add_a_key(dave, login, today):
+    client = login(dave)
+    assert client.get("/keys/add/").status_code == 403
+    assert client.post("/keys/add/", add_form_data(today)).status_code == 403
+    assert not ApiKey.objects.exists()
+
+
+def test_add_answers_get_and_post_only(alice, login):
+    assert login(alice).put("/keys/add/").status_code == 405
+
+
+def test_add_form_has_the_fields_of_the_manual(alice, login, today):
+    html = login(alice).get("/keys/add/").content.decode()
+    assert '<label for="id_name">Name</label>' in html
+    assert '<label for="id_expires_on">Expiration date</label>' in html
+    assert "<legend>Allowed IPs</legend>" in html
+    assert "<legend>APIs</legend>" in html
+    assert ">Save</button>" in html
+    for api in Api.objects.all():
+        assert api.name in html and api.description in html
+
+
+def test_expiration_date_defaults_to_the_latest_allowed_date(alice, login, today):
+    html = login(alice).get("/keys/add/").content.decode()
+    latest = (
+        today.replace(year=today.year + 1)
+        if not (today.month == 2 and today.day == 29)
+        else today.replace(year=today.year + 1, day=28)
+    )
+    assert f'value="{latest.isoformat()}"' in html
+
+
+def test_save_shows_identifier_and_password_once_and_is_never_cached(alice, login, today):
+    response = login(alice).post("/keys/add/", add_form_data(today))
+    assert response.status_code == 200
+    assert "no-store" in response.headers["Cache-Control"]
+    html = response.content.decode()
+    key = ApiKey.objects.get()
+    assert '<label for="identifier">Identifier</label>' in html
+    assert '<label for="password">Password</label>' in html
+    assert "only time these credentials will be displayed" in html
+    password = re.search(r'id="password" type="text" value="(ckpw_\w+)"', html).group(1)
+    assert key.identifier in html
+    assert key.name == "Nightly export"
+    assert sorted(key.apis.values_list("slug", flat=True)) == ["kris", "risks"]
+    assert sorted(key.allowed_ips.values_list("network", flat=True)) == [
+        "10.0.0.0/24",
+        "203.0.113.7/32",
+    ]
+    assert AuditEvent.objects.filter(key=key, action="key_created").count() == 1
+    # Opening the key later never shows the password again.
+    assert password not in login(alice).get(f"/keys/{key.identifier}/").content.decode()
+    assert password not in login(alice).get("/keys/").content.decode()
+
+
+def test_errors_stand_next_to_their_fields_and_nothing_is_created(alice, login, today):
+    response = login(alice).post(
+        "/keys/add/",
+        add_form_data(
+            today,
+            name="",
+            expires_on=(today - datetime.timedelta(days=1)).isoformat(),
+            allowed_ips=["10.0.0.1/8", "not-an-ip"],
+            apis=[],
+        ),
+    )
+    assert response.status_code == 200
+    assert field_errors(response, "name")
+    assert "past." in field_errors(response, "expires_on")
+    assert "10.0.0.0/8?" in field_errors(response, "allowed_ips")
+    assert "“not-an-ip”" in field_errors(response, "allowed_ips")
+    assert field_errors(response, "apis")
+    assert not ApiKey.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_expiry_past_a_year_is_refused_next_to_the_date(alice, login, today):
+    too_late = today + datetime.timedelta(days=367)
+    response = login(alice).post(
+        "/keys/add/", add_form_data(today, expires_on=too_late.isoformat())
+    )
+    assert "year" in field_errors(response, "expires_on")
+    assert not ApiKey.objects.exists()
+
+
+def test_duplicate_name_is_refused_next_to_the_name(alice, login, make_key, today):
+    make_key(alice, name="Nightly export")
+    response = login(alice).post("/keys/add/", add_form_data(today))
+    assert "name." in field_errors(response, "name")
+    assert ApiKey.objects.count() == 1
+
+
+def test_typed_values_are_kept_after_an_error(alice, login, today):
+    response = login(alice).post("/keys/add/", add_form_data(today, name=""))
+    html = response.content.decode()
+    assert 'value="203.0.113.7"' in html and 'value="10.0.0.0/24"' in html
+
+
+# --- the Allowed IPs Add button ---------------------------------------------------------------
+
+
+def test_add_ip_row_with_htmx_returns_one_row(alice, login):
+    response = login(alice).get("/keys/add/ip-row/", headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert html.count('name="allowed_ips"') == 1
+    assert "<html" not in html
+
+
+def test_add_ip_row_without_javascript_shows_the_form_again_with_one_more_row(alice, login, today):
+    data = add_form_data(today, allowed_ips=["203.0.113.7"])
+    response = login(alice).post("/keys/add/ip-row/", data)
+    html = response.content.decode()
+    assert html.count('name="allowed_ips"') == 2
+    assert 'value="203.0.113.7"' in html
+    assert 'value="Nightly export"' in html
+    assert 'class="errorlist"' not in html  # a half-filled form is not judged yet
+    assert not ApiKey.objects.exists()
+
+
+def test_add_ip_row_needs_log_in(client, db):
+    assert client.get("/keys/add/ip-row/", headers={"HX-Request": "true"}).status_code == 302
+
+
+def test_add_ip_row_for_someone_elses_key_is_not_found(alice, bob, login, make_key, today):
+    key, _ = make_key(alice)
+    response = login(bob).post("/keys/add/ip-row/", {"key": key.identifier})
+    assert response.status_code == 404
+
+
+# --- detail ----------------------------------------------------------------------------------
+
+
+def test_detail_shows_the_key_without_its_password(alice, login, make_key):
+    key, password = make_key(alice)
+    response = login(alice).get(f"/keys/{key.identifier}/")
+    html = response.content.decode()
+    assert key.identifier in html and "Shown only once" in html
+    assert password not in html
+    assert ">Revoke</a>" in html and ">Edit</a>" in html
+
+
+def test_another_users_key_is_not_found(alice, bob, login, make_key):
+    key, _ = make_key(alice)
+    client = login(bob)
+    for path in ("", "edit/", "revoke/"):
+        assert client.get(f"/keys/{key.identifier}/{path}").status_code == 404
+    assert client.post(f"/keys/{key.identifier}/revoke/").status_code == 404
+    key.refresh_from_db()
+    assert key.revoked_at is None
+
+
+def test_unknown_key_is_not_found(alice, login):
+    assert login(alice).get("/keys/ckid_doesnotexist/").status_code == 404
+
+
+def test_detail_needs_log_in(alice, client, make_key):
+    key, _ = make_key(alice)
+    assert client.get(f"/keys/{key.identifier}/").url.startswith("/login/")
+
+
+def test_detail_answers_get_only(alice, login, make_key):
+    key, _ = make_key(alice)
+    assert login(alice).post(f"/keys/{key.identifier}/").status_code == 405
+
+
+def test_auditor_sees_a_key_but_not_its_edit_or_revoke_buttons(alice, dave, login, make_key):
+    key, _ = make_key(alice)
+    html = login(dave).get(f"/keys/{key.identifier}/").content.decode()
+    assert key.identifier in html
+    assert ">Edit</a>" not in html and ">Revoke</a>" not in html
+
+
+# --- edit ------------------------------------------------------------------------------------
+
+
+def test_edit_changes_name_ips_apis_and_shortens_expiry(alice, login, make_key, today):
+    key, _ = make_key(alice)
+    shorter = today + datetime.timedelta(days=3)
+    response = login(alice).post(
+        f"/keys/{key.identifier}/edit/",
+        {
+            "name": "Renamed",
+            "expires_on": shorter.isoformat(),
+            "allowed_ips": ["2001:db8::/48"],
+            "apis": [str(Api.objects.get(slug="events").pk)],
+        },
+    )
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert (key.name, key.expires_on) == ("Renamed", shorter)
+    assert list(key.allowed_ips.values_list("network", flat=True)) == ["2001:db8::/48"]
+    assert list(key.apis.values_list("slug", flat=True)) == ["events"]
+    actions = set(AuditEvent.objects.filter(key=key).values_list("action", flat=True))
+    assert {"key_edited", "expiry_shortened"} <= actions
+
+
+def test_edit_cannot_extend_the_expiry(alice, login, make_key, today):
+    key, _ = make_key(alice, expires_on=today + datetime.timedelta(days=3))
+    response = login(alice).post(
+        f"/keys/{key.identifier}/edit/",
+        {
+            "name": key.name,
+            "expires_on": (today + datetime.timedelta(days=4)).isoformat(),
+            "allowed_ips": ["127.0.0.1"],
+            "apis": [str(Api.objects.get(slug="risks").pk)],
+        },
+    )
+    assert "shortened:" in field_errors(response, "expires_on")
+    key.refresh_from_db()
+    assert key.expires_on == today + datetime.timedelta(days=3)
+
+
+def test_admin_cannot_edit_someone_elses_key(alice, carol, login, make_key):
+    key, _ = make_key(alice)
+    assert login(carol).get(f"/keys/{key.identifier}/edit/").status_code == 403
+
+
+def test_auditor_cannot_edit(alice, dave, login, make_key):
+    key, _ = make_key(alice)
+    assert login(dave).post(f"/keys/{key.identifier}/edit/", {"name": "x"}).status_code == 403
+
+
+def test_edit_needs_log_in_and_get_or_post(alice, client, login, make_key):
+    key, _ = make_key(alice)
+    assert client.get(f"/keys/{key.identifier}/edit/").url.startswith("/login/")
+    assert login(alice).delete(f"/keys/{key.identifier}/edit/").status_code == 405
+
+
+# --- revoke ----------------------------------------------------------------------------------
+
+
+def test_revoke_asks_for_confirmation_first(alice, login, make_key):
+    key, _ = make_key(alice)
+    response = login(alice).get(f"/keys/{key.identifier}/revoke/")
+    assert response.status_code == 200
+    assert b"This cannot be undone" in response.content
+    key.refresh_from_db()
+    assert key.revoked_at is None
+
+
+def test_owner_revokes_their_key(alice, login, make_key):
+    key, _ = make_key(alice)
+    response = login(alice).post(f"/keys/{key.identifier}/revoke/", follow=True)
+    key.refresh_from_db()
+    assert key.revoked_at is not None and key.revoked_by == alice
+    assert b"Revoked on" in response.content
+
+
+def test_admin_revoking_someone_elses_key_must_give_a_reason(alice, carol, login, make_key):
+    key, _ = make_key(alice)
+    client = login(carol)
+    response = client.post(f"/keys/{key.identifier}/revoke/", {"reason": ""})
+    assert field_errors(response, "reason")
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    client.post(f"/keys/{key.identifier}/revoke/", {"reason": "Leaked in a ticket"})
+    key.refresh_from_db()
+    assert key.revoke_reason == "Leaked in a ticket" and key.revoked_by == carol
+    owner_view = login(alice).get(f"/keys/{key.identifier}/").content.decode()
+    assert "carol" in owner_view and "Leaked in a ticket" in owner_view
+
+
+def test_auditor_cannot_revoke(alice, dave, login, make_key):
+    key, _ = make_key(alice)
+    assert login(dave).post(f"/keys/{key.identifier}/revoke/", {"reason": "x"}).status_code == 403
+    key.refresh_from_db()
+    assert key.revoked_at is None
+
+
+def test_revoke_needs_log_in_and_get_or_post(alice, client, login, make_key):
+    key, _ = make_key(alice)
+    assert client.post(f"/keys/{key.identifier}/revoke/").url.startswith("/login/")
+    assert login(alice).put(f"/keys/{key.identifier}/revoke/").status_code == 405
+
+
+@pytest.mark.parametrize("path", ["edit/", "revoke/"])
+def test_a_revoked_key_cannot_be_changed_again(alice, login, make_key, path):
+    key, _ = make_key(alice)
+    client = login(alice)
+    client.post(f"/keys/{key.identifier}/revoke/")
+    response = client.get(f"/keys/{key.identifier}/{path}")
+    assert response.status_code == 302
+    assert response.url == f"/keys/{key.identifier}/"
