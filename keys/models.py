@@ -121,6 +121,11 @@ class ApiKeyQuerySet(models.QuerySet):
     def with_listing_data(self):
         return self.select_related("owner", "revoked_by").prefetch_related("apis", "allowed_ips")
 
+    def expiring_within(self, days: int, at: datetime.datetime | None = None):
+        """Usable keys whose last valid day is at most `days` days after today."""
+        today = local_date(at)
+        return self.usable(at).filter(expires_on__lte=today + datetime.timedelta(days=days))
+
 
 class ApiKey(models.Model):
     class Status(models.TextChoices):
@@ -454,6 +459,11 @@ class AuditEvent(models.Model):
             models.Index(fields=["actor", "-seq"], name="audit_actor_seq"),
             models.Index(fields=["action", "-seq"], name="audit_action_seq"),
             models.Index(fields=["at"], name="audit_at"),
+            # A filter on a person or key *and* an action (or outcome) walks one of these
+            # instead of every event of that person or key.
+            models.Index(fields=["key", "action", "-seq"], name="audit_key_action_seq"),
+            models.Index(fields=["owner", "action", "-seq"], name="audit_owner_action_seq"),
+            models.Index(fields=["actor", "action", "-seq"], name="audit_actor_action_seq"),
         ]
 
     def __str__(self) -> str:
