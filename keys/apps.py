@@ -1,6 +1,13 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class KeysConfig(AppConfig):
     name = "keys"
     verbose_name = "API keys"
+
+    def ready(self) -> None:
+        from keys.seed import seed_after_migrate
+
+        # Runs after auth's own post_migrate handler (apps are ordered), once permissions exist.
+        post_migrate.connect(seed_after_migrate, sender=self, dispatch_uid="keys.seed")

@@ -1,62 +1,8 @@
 """Seed the API catalogue with the CERRIX modules, the audit chain head, and the roles."""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-CATALOGUE = [
-    ("risks", "Risks", "Read the risk register: risks, scores and owners."),
-    ("controls", "Controls", "Read controls and their test results."),
-    ("events", "Events", "Read loss events and near misses."),
-    ("incidents", "Incidents", "Read incidents and their follow-up."),
-    ("mois", "Measures of improvement", "Read measures of improvement and their progress."),
-    ("findings", "Findings", "Read audit findings and their status."),
-    ("kris", "Key risk indicators", "Read key risk indicators and their measurements."),
-    ("third-parties", "Third party management", "Read third parties and their assessments."),
-]
-
-ROLE_PERMISSIONS = {
-    "staff": ["keys.manage_own_keys"],
-    "admin": [
-        "keys.manage_own_keys",
-        "keys.view_all_keys",
-        "keys.revoke_any_key",
-        "keys.view_audit",
-        "keys.view_apikey",
-        "keys.view_api",
-        "keys.add_api",
-        "keys.change_api",
-        "keys.view_auditevent",
-        "portal.view_user",
-        "portal.add_user",
-        "portal.change_user",
-    ],
-    "auditor": ["keys.view_all_keys", "keys.view_audit"],
-}
-
-
-def seed(apps, schema_editor):
-    Api = apps.get_model("keys", "Api")
-    for position, (slug, name, description) in enumerate(CATALOGUE):
-        Api.objects.get_or_create(
-            slug=slug, defaults={"name": name, "description": description, "position": position}
-        )
-    AuditHead = apps.get_model("keys", "AuditHead")
-    AuditHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": "0" * 64})
-
-    # Permissions are normally created after migrate; roles need them now.
-    for app_label in ("keys", "portal", "auth"):
-        app_config = apps.get_app_config(app_label)
-        app_config.models_module = True  # the historical app registry's stub lacks it
-        create_permissions(app_config, apps=apps, verbosity=0)
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, perms in ROLE_PERMISSIONS.items():
-        group, _ = Group.objects.get_or_create(name=role)
-        for perm in perms:
-            app_label, codename = perm.split(".")
-            group.permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
+from keys.seed import seed_in_migration
 
 
 class Migration(migrations.Migration):
@@ -67,4 +13,4 @@ class Migration(migrations.Migration):
         ("contenttypes", "0002_remove_content_type_name"),
     ]
 
-    operations = [migrations.RunPython(seed, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(seed_in_migration, migrations.RunPython.noop)]

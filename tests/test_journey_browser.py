@@ -1,0 +1,205 @@
+"""The CERRIX journey in a real Chromium, by visible labels: log in, View profile, API Keys,
+Add, fill the form (adding an Allowed IPs row through htmx), Save, read the credentials once.
+
+Screenshots are kept in test-artifacts/ for people to look at.
+"""
+
+import base64
+import json
+import os
+import re
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from keys.models import ApiKey
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI") == "true":
+        pytest.fail("Chromium is missing on CI: .ci/run must install Debian's chromium package.")
+    pytest.skip(
+        "SKIPPED LOUDLY: no Chromium here (apt-get install chromium); browser journey not run.",
+        allow_module_level=True,
+    )
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls made by the test
+# itself (not by the server) are safe here.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(
+        username="alice", password="alice-portal-pw", first_name="Alice", last_name="Jansen"
+    )
+    user.groups.add(Group.objects.get(name="staff"))
+    return user
+
+
+def log_in(page, base_url):
+    page.goto(base_url + "/")
+    expect(page).to_have_url(re.compile(r"/login/"))
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("alice-portal-pw")
+    page.get_by_role("button", name="Log in").click()
+
+
+def shot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_create_a_key_as_the_cerrix_manual_describes(browser, live_server, staff_user):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    log_in(page, live_server.url)
+
+    # In the top right corner, click on your name; select View profile.
+    page.get_by_role("banner").get_by_text("Alice Jansen", exact=True).click()
+    page.get_by_role("link", name="View profile").click()
+    expect(page.get_by_role("heading", name="Profile")).to_be_visible()
+
+    # In the left-hand menu, go to API Keys; click Add.
+    page.get_by_role("navigation", name="Profile").get_by_role("link", name="API Keys").click()
+    expect(page.get_by_role("heading", name="API Keys")).to_be_visible()
+    page.get_by_role("link", name="Add", exact=True).click()
+
+    page.get_by_label("Name").fill("Integration server")
+    expiry = page.get_by_label("Expiration date")
+    assert expiry.input_value()  # defaults to the latest allowed date
+
+    ips = page.get_by_role("group", name="Allowed IPs")
+    ips.get_by_label("Allowed IP").first.fill("127.0.0.1")
+    ips.get_by_role("button", name="Add").click()  # htmx adds a row, no page load
+    expect(ips.get_by_label("Allowed IP")).to_have_count(2)
+    ips.get_by_label("Allowed IP").nth(1).fill("2001:db8::/48")
+
+    apis = page.get_by_role("group", name="APIs")
+    apis.get_by_label("Risks").check()
+    apis.get_by_label("Key risk indicators").check()
+    shot(page, "journey-1-add-form")
+    page.get_by_role("button", name="Save").click()
+
+    expect(
+        page.get_by_text("This is the only time these credentials will be displayed")
+    ).to_be_visible()
+    identifier = page.get_by_label("Identifier").input_value()
+    password = page.get_by_label("Password").input_value()
+    assert identifier.startswith("ckid_") and password.startswith("ckpw_")
+    shot(page, "journey-2-credentials")
+
+    key = ApiKey.objects.get(identifier=identifier)
+    assert sorted(key.apis.values_list("slug", flat=True)) == ["kris", "risks"]
+    assert sorted(key.allowed_ips.values_list("network", flat=True)) == [
+        "127.0.0.1/32",
+        "2001:db8::/48",
+    ]
+
+    # Copy buttons copy the value.
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy").nth(1).click()
+    assert page.evaluate("navigator.clipboard.readText()") == password
+
+    # The key works from an allowed IP (the test client is 127.0.0.1).
+    api_answer = call_api(live_server.url + "/api/v1/whoami", identifier, password)
+    if api_answer is not None:
+        assert api_answer["identifier"] == identifier
+
+    # Going back or opening the key later never shows the password again.
+    page.go_back()
+    assert password not in page.content()
+    page.goto(f"{live_server.url}/keys/{identifier}/")
+    expect(page.get_by_text("Shown only once")).to_be_visible()
+    assert password not in page.content()
+    page.goto(f"{live_server.url}/keys/")
+    expect(page.get_by_role("link", name="Integration server")).to_be_visible()
+    shot(page, "journey-3-list")
+    assert password not in page.content()
+    assert not errors, errors  # no console errors (CSP violations included)
+    context.close()
+
+
+def call_api(url, identifier, password):
+    """The API's answer as JSON, or None while the API is not part of the portal yet."""
+    token = base64.b64encode(f"{identifier}:{password}".encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        if error.code == 404 and "api_urls" not in str(Path("portal/urls.py").read_text()):
+            return None
+        raise
+
+
+def test_allowed_ips_add_works_without_javascript(browser, live_server, staff_user):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    log_in(page, live_server.url)
+    page.goto(live_server.url + "/keys/add/")
+    page.get_by_label("Name").fill("No script")
+    ips = page.get_by_role("group", name="Allowed IPs")
+    ips.get_by_label("Allowed IP").first.fill("192.0.2.10")
+    ips.get_by_role("button", name="Add").click()  # a plain form post re-renders the form
+    ips = page.get_by_role("group", name="Allowed IPs")
+    expect(ips.get_by_label("Allowed IP")).to_have_count(2)
+    expect(ips.get_by_label("Allowed IP").first).to_have_value("192.0.2.10")
+    expect(page.get_by_label("Name")).to_have_value("No script")
+    ips.get_by_label("Allowed IP").nth(1).fill("192.0.2.11")
+    page.get_by_role("group", name="APIs").get_by_label("Controls").check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_label("Identifier")).to_have_value(re.compile(r"^ckid_"))
+    key = ApiKey.objects.get(name="No script")
+    assert key.allowed_ips.count() == 2
+    context.close()
+
+
+def test_form_errors_show_next_to_their_fields_in_the_browser(browser, live_server, staff_user):
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, live_server.url)
+    page.goto(live_server.url + "/keys/add/")
+    page.get_by_role("group", name="Allowed IPs").get_by_label("Allowed IP").first.fill(
+        "10.0.0.1/8"
+    )
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#id_name_errors")).to_contain_text("This field is required")
+    expect(page.locator("#id_allowed_ips_errors")).to_contain_text("did you mean 10.0.0.0/8?")
+    expect(page.locator("#id_apis_errors")).to_contain_text("Select at least one API")
+    shot(page, "journey-4-errors")
+    assert not ApiKey.objects.exists()
+    context.close()
