@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV := DEBUG=1
 
-.PHONY: install run test lint format migrations-check test-sqlite test-postgres bench clean
+.PHONY: install run serve test lint format migrations-check test-sqlite test-postgres bench clean
 
 install: $(STAMP)
 
@@ -19,6 +19,14 @@ run: install
 	$(DEV) $(BIN)/python manage.py migrate --noinput
 	$(DEV) $(BIN)/python manage.py ensure_admin
 	$(DEV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+# Production: settings from the environment (docs/deploy.md), DEBUG off, hashed static files
+# served by WhiteNoise, gunicorn with WORKERS workers on BIND (gunicorn.conf.py).
+serve: install
+	$(BIN)/python manage.py check --deploy
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/gunicorn --config gunicorn.conf.py portal.wsgi
 
 lint: install
 	$(BIN)/ruff check .
@@ -34,7 +42,11 @@ migrations-check: install
 test-sqlite: install
 	$(BIN)/pytest
 
-test: lint migrations-check test-sqlite
+# The whole suite again on a throwaway PostgreSQL server (initdb/pg_ctl in a temp dir).
+test-postgres: install
+	$(BIN)/python tests/with_postgres.py $(BIN)/pytest
+
+test: lint migrations-check test-sqlite test-postgres
 
 clean:
 	rm -rf $(VENV) db.sqlite3* staticfiles test-artifacts .pytest_cache .ruff_cache

@@ -7,6 +7,9 @@ from django.core.cache import cache
 from keys import actions
 from keys.models import Api, latest_expiry_for, local_date
 
+# Real redis-server for `redis` tests, the `postgres_only` marker: see tests/servers.py.
+pytest_plugins = ["tests.servers"]
+
 
 @pytest.fixture(autouse=True)
 def _clear_cache():

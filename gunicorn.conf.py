@@ -1,0 +1,22 @@
+"""gunicorn settings for `make serve` and the systemd unit in docs/deploy.md.
+
+Everything comes from the environment: BIND (default 127.0.0.1:8000), WORKERS (default
+2 x cores + 1, at most 8), GUNICORN_TIMEOUT. The access log leaves out query strings: API
+credentials are refused there, but a client may still send them, and they must not be
+written down.
+"""
+
+import os
+
+bind = os.environ.get("BIND", "127.0.0.1:8000").split(",")
+workers = int(os.environ.get("WORKERS") or min(2 * (os.cpu_count() or 1) + 1, 8))
+worker_class = "sync"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+# Recycle workers now and then so a slow leak can never take a server down.
+max_requests = 5000
+max_requests_jitter = 500
+accesslog = "-"
+errorlog = "-"
+# %(U)s: the path without the query string. No %(u)s: the log has no credentials at all.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'

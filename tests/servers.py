@@ -1,0 +1,214 @@
+"""Real servers for the tests: redis-server, the PostgreSQL-only marker, subprocess helpers.
+
+Tests marked `redis` run against a real redis-server that this plugin starts on a free
+loopback port in a temporary directory, with no persistence, and stops at the end. Without
+redis-server they are skipped loudly; with CI=true a missing server fails them instead.
+Tests marked `postgres_only` run only in the PostgreSQL run (tests/with_postgres.py).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.test import override_settings
+
+from portal.settings import caches_from_url
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require(reason: str):
+    """A server the test needs is missing: skip, but fail under CI=true."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: required, not skipped)", pytrace=False)
+    pytest.skip(f"{reason} — install it to run this test")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, *, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    """Poll check() until it returns truthy; fail after timeout or when proc dies."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        try:
+            if result := check():
+                return result
+        except Exception as error:
+            last_error = error
+        time.sleep(0.05)
+    raise TimeoutError(f"{what}: not ready after {timeout}s ({last_error!r})")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+
+class RedisServer:
+    """One redis-server on 127.0.0.1:<free port>, data in a temp dir, nothing saved to disk."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def options(self) -> list[str]:
+        return [
+            *("--bind", "127.0.0.1", "--port", str(self.port)),
+            *("--dir", str(self.directory), "--daemonize", "no"),
+            *("--save", "", "--appendonly", "no"),  # nothing to disk
+        ]
+
+    def start(self) -> "RedisServer":
+        executable = shutil.which("redis-server") or "/usr/bin/redis-server"
+        for attempt in range(3):  # the probed port can be taken before redis binds it
+            self.port = free_port()
+            log = (self.directory / "redis.log").open("ab")
+            self.proc = subprocess.Popen(
+                [executable, *self.options()],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            log.close()
+            client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+            try:
+                wait_for(client.ping, timeout=10, what="redis-server", proc=self.proc)
+                return self
+            except (RuntimeError, TimeoutError):
+                self.stop()
+                if attempt == 2:
+                    raise
+            finally:
+                client.close()
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def _start_redis(tmp_path_factory) -> RedisServer:
+    if not (shutil.which("redis-server") or Path("/usr/bin/redis-server").exists()):
+        require("redis-server is not installed")
+    return RedisServer(tmp_path_factory.mktemp("redis")).start()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    """The shared redis-server of the run."""
+    server = _start_redis(tmp_path_factory)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    """A redis-server of this test alone, which it may stop to see the portal without it."""
+    server = _start_redis(tmp_path_factory)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def point_cache() -> Iterator:
+    """Point Django's cache at a URL, configured exactly as CACHE_URL would, for this test.
+
+    Not through pytest-django's `settings`: this fixture is set up after the autouse cache
+    clearing, so it is undone before that clears the cache (perhaps of a stopped Redis).
+    """
+    overrides: list[override_settings] = []
+
+    def point(url: str) -> None:
+        override = override_settings(CACHES=caches_from_url(url))
+        override.enable()
+        overrides.append(override)
+
+    yield point
+    for override in reversed(overrides):
+        override.disable()
+
+
+@pytest.fixture
+def redis_cache(redis_server) -> Iterator[RedisServer]:
+    """Django's cache is RedisCache on the shared, emptied redis-server for this test."""
+    client = redis.Redis(port=redis_server.port)
+    client.flushdb()
+    client.close()
+    with override_settings(CACHES=caches_from_url(redis_server.url)):
+        yield redis_server
+
+
+@pytest.fixture(autouse=True)
+def _redis_marker(request):
+    if request.node.get_closest_marker("redis"):
+        request.getfixturevalue("redis_cache")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("postgres_only"):
+        engine = django_settings.DATABASES["default"]["ENGINE"]
+        if "postgresql" not in engine:
+            pytest.skip("PostgreSQL only: runs in `make test-postgres`")
+
+
+def manage_env(**extra: str) -> dict[str, str]:
+    """Environment for a manage.py/gunicorn subprocess with production-like settings."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CACHE_URL", "DEBUG"}
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="portal.settings",
+        SECRET_KEY="test-subprocess-" + "k" * 50,
+        DEBUG="0",
+        HTTPS="0",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        PYTHONPATH=str(REPO),
+    )
+    env.update(extra)
+    return env
+
+
+def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
