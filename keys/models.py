@@ -393,6 +393,9 @@ class AuditEventQuerySet(models.QuerySet):
 
     _raw_delete = delete
 
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise ValueError("Audit events are append-only.")
+
 
 class AuditEvent(models.Model):
     """One entry of the append-only, hash-chained key history (DESIGN §5).

@@ -8,6 +8,13 @@ os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret-" + "x" * 40)
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("HTTPS", "0")
 os.environ.setdefault("LOG_LEVEL", "DEBUG")
+# Tests that run threads (50 concurrent key creations on the audit chain) need SQLite's real
+# file locking: an in-memory database shared between connections answers "table is locked"
+# instead of waiting. One file per test process, so parallel runs do not collide.
+os.environ.setdefault(
+    "SQLITE_TEST_NAME",
+    str(Path(tempfile.gettempdir()) / f"keyportal-test-{os.getpid()}.sqlite3"),
+)
 
 from portal.settings import *  # noqa: F403
 
