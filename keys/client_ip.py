@@ -4,6 +4,9 @@ Direct mode (KEYS_TRUSTED_PROXIES empty): only REMOTE_ADDR counts; every forward
 ignored, since any client can send one. Proxy mode: KEYS_PROXY_HEADER is honoured only when
 REMOTE_ADDR is one of the trusted proxies, and then only its right-most entry: the one our own
 proxy wrote (whatever the client put before it is forgeable). No IP determined -> None.
+
+Every ipware option is passed explicitly, so no IPWARE_* setting can widen what is trusted.
+IPv4-mapped IPv6 addresses come back in their IPv4 form.
 """
 
 from django.conf import settings
@@ -16,12 +19,18 @@ def client_ip(request) -> str | None:
     remote_addr = request.META.get("REMOTE_ADDR") or ""
     proxies = settings.KEYS_TRUSTED_PROXIES
     if proxies and ip_in_networks(remote_addr, proxies):
-        ip, _routable = get_client_ip(
-            request,
-            request_header_order=[settings.KEYS_PROXY_HEADER],
-            proxy_count=0,  # the last hop in the header is the one our proxy saw
-            strict=False,
-        )
+        # proxy_count=0 picks the last hop, the one our proxy saw; strict=False so that a
+        # client cannot void the header by prepending garbage to it.
+        header = settings.KEYS_PROXY_HEADER
     else:
-        ip, _routable = get_client_ip(request, request_header_order=["REMOTE_ADDR"])
+        header = "REMOTE_ADDR"
+    ip, _routable = get_client_ip(
+        request,
+        proxy_order="left-most",
+        proxy_count=0,
+        proxy_trusted_ips=None,
+        request_header_order=[header],
+        strict=False,
+        algorithm="modern",
+    )
     return ip

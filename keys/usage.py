@@ -1,0 +1,158 @@
+"""What the API records about each key's use: last use, calls per day, refused calls.
+
+Successful calls never write per call (that would serialise every call on the database):
+they are counted in the cache, and at most once a minute per key one write stores the
+counts and the last-used time and IP. Refusals of a known key become `USE_DENIED` audit
+events, at most one per (key, reason) per minute, carrying how many calls it stands for.
+
+Lost if a process dies (with the local-memory cache) or the cache is flushed: the counts and
+refusals of at most the last minute. Until the key's next call after that minute, those
+counts wait in the cache; the key page flushes them (`flush_pending`) when it is viewed.
+"""
+
+import datetime
+import logging
+
+from django.core.cache import cache
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from keys import audit
+from keys.models import ApiKey, AuditEvent, KeyUsageDay, local_date
+
+logger = logging.getLogger(__name__)
+
+FLUSH_EVERY_SECONDS = 60
+REFUSAL_EVERY_SECONDS = 60
+PENDING_COUNT_SECONDS = 3 * 24 * 3600  # a pending count outlives a quiet weekend
+
+
+# --- cache helpers: an unavailable cache degrades the record, never the answer ------------
+
+
+def cache_incr(name: str, delta: int = 1, *, timeout: int = PENDING_COUNT_SECONDS) -> int | None:
+    """Add delta to a counter, creating it with `timeout`; None if the cache is unavailable."""
+    try:
+        try:
+            return cache.incr(name, delta)
+        except ValueError:  # missing (or expired)
+            if cache.add(name, delta, timeout):
+                return delta
+            return cache.incr(name, delta)
+    except Exception:
+        logger.warning("Cache unavailable for %s", name.split(":", 2)[1], exc_info=True)
+        return None
+
+
+def _cache_add(name: str, timeout: int) -> bool:
+    """True if this caller set the gate now; False if it was set, or the cache is down."""
+    try:
+        return cache.add(name, 1, timeout)
+    except Exception:
+        logger.warning("Cache unavailable for a usage gate", exc_info=True)
+        return False
+
+
+def _cache_take(name: str) -> int:
+    """Read a counter and subtract what was read (others may add meanwhile)."""
+    try:
+        value = cache.get(name) or 0
+        if value:
+            cache.decr(name, value)
+        return value
+    except ValueError:  # expired between get and decr: it is gone, count what we read
+        return value
+    except Exception:
+        logger.warning("Cache unavailable for a usage counter", exc_info=True)
+        return 0
+
+
+# --- successful calls ---------------------------------------------------------------------
+
+
+def _uses_name(key_id: int, day: datetime.date) -> str:
+    return f"kp:uses:{key_id}:{day.isoformat()}"
+
+
+def record_use(key_id: int, ip: str, at: datetime.datetime | None = None) -> None:
+    """Count one successful call; at most once a minute per key, write what was counted."""
+    at = at or timezone.now()
+    cache_incr(_uses_name(key_id, local_date(at)))
+    if _cache_add(f"kp:flush:{key_id}", FLUSH_EVERY_SECONDS):
+        flush(key_id, ip=ip, at=at)
+
+
+def flush(key_id: int, *, ip: str | None = None, at: datetime.datetime | None = None) -> None:
+    """Store the pending per-day counts, and the last use if the stored one is a minute old.
+
+    The DB condition keeps "at most once a minute" across processes whose caches differ.
+    """
+    at = at or timezone.now()
+    today = local_date(at)
+    try:
+        for day in (today - datetime.timedelta(days=1), today):
+            if uses := _cache_take(_uses_name(key_id, day)):
+                _add_uses(key_id, day, uses)
+        if ip is not None:
+            ApiKey.objects.filter(pk=key_id).filter(
+                Q(last_used_at=None)
+                | Q(last_used_at__lt=at - datetime.timedelta(seconds=FLUSH_EVERY_SECONDS))
+            ).update(last_used_at=at, last_used_ip=ip)
+    except DatabaseError:
+        # A busy database must not fail the call it records; the counts of this flush are
+        # lost, as when a process dies.
+        logger.warning("Could not store the use of key %s", key_id, exc_info=True)
+
+
+def flush_pending(key: ApiKey) -> None:
+    """Store the counts this process (or a shared cache) still holds for `key`."""
+    flush(key.pk)
+
+
+def _add_uses(key_id: int, day: datetime.date, uses: int) -> None:
+    rows = KeyUsageDay.objects.filter(key_id=key_id, day=day)
+    if rows.update(uses=F("uses") + uses):
+        return
+    try:
+        with transaction.atomic():
+            KeyUsageDay.objects.create(key_id=key_id, day=day, uses=uses)
+    except IntegrityError:  # another process created the day's row first
+        rows.update(uses=F("uses") + uses)
+
+
+# --- refused calls ------------------------------------------------------------------------
+
+
+def record_refusal(
+    *,
+    identifier: str,
+    reason: str,
+    ip: str | None,
+    path: str,
+    key_id: int | None = None,
+) -> None:
+    """Record why a call with a known key was refused, aggregated per (key, reason) a minute.
+
+    A flood costs one cache operation per call and one audit event per minute: the event
+    carries `count`, this call plus the repeats since the previous event.
+    """
+    repeats = f"kp:denied-n:{identifier}:{reason}"
+    if not _cache_add(f"kp:denied:{identifier}:{reason}", REFUSAL_EVERY_SECONDS):
+        cache_incr(repeats, timeout=PENDING_COUNT_SECONDS)
+        return
+    count = 1 + _cache_take(repeats)
+    try:
+        keys = ApiKey.objects.select_related("owner")
+        key = keys.get(pk=key_id) if key_id else keys.get(identifier=identifier)
+        audit.record(
+            AuditEvent.Action.USE_DENIED,
+            key=key,
+            actor_label=f"api:{identifier}",
+            ip=ip,
+            details={"reason": reason, "path": path, "count": count},
+        )
+    except ApiKey.DoesNotExist:
+        return  # throttled with an identifier that names no key: nobody to tell
+    except DatabaseError:
+        logger.warning("Could not record a refused call (%s)", reason, exc_info=True)

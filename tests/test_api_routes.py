@@ -1,0 +1,109 @@
+"""Every /api/ route declares the catalogue API it belongs to, and behaves by it."""
+
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from keys import api
+from keys.demo_data import DEMO_DATA
+from keys.models import Api
+from tests.api_calls import assert_the_401, call
+
+METHODS = ["get", "head", "options", "post", "put", "patch", "delete"]
+SAMPLE_ITEM = "X-001"
+
+
+def walk(patterns, prefix=""):
+    """(route regex, callback) of every URL pattern, includes followed."""
+    for pattern in patterns:
+        regex = prefix + pattern.pattern.regex.pattern.lstrip("^")
+        if isinstance(pattern, URLResolver):
+            yield from walk(pattern.url_patterns, regex)
+        elif isinstance(pattern, URLPattern):
+            yield regex, pattern.callback
+
+
+def api_routes():
+    return [(regex, view) for regex, view in walk(get_resolver().url_patterns)
+            if regex.startswith(("api/", r"api\/"))]  # fmt: skip
+
+
+def sample_paths(regex: str) -> list[str]:
+    """Concrete paths for a route regex: with and without the trailing slash."""
+    path = re.sub(r"\(\?P<\w+>[^)]*\)", SAMPLE_ITEM, regex)
+    path = path.replace("\\", "").rstrip("$").removesuffix("/?")
+    assert re.fullmatch(r"[\w/-]+", path), f"cannot make a sample path from {regex}"
+    return ["/" + path, "/" + path + "/"]
+
+
+ROUTES = api_routes()
+CASES = [(path, view.api) for regex, view in ROUTES for path in sample_paths(regex)]
+
+
+def test_there_are_api_routes_for_every_demo_api_and_whoami():
+    declared = {getattr(view, "api", None) for _regex, view in ROUTES}
+    assert declared == {*DEMO_DATA, api.ANY_API}
+
+
+@pytest.mark.django_db
+def test_every_api_route_declares_a_catalogue_api_or_any_key():
+    catalogue = set(Api.objects.values_list("slug", flat=True))
+    undeclared = [
+        regex
+        for regex, view in ROUTES
+        if getattr(view, "api", None) not in catalogue | {api.ANY_API}
+    ]
+    assert undeclared == []
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("path", "declared"), CASES)
+def test_every_api_route_refuses_a_call_without_credentials(client, db, path, declared, method):
+    response = call(client, path, method=method)
+    assert_the_401(response)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("path", "declared"), [c for c in CASES if c[1] != api.ANY_API])
+def test_every_api_route_refuses_a_key_without_its_api(
+    client, alice, make_key, path, declared, method
+):
+    other = next(slug for slug in DEMO_DATA if slug != declared)
+    key, password = make_key(alice, apis=(other,))
+    response = call(client, path, key.identifier, password, method=method)
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(("path", "declared"), CASES)
+def test_every_api_route_serves_a_key_with_its_api_and_only_get_and_head(
+    client, alice, make_key, path, declared
+):
+    slug = next(iter(DEMO_DATA)) if declared == api.ANY_API else declared
+    key, password = make_key(alice, apis=(slug,))
+    found = 404 if SAMPLE_ITEM in path else 200
+    assert call(client, path, key.identifier, password).status_code == found
+    assert call(client, path, key.identifier, password, method="head").status_code == found
+    for method in ("options", "post", "put", "patch", "delete"):
+        refused = call(client, path, key.identifier, password, method=method)
+        assert refused.status_code == 405
+        assert refused["Allow"] == "GET, HEAD"
+        assert refused["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/", "/api/v1/", "/api/v1/nowhere", "/api/v2/risks/", "/api/v1/risks/a/b/", "/api/x%00"],
+)
+@pytest.mark.parametrize("method", ["get", "post", "options"])
+def test_unknown_api_paths_are_a_404_problem_never_html_nor_a_redirect(client, db, path, method):
+    response = call(client, path, method=method)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+
+
+def test_a_catalogue_api_with_data_gets_its_routes_from_the_registry():
+    names = {endpoint.name for endpoint in api.endpoints()}
+    for slug in DEMO_DATA:
+        assert {f"{slug}-list", f"{slug}-item"} <= names

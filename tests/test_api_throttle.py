@@ -1,0 +1,129 @@
+"""Failed API attempts are counted per client IP and per identifier; past a limit, 429."""
+
+import datetime
+import json
+
+import pytest
+import time_machine
+
+from keys import tokens
+from tests.api_calls import argon2_count, assert_the_401, call
+
+RISKS = "/api/v1/risks/"
+WINDOW = 300
+# A throttle window starts at a multiple of its length (UTC epoch seconds).
+WINDOW_START = datetime.datetime.fromtimestamp(WINDOW * 6_000_000, tz=datetime.UTC)
+
+
+@pytest.fixture(autouse=True)
+def limits(settings):
+    settings.KEYS_THROTTLE_WINDOW_SECONDS = WINDOW
+    settings.KEYS_THROTTLE_MAX_FAILURES_PER_IP = 3
+    settings.KEYS_THROTTLE_MAX_FAILURES_PER_KEY = 2
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(WINDOW_START + datetime.timedelta(seconds=100), tick=False) as t:
+        yield t
+
+
+@pytest.fixture
+def key(alice, make_key, clock):
+    return make_key(alice, networks=("127.0.0.1", "127.0.0.2", "2001:db8::/32"))
+
+
+def garbage(client, ip="127.0.0.1"):
+    return client.get(RISKS, HTTP_AUTHORIZATION="Basic Z2FyYmFnZQ==", REMOTE_ADDR=ip)
+
+
+def wrong_password(client, key, ip="127.0.0.1"):
+    return call(client, RISKS, key[0].identifier, tokens.generate_password(), REMOTE_ADDR=ip)
+
+
+def right_password(client, key, ip="127.0.0.1"):
+    return call(client, RISKS, key[0].identifier, key[1], REMOTE_ADDR=ip)
+
+
+def assert_the_429(response, retry_after: int) -> None:
+    assert response.status_code == 429
+    assert response["Retry-After"] == str(retry_after)
+    assert response["Content-Type"] == "application/problem+json"
+    assert json.loads(response.content)["status"] == 429
+
+
+def test_an_ip_past_its_failure_limit_gets_429_even_with_a_valid_key_and_no_argon2(client, key):
+    for _ in range(3):
+        assert_the_401(garbage(client))
+    before = argon2_count()
+
+    assert_the_429(right_password(client, key), retry_after=WINDOW - 100)
+    assert argon2_count() == before
+
+
+def test_an_ip_one_failure_below_its_limit_is_still_served(client, key):
+    for _ in range(2):
+        garbage(client)
+    assert right_password(client, key).status_code == 200
+
+
+def test_every_kind_of_401_counts_against_the_ip(client, key, alice, make_key):
+    other, _password = make_key(alice, name="Other", networks=("192.0.2.1",))
+    client.get(RISKS)  # no credentials
+    call(client, RISKS, tokens.generate_identifier(), key[1])  # unknown identifier
+    call(client, RISKS, other.identifier, key[1])  # IP not allowed for that key
+    assert_the_429(right_password(client, key), retry_after=WINDOW - 100)
+
+
+def test_a_403_does_not_count_as_a_failure(client, key):
+    for _ in range(5):
+        response = call(client, "/api/v1/findings/", key[0].identifier, key[1])
+        assert response.status_code == 403
+    assert right_password(client, key).status_code == 200
+
+
+def test_another_ip_is_not_throttled_by_a_failing_neighbour(client, key):
+    for _ in range(3):
+        garbage(client, ip="127.0.0.2")
+    assert right_password(client, key, ip="127.0.0.1").status_code == 200
+
+
+def test_a_key_past_its_bad_password_limit_gets_429_from_every_ip(client, key):
+    wrong_password(client, key, ip="127.0.0.1")
+    wrong_password(client, key, ip="127.0.0.2")
+    before = argon2_count()
+
+    assert_the_429(right_password(client, key, ip="2001:db8::1"), retry_after=WINDOW - 100)
+    assert argon2_count() == before
+
+
+def test_bad_passwords_from_ips_not_allowed_cannot_lock_a_key_out(client, key):
+    for n in range(10):
+        wrong_password(client, key, ip=f"192.0.2.{n}")
+    assert right_password(client, key).status_code == 200
+
+
+def test_the_throttle_lifts_when_its_window_ends(client, key, clock):
+    for _ in range(3):
+        garbage(client)
+    clock.move_to(WINDOW_START + datetime.timedelta(seconds=WINDOW - 1))
+    assert_the_429(right_password(client, key), retry_after=1)
+
+    clock.move_to(WINDOW_START + datetime.timedelta(seconds=WINDOW))
+    assert right_password(client, key).status_code == 200
+
+
+def test_ipv6_failures_count_per_64_network(client, key):
+    for host in ("2001:db8::1", "2001:db8::2", "2001:db8::ffff:3"):
+        garbage(client, ip=host)
+    assert right_password(client, key, ip="2001:db8::99").status_code == 429
+    assert right_password(client, key, ip="2001:db8:0:1::99").status_code == 200
+
+
+def test_a_malformed_credential_from_a_throttled_ip_costs_no_query(
+    client, key, django_assert_num_queries
+):
+    for _ in range(3):
+        garbage(client)
+    with django_assert_num_queries(0):
+        assert_the_401(garbage(client))

@@ -1,0 +1,231 @@
+"""Use and refusals of a key are recorded, cheaply, and shown on the key's page."""
+
+import datetime
+import zoneinfo
+
+import pytest
+import time_machine
+from django.core.cache import cache
+
+from keys import actions, tokens
+from keys.models import ApiKey, AuditEvent, KeyUsageDay
+from tests.api_calls import call
+
+TZ = zoneinfo.ZoneInfo("Europe/Amsterdam")
+RISKS = "/api/v1/risks/"
+DENIED = AuditEvent.Action.USE_DENIED
+NOON = datetime.datetime(2027, 3, 10, 12, 0, 0, tzinfo=TZ)
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(NOON, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def key(alice, make_key, clock):
+    return make_key(alice, networks=("127.0.0.1", "::1"))
+
+
+def use(client, key, path=RISKS, **extra):
+    return call(client, path, key[0].identifier, key[1], **extra)
+
+
+def later(clock, seconds: float) -> None:
+    clock.shift(datetime.timedelta(seconds=seconds))
+
+
+def uses_per_day(key) -> dict[datetime.date, int]:
+    return dict(KeyUsageDay.objects.filter(key=key[0]).values_list("day", "uses"))
+
+
+def refusals(key) -> list[dict]:
+    events = AuditEvent.objects.filter(key=key[0], action=DENIED).order_by("seq")
+    return [event.details for event in events]
+
+
+# --- successful calls ---------------------------------------------------------------------------
+
+
+def test_the_first_call_records_last_use_and_the_days_count(client, key):
+    assert use(client, key).status_code == 200
+
+    stored = ApiKey.objects.get(pk=key[0].pk)
+    assert stored.last_used_at == NOON
+    assert stored.last_used_ip == "127.0.0.1"
+    assert uses_per_day(key) == {NOON.date(): 1}
+
+
+def test_calls_within_a_minute_cost_one_query_each_and_write_nothing(
+    client, key, clock, django_assert_num_queries
+):
+    use(client, key)
+    later(clock, 30)
+    with django_assert_num_queries(5):  # per call, one: the key's status, allowlist, grants
+        for _ in range(5):
+            later(clock, 1)
+            assert use(client, key, REMOTE_ADDR="::1").status_code == 200
+    assert ApiKey.objects.get(pk=key[0].pk).last_used_at == NOON
+    assert uses_per_day(key) == {NOON.date(): 1}
+
+
+def test_the_first_call_after_a_minute_writes_the_counts_and_the_last_use(client, key, clock):
+    use(client, key)
+    for _ in range(4):
+        later(clock, 10)
+        use(client, key)
+    later(clock, 21)  # 61 s after the first write
+    use(client, key, REMOTE_ADDR="::1")
+
+    stored = ApiKey.objects.get(pk=key[0].pk)
+    assert stored.last_used_at == NOON + datetime.timedelta(seconds=61)
+    assert stored.last_used_ip == "::1"
+    assert uses_per_day(key) == {NOON.date(): 6}
+
+
+def test_another_process_does_not_rewrite_the_last_use_within_the_minute(client, key, clock):
+    use(client, key)
+    later(clock, 30)
+    cache.clear()  # a process whose cache never saw this key
+    use(client, key, REMOTE_ADDR="::1")
+
+    stored = ApiKey.objects.get(pk=key[0].pk)
+    assert stored.last_used_at == NOON
+    assert stored.last_used_ip == "127.0.0.1"
+    assert uses_per_day(key) == {NOON.date(): 2}  # its counts are still written
+
+
+def test_calls_around_midnight_are_counted_on_their_own_days(client, key, clock):
+    clock.move_to(NOON.replace(hour=23, minute=59, second=30))
+    use(client, key)
+    use(client, key)
+    clock.move_to(NOON.replace(hour=23, minute=59, second=59))
+    use(client, key)
+    later(clock, 61)
+    use(client, key)
+
+    assert uses_per_day(key) == {NOON.date(): 3, NOON.date() + datetime.timedelta(1): 1}
+
+
+def test_successful_calls_write_no_audit_event(client, key, clock):
+    before = AuditEvent.objects.count()
+    for _ in range(3):
+        use(client, key)
+        later(clock, 61)
+    assert AuditEvent.objects.count() == before
+
+
+# --- refused calls ----------------------------------------------------------------------------
+
+
+def test_each_refusal_of_a_known_key_is_recorded_with_its_reason(
+    client, alice, key, make_key, settings, clock
+):
+    identifier = key[0].identifier
+    use(client, key, REMOTE_ADDR="192.0.2.1")
+    call(client, RISKS, identifier, tokens.generate_password())
+    use(client, key, "/api/v1/findings/")
+
+    event = AuditEvent.objects.filter(key=key[0], action=DENIED).order_by("seq").first()
+    assert event.actor_label == f"api:{identifier}"
+    assert event.actor_ip == "192.0.2.1"
+    assert refusals(key) == [
+        {"reason": "ip_not_allowed", "path": RISKS, "count": 1},
+        {"reason": "bad_password", "path": RISKS, "count": 1},
+        {"reason": "api_not_granted", "path": "/api/v1/findings/", "count": 1},
+    ]
+
+
+def test_a_revoked_key_and_an_expired_key_are_recorded_as_such(client, alice, make_key, clock):
+    revoked = make_key(alice, name="Revoked")
+    actions.revoke_key(revoked[0], actor=alice)
+    expired = make_key(alice, name="Expired", expires_on=NOON.date())
+    later(clock, 24 * 3600)
+
+    use(client, revoked)
+    use(client, expired)
+
+    assert [e["reason"] for e in refusals(revoked)] == ["revoked"]
+    assert [e["reason"] for e in refusals(expired)] == ["expired"]
+
+
+def test_a_throttled_call_of_a_known_key_is_recorded(client, key, settings):
+    settings.KEYS_THROTTLE_MAX_FAILURES_PER_IP = 1
+    client.get(RISKS)  # one failure from this IP
+    assert use(client, key).status_code == 429
+    assert refusals(key) == [{"reason": "throttled", "path": RISKS, "count": 1}]
+
+
+def test_a_flood_of_refusals_is_one_event_a_minute_with_its_count(client, key, clock):
+    wrong = tokens.generate_password()
+    for _ in range(5):
+        call(client, RISKS, key[0].identifier, wrong)
+        later(clock, 5)
+    assert len(refusals(key)) == 1
+
+    later(clock, 60)
+    call(client, RISKS, key[0].identifier, wrong)
+
+    assert refusals(key) == [
+        {"reason": "bad_password", "path": RISKS, "count": 1},
+        {"reason": "bad_password", "path": RISKS, "count": 5},  # this call and 4 repeats
+    ]
+
+
+def test_refusals_are_aggregated_per_reason(client, key):
+    for _ in range(3):
+        use(client, key, REMOTE_ADDR="192.0.2.1")
+        use(client, key, "/api/v1/findings/")
+    assert sorted(e["reason"] for e in refusals(key)) == ["api_not_granted", "ip_not_allowed"]
+
+
+def test_refusals_of_unknown_identifiers_are_not_recorded(client, key):
+    before = AuditEvent.objects.count()
+    call(client, RISKS, tokens.generate_identifier(), key[1])
+    client.get(RISKS, HTTP_AUTHORIZATION="Basic Z2FyYmFnZQ==")
+    assert AuditEvent.objects.count() == before
+
+
+def test_the_refusal_record_keeps_the_chain_intact(client, key, clock):
+    from keys.audit import verify_chain
+
+    use(client, key, REMOTE_ADDR="192.0.2.1")
+    later(clock, 61)
+    use(client, key, REMOTE_ADDR="192.0.2.1")
+    assert list(verify_chain()) == []
+
+
+# --- shown on the key's page ------------------------------------------------------------------
+
+
+@pytest.fixture
+def refused_and_used(client, key, clock):
+    use(client, key)
+    use(client, key, REMOTE_ADDR="192.0.2.1")
+    use(client, key, "/api/v1/findings/")
+    return key
+
+
+@pytest.mark.parametrize("persona", ["alice", "carol", "dave"])
+def test_the_owner_admins_and_auditors_see_why_calls_were_refused(
+    request, login, refused_and_used, persona
+):
+    page = login(request.getfixturevalue(persona)).get(f"/keys/{refused_and_used[0].identifier}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "ip_not_allowed" in html
+    assert "api_not_granted" in html
+    assert "192.0.2.1" in html
+    assert "/api/v1/findings/" in html
+
+
+def test_another_staff_member_cannot_see_the_refusals(bob, login, refused_and_used):
+    page = login(bob).get(f"/keys/{refused_and_used[0].identifier}/")
+    assert page.status_code == 404
+
+
+def test_the_owner_sees_the_last_use_and_the_days_count(alice, login, refused_and_used):
+    html = login(alice).get(f"/keys/{refused_and_used[0].identifier}/").content.decode()
+    assert "2027-03-10 12:00 from <code>127.0.0.1</code>" in html
+    assert "<td>2027-03-10</td><td>1</td>" in html
