@@ -18,6 +18,7 @@ urlpatterns = [
     path("profile/", views.profile, name="profile"),
     path("keys/", include("keys.urls")),
     path("api/v1/", include("keys.api_urls")),
+    path("audit/", include("keys.audit_urls")),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
