@@ -1,0 +1,77 @@
+"""Users, for admins: find a user, deactivate them (their keys are revoked, sessions end)."""
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.db import DatabaseError
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from keys import actions
+from keys.client_ip import client_ip
+from portal.forms import DeactivateForm, UserFilterForm
+
+MANAGE_USERS = "portal.change_user"
+PAGE_SIZE = 50
+
+
+@require_GET
+@login_required
+@permission_required(MANAGE_USERS, raise_exception=True)
+def user_list(request: HttpRequest) -> HttpResponse:
+    form = UserFilterForm(request.GET)
+    page = None
+    if form.is_valid():
+        users = (
+            get_user_model()
+            .objects.annotate(
+                live_keys=Count("api_keys", filter=Q(api_keys__revoked_at=None), distinct=True)
+            )
+            .prefetch_related("groups")
+            .order_by("username")
+        )
+        if q := form.cleaned_data["q"].strip():
+            users = users.filter(Q(username__icontains=q) | Q(email__icontains=q))
+        page = Paginator(users, PAGE_SIZE).get_page(form.cleaned_data["page"])
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "page": page, "filter_query": query.urlencode()}
+    status = 200 if form.is_valid() else 400
+    return render(request, "portal/users.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required(MANAGE_USERS, raise_exception=True)
+def user_deactivate(request: HttpRequest, username: str) -> HttpResponse:
+    person = get_object_or_404(get_user_model(), username=username)
+    if not person.is_active:
+        messages.info(request, f"{person.get_username()} is already deactivated.")
+        return redirect("users")
+    live_keys = person.api_keys.live().count()
+    form = DeactivateForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        if person.pk == request.user.pk:
+            form.add_error(None, "You cannot deactivate yourself.")
+        else:
+            try:
+                revoked = actions.deactivate_user(
+                    person,
+                    actor=request.user,
+                    ip=client_ip(request),
+                    reason=form.cleaned_data["reason"].strip(),
+                )
+            except DatabaseError:
+                form.add_error(None, "The user could not be deactivated; nothing was changed.")
+            else:
+                messages.success(
+                    request,
+                    f"{person.get_username()} was deactivated; "
+                    f"{revoked} key{'s' if revoked != 1 else ''} revoked.",
+                )
+                return redirect("users")
+    context = {"person": person, "form": form, "live_keys": live_keys}
+    return render(request, "portal/user_deactivate.html", context)

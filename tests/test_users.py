@@ -1,0 +1,111 @@
+"""Admins deactivate a user on the Users page: their keys are revoked and their sessions end."""
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.test import Client
+from django.urls import reverse
+
+from keys.models import AuditEvent
+
+USERS = "/users/"
+
+
+def _deactivate_url(username: str) -> str:
+    return f"/users/{username}/deactivate/"
+
+
+@pytest.fixture
+def bob_keys(bob, make_key):
+    return [make_key(bob, name="Reports")[0], make_key(bob, name="Exports")[0]]
+
+
+def test_anonymous_is_sent_to_log_in_from_users(client):
+    for url in (USERS, _deactivate_url("bob")):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("persona", ["alice", "dave"])
+def test_staff_and_auditors_cannot_manage_users(persona, request, login, bob):
+    client = login(request.getfixturevalue(persona))
+    assert client.get(USERS).status_code == 403
+    assert client.get(_deactivate_url("bob")).status_code == 403
+    assert client.post(_deactivate_url("bob")).status_code == 403
+    bob.refresh_from_db()
+    assert bob.is_active
+
+
+def test_users_list_answers_only_get(carol, login):
+    assert login(carol).post(USERS).status_code == 405
+
+
+def test_deactivate_answers_get_and_post_only(carol, bob, login):
+    assert login(carol).put(_deactivate_url("bob")).status_code == 405
+
+
+def test_admin_lists_users_with_their_live_keys(carol, login, bob, bob_keys, alice):
+    response = login(carol).get(USERS)
+    assert response.status_code == 200
+    rows = {person.username: person for person in response.context["page"].object_list}
+    assert rows["bob"].live_keys == 2 and rows["alice"].live_keys == 0
+    assert f'href="{_deactivate_url("bob")}"' in response.text
+    assert f'href="{_deactivate_url("carol")}"' not in response.text  # not yourself
+
+
+def test_admin_searches_users(carol, login, bob, alice):
+    response = login(carol).get(USERS, {"q": "BO"})
+    assert [p.username for p in response.context["page"].object_list] == ["bob"]
+
+
+def test_deactivating_an_unknown_user_is_404(carol, login):
+    assert login(carol).get(_deactivate_url("nobody")).status_code == 404
+
+
+def test_admin_deactivates_a_user_revoking_keys_and_ending_sessions(carol, bob, bob_keys, login):
+    bob_browser = Client()
+    bob_browser.force_login(bob)
+    assert bob_browser.get("/keys/").status_code == 200
+
+    client = login(carol)
+    page = client.get(_deactivate_url("bob"))
+    assert "their 2 keys are revoked" in page.text
+    response = client.post(_deactivate_url("bob"), {"reason": "Left the company"})
+    assert response.status_code == 302
+
+    bob.refresh_from_db()
+    assert not bob.is_active
+    for key in bob_keys:
+        key.refresh_from_db()
+        assert key.is_revoked and key.revoked_by == carol
+        assert key.revoke_reason == "Left the company"
+    events = AuditEvent.objects.filter(owner=bob, action="owner_deactivated")
+    assert events.count() == 3  # one per key, one for the user
+    assert bob_browser.get("/keys/").status_code == 302  # logged out
+    assert not any(
+        str(s.get_decoded().get("_auth_user_id")) == str(bob.pk) for s in Session.objects.all()
+    )
+
+
+def test_the_owner_can_see_why_after_reactivation(carol, bob, bob_keys, login):
+    login(carol).post(_deactivate_url("bob"), {"reason": ""})
+    bob.is_active = True
+    bob.save()
+    page = login(bob).get(f"/keys/{bob_keys[0].identifier}/")
+    assert "by carol" in page.text and "Owner bob was deactivated." in page.text
+
+
+def test_admin_cannot_deactivate_themselves(carol, login):
+    response = login(carol).post(_deactivate_url("carol"), {"reason": "oops"})
+    assert response.status_code == 200
+    assert "You cannot deactivate yourself." in response.text
+    carol.refresh_from_db()
+    assert carol.is_active
+
+
+def test_deactivating_an_inactive_user_changes_nothing(carol, bob, login):
+    bob.is_active = False
+    bob.save()
+    response = login(carol).post(_deactivate_url("bob"))
+    assert response.status_code == 302
+    assert not AuditEvent.objects.exists()
