@@ -10,12 +10,14 @@ import datetime
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from keys import audit, tokens
-from keys.models import AllowedIp, ApiKey, AuditEvent, display_network, normalise_network
+from keys.models import AllowedIp, Api, ApiKey, AuditEvent, display_network, normalise_network
 
 Action = AuditEvent.Action
 
@@ -197,3 +199,102 @@ def _end_sessions(user) -> None:
     for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
         if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
             session.delete()
+
+
+# --- API catalogue ---------------------------------------------------------------------------
+
+_API_FIELDS = ("slug", "name", "description", "position", "is_active")
+
+
+def _api_snapshot(api: Api) -> dict:
+    return {field: getattr(api, field) for field in _API_FIELDS}
+
+
+def save_api(api: Api, *, actor, ip: str | None = None) -> Api:
+    """Add or change a catalogue entry; a slug in use by keys never changes."""
+    with transaction.atomic():
+        if api.pk is None:
+            before = None
+        else:
+            stored = Api.objects.select_for_update().get(pk=api.pk)
+            before = _api_snapshot(stored)
+            if stored.slug != api.slug and stored.keys.exists():
+                raise ValidationError(
+                    {"slug": ["Keys hold this API: its path segment cannot change."]}
+                )
+        api.full_clean()
+        api.save()
+        after = _api_snapshot(api)
+        if before is None:
+            details = {"api": api.slug, "change": "added", "after": after}
+        else:
+            changes = {
+                field: {"before": before[field], "after": after[field]}
+                for field in _API_FIELDS
+                if before[field] != after[field]
+            }
+            if not changes:
+                return api
+            details = {"api": api.slug, "change": "changed", "changes": changes}
+        audit.record(Action.CATALOGUE_CHANGED, actor=actor, ip=ip, details=details)
+    return api
+
+
+def delete_api(api: Api, *, actor, ip: str | None = None) -> None:
+    """Remove a catalogue entry no key ever held; otherwise refuse (deactivate it instead)."""
+    with transaction.atomic():
+        api = Api.objects.select_for_update().get(pk=api.pk)
+        if api.keys.exists():
+            raise ValidationError(
+                f"Keys hold the API “{api.name}”: deactivate it instead of deleting it."
+            )
+        details = {"api": api.slug, "change": "deleted", "before": _api_snapshot(api)}
+        api.delete()
+        audit.record(Action.CATALOGUE_CHANGED, actor=actor, ip=ip, details=details)
+
+
+# --- expiry reminders ------------------------------------------------------------------------
+
+
+def reminder_threshold(key: ApiKey, thresholds: list[int], today: datetime.date) -> int | None:
+    """The tightest threshold (days before expiry) the key has reached, if any."""
+    days_left = (key.expires_on - today).days
+    reached = [days for days in thresholds if days_left <= days]
+    return min(reached) if reached else None
+
+
+def send_expiry_reminder(key: ApiKey, *, threshold: int, today: datetime.date) -> bool:
+    """Mail the owner that `key` expires soon, once per threshold; False if already sent.
+
+    The mail goes out inside the transaction that records it: if sending fails, no event is
+    kept and the next run tries again.
+    """
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().select_related("owner").get(pk=key.pk)
+        sent = AuditEvent.objects.filter(key=key, action=Action.EXPIRY_REMINDER).values_list(
+            "details", flat=True
+        )
+        # A reminder for this threshold or a tighter one makes this one pointless.
+        if any(details.get("threshold_days", -1) <= threshold for details in sent):
+            return False
+        days_left = (key.expires_on - today).days
+        audit.record(
+            Action.EXPIRY_REMINDER,
+            key=key,
+            actor=None,
+            details={
+                "threshold_days": threshold,
+                "days_left": days_left,
+                "expires_on": key.expires_on.isoformat(),
+                "to": key.owner.email,
+            },
+        )
+        send_mail(
+            subject=f"Your API key “{key.name}” expires on {key.expires_on.isoformat()}",
+            message=render_to_string(
+                "keys/expiry_reminder.txt", {"key": key, "days_left": days_left}
+            ),
+            from_email=None,
+            recipient_list=[key.owner.email],
+        )
+    return True

@@ -1,8 +1,11 @@
 """The API Keys pages of the profile: list, add (with the one-time page), detail, edit, revoke."""
 
+import logging
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -15,6 +18,11 @@ from keys.forms import KeyForm, RevokeForm
 from keys.models import ApiKey, AuditEvent, KeyUsageDay
 
 MANAGE_OWN_KEYS = "keys.manage_own_keys"
+logger = logging.getLogger(__name__)
+# Each action writes its change and its audit event in one transaction; when the database
+# refuses either, nothing was changed and the person is told so on the form.
+NOT_SAVED = "The key could not be saved; nothing was changed. Try again."
+NOT_REVOKED = "The key could not be revoked; nothing was changed. Try again."
 
 
 def _visible_key(request: HttpRequest, identifier: str) -> ApiKey:
@@ -62,6 +70,9 @@ def key_add(request: HttpRequest) -> HttpResponse:
             )
         except ValidationError as error:
             form.add_model_errors(error)
+        except DatabaseError:
+            logger.exception("Creating a key failed; the transaction was rolled back.")
+            form.add_error(None, NOT_SAVED)
         else:
             # The one response that ever holds the password: rendered, never redirected to,
             # never stored (never_cache sends Cache-Control: no-store).
@@ -140,29 +151,35 @@ def key_edit(request: HttpRequest, identifier: str) -> HttpResponse:
             )
         except ValidationError as error:
             form.add_model_errors(error)
+        except DatabaseError:
+            logger.exception("Editing key %s failed; rolled back.", key.identifier)
+            form.add_error(None, NOT_SAVED)
         else:
             messages.success(request, "The key was saved.")
             return redirect("keys:detail", identifier=key.identifier)
     return render(request, "keys/edit.html", {"form": form, "key": key, "section": "keys"})
 
 
-def _can_revoke(user, key: ApiKey) -> bool:
-    if key.is_revoked:
-        return False
+def _may_revoke(user, key: ApiKey) -> bool:
+    """Whether the user's role lets them revoke this key, whatever its state."""
     if key.owner_id == user.pk:
         return user.has_perm(MANAGE_OWN_KEYS)
     return user.has_perm("keys.revoke_any_key")
+
+
+def _can_revoke(user, key: ApiKey) -> bool:
+    return not key.is_revoked and _may_revoke(user, key)
 
 
 @require_http_methods(["GET", "POST"])
 @login_required
 def key_revoke(request: HttpRequest, identifier: str) -> HttpResponse:
     key = _visible_key(request, identifier)
-    if not _can_revoke(request.user, key):
-        if key.is_revoked:
-            messages.info(request, "This key is already revoked.")
-            return redirect("keys:detail", identifier=key.identifier)
+    if not _may_revoke(request.user, key):
         raise PermissionDenied("You may not revoke this key.")
+    if key.is_revoked:
+        messages.info(request, "This key is already revoked.")
+        return redirect("keys:detail", identifier=key.identifier)
     reason_required = key.owner_id != request.user.pk
     form = RevokeForm(
         request.POST if request.method == "POST" else None, reason_required=reason_required
@@ -177,6 +194,9 @@ def key_revoke(request: HttpRequest, identifier: str) -> HttpResponse:
             )
         except ValidationError as error:
             form.add_error(None, error)
+        except DatabaseError:
+            logger.exception("Revoking key %s failed; rolled back.", key.identifier)
+            form.add_error(None, NOT_REVOKED)
         else:
             messages.success(request, f"The key “{key.name}” was revoked.")
             return redirect("keys:detail", identifier=key.identifier)
