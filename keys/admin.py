@@ -1,0 +1,167 @@
+"""The Django admin for keys: read-only keys (never the hash), revoke through the action,
+read-only audit events, and a catalogue whose changes are audited."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError
+from django.template.response import TemplateResponse
+
+from keys import actions
+from keys.client_ip import client_ip
+from keys.forms import RevokeForm
+from keys.models import Api, ApiKey, AuditEvent
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return ApiKey.Status.choices
+
+    def queryset(self, request, queryset):
+        match self.value():
+            case ApiKey.Status.ACTIVE:
+                return queryset.usable()
+            case ApiKey.Status.EXPIRED:
+                return queryset.expired()
+            case ApiKey.Status.REVOKED:
+                return queryset.revoked()
+        return queryset
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "identifier", "owner", "expires_on", "status", "last_used_at"]
+    list_filter = [StatusFilter, "apis"]
+    list_select_related = ["owner"]
+    search_fields = ["name", "identifier", "owner__username"]
+    # Every field but password_hash: the hash never leaves the database.
+    fields = [
+        "identifier",
+        "name",
+        "owner",
+        "created_at",
+        "expires_on",
+        "latest_expires_on",
+        "apis",
+        "allowed_ip_list",
+        "revoked_at",
+        "revoked_by",
+        "revoke_reason",
+        "last_used_at",
+        "last_used_ip",
+    ]
+    readonly_fields = fields
+    actions = ["revoke_selected"]
+
+    def has_add_permission(self, request):
+        return False  # keys are created by their owners, through keys.actions.create_key
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # keys are revoked, never deleted
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("keys.revoke_any_key")
+
+    @admin.display(description="status")
+    def status(self, key: ApiKey) -> str:
+        return key.get_status_display()
+
+    @admin.display(description="allowed IPs")
+    def allowed_ip_list(self, key: ApiKey) -> str:
+        return ", ".join(str(entry) for entry in key.allowed_ips.all()) or "any"
+
+    @admin.action(permissions=["revoke"], description="Revoke selected keys (asks for a reason)")
+    def revoke_selected(self, request, queryset):
+        keys = list(queryset.live().select_related("owner"))
+        form = RevokeForm(request.POST if "confirm" in request.POST else None, reason_required=True)
+        if form.is_valid():
+            revoked = 0
+            for key in keys:
+                try:
+                    actions.revoke_key(
+                        key,
+                        actor=request.user,
+                        reason=form.cleaned_data["reason"],
+                        ip=client_ip(request),
+                    )
+                except (ValidationError, DatabaseError) as error:
+                    reason = "; ".join(getattr(error, "messages", [])) or "database error"
+                    self.message_user(
+                        request, f"{key} was not revoked: {reason}", level=messages.ERROR
+                    )
+                else:
+                    revoked += 1
+            self.message_user(request, f"Revoked {revoked} key(s).", level=messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Revoke API keys",
+            "opts": self.model._meta,
+            "keys": keys,
+            "form": form,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/keys/apikey/revoke_selected.html", context)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: events are appended by keys.audit.record() and never changed."""
+
+    list_display = ["seq", "at", "action", "actor_label", "key_identifier", "owner"]
+    list_filter = ["action"]
+    list_select_related = ["owner"]
+    show_full_result_count = False
+    ordering = ["-seq"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ApiAdminForm(forms.ModelForm):
+    class Meta:
+        model = Api
+        fields = ["slug", "name", "description", "position", "is_active"]
+
+    def clean_slug(self):
+        slug = self.cleaned_data["slug"]
+        if self.instance.pk and slug != self.instance.slug and self.instance.keys.exists():
+            raise ValidationError("Keys hold this API: its path segment cannot change.")
+        return slug
+
+
+@admin.register(Api)
+class ApiAdmin(admin.ModelAdmin):
+    """Every change goes through keys.actions, which records it in the audit history."""
+
+    form = ApiAdminForm
+    list_display = ["name", "slug", "position", "is_active"]
+
+    def get_actions(self, request):
+        found = super().get_actions(request)
+        found.pop("delete_selected", None)  # one by one, through delete_model
+        return found
+
+    def has_delete_permission(self, request, obj=None):
+        # An API that keys hold stays in the catalogue: deactivate it instead.
+        if obj is not None and obj.keys.exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        actions.save_api(obj, actor=request.user, ip=client_ip(request))
+
+    def delete_model(self, request, obj):
+        actions.delete_api(obj, actor=request.user, ip=client_ip(request))

@@ -1,0 +1,38 @@
+"""Users in the Django admin; deactivating one goes through keys.actions.deactivate_user."""
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin
+
+from keys import actions
+from keys.client_ip import client_ip
+from portal.models import User
+
+
+@admin.register(User)
+class PortalUserAdmin(UserAdmin):
+    actions = ["deactivate_selected"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            # Admins manage roles (groups); only a superuser hands out superuser powers.
+            fields += ["is_superuser", "user_permissions"]
+        return fields
+
+    def save_model(self, request, obj, form, change):
+        deactivating = change and "is_active" in form.changed_data and not obj.is_active
+        if deactivating:
+            obj.is_active = True  # deactivate_user flips it, with the keys, in one transaction
+        super().save_model(request, obj, form, change)
+        if deactivating:
+            revoked = actions.deactivate_user(obj, actor=request.user, ip=client_ip(request))
+            obj.is_active = False
+            self.message_user(request, f"{obj} was deactivated; {revoked} key(s) revoked.")
+
+    @admin.action(permissions=["change"], description="Deactivate selected users (revokes keys)")
+    def deactivate_selected(self, request, queryset):
+        for person in queryset.filter(is_active=True).exclude(pk=request.user.pk):
+            revoked = actions.deactivate_user(person, actor=request.user, ip=client_ip(request))
+            self.message_user(request, f"{person} was deactivated; {revoked} key(s) revoked.")
+        if queryset.filter(pk=request.user.pk).exists():
+            self.message_user(request, "You cannot deactivate yourself.", level=messages.WARNING)
