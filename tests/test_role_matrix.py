@@ -1,0 +1,121 @@
+"""Every portal URL, requested by every kind of user, answers what their role allows.
+
+One row per URL pattern and method: the status for anonymous, alice (staff, owns the key),
+bob (other staff), carol (admin) and dave (auditor). A URL pattern without a row fails
+test_every_portal_url_has_a_row, so a new page cannot ship without deciding who may use it.
+The Django admin (/admin/), static files and the protected API (/api/, tested in its own
+files) are outside the portal pages.
+"""
+
+import pytest
+from django.urls import URLResolver, get_resolver
+
+PERSONAS = ("anonymous", "alice", "bob", "carol", "dave")
+NOT_PORTAL_PAGES = ("admin/", "static/", "api/")
+
+
+def statuses(anonymous, alice, bob, carol, dave) -> dict[str, int]:
+    return dict(zip(PERSONAS, (anonymous, alice, bob, carol, dave), strict=True))
+
+
+def everyone(status: int) -> dict[str, int]:
+    return statuses(*[status] * len(PERSONAS))
+
+
+# route pattern -> (URL to request, {method: statuses}); {key} is alice's key, {user} is bob.
+# Empty POSTs: a form that may be used answers 200 with its errors, or does its harmless
+# default (alice revoking her own key needs no reason; carol deactivating bob needs none).
+MATRIX = {
+    "": ("/", {"GET": everyone(302)}),
+    "login/": ("/login/", {"GET": statuses(200, 302, 302, 302, 302)}),
+    "logout/": ("/logout/", {"GET": everyone(405), "POST": everyone(302)}),
+    "profile/": ("/profile/", {"GET": statuses(302, 200, 200, 200, 200)}),
+    "keys/": ("/keys/", {"GET": statuses(302, 200, 200, 200, 200), "POST": everyone(405)}),
+    "keys/add/": (
+        "/keys/add/",
+        {"GET": statuses(302, 200, 200, 200, 403), "POST": statuses(302, 200, 200, 200, 403)},
+    ),
+    "keys/add/ip-row/": (
+        "/keys/add/ip-row/",
+        {"GET": statuses(302, 302, 302, 302, 403), "POST": statuses(302, 200, 200, 200, 403)},
+    ),
+    "keys/<str:identifier>/": (
+        "/keys/{key}/",
+        {"GET": statuses(302, 200, 404, 200, 200), "POST": everyone(405)},
+    ),
+    "keys/<str:identifier>/edit/": (
+        "/keys/{key}/edit/",
+        {"GET": statuses(302, 200, 404, 403, 403), "POST": statuses(302, 200, 404, 403, 403)},
+    ),
+    "keys/<str:identifier>/revoke/": (
+        "/keys/{key}/revoke/",
+        {"GET": statuses(302, 200, 404, 200, 403), "POST": statuses(302, 302, 404, 200, 403)},
+    ),
+    "all-keys/": (
+        "/all-keys/",
+        {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
+    ),
+    "audit/": ("/audit/", {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)}),
+    "audit/export.csv": (
+        "/audit/export.csv",
+        {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
+    ),
+    "users/": ("/users/", {"GET": statuses(302, 403, 403, 200, 403), "POST": everyone(405)}),
+    "users/<str:username>/deactivate/": (
+        "/users/{user}/deactivate/",
+        {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 302, 403)},
+    ),
+    "healthz": ("/healthz", {"GET": everyone(200)}),
+    "readyz": ("/readyz", {"GET": everyone(200)}),
+}
+
+# What only reads: an auditor may never get past the permission check anywhere else.
+READ_ONLY = {"", "login/", "logout/", "profile/", "keys/", "keys/<str:identifier>/"}
+READ_ONLY |= {"all-keys/", "audit/", "audit/export.csv", "users/", "healthz", "readyz"}
+
+
+def portal_routes(patterns=None, prefix: str = "") -> list[str]:
+    found = []
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
+        route = prefix + str(pattern.pattern)
+        if route.startswith(NOT_PORTAL_PAGES):
+            continue
+        if isinstance(pattern, URLResolver):
+            found += portal_routes(pattern.url_patterns, route)
+        else:
+            found.append(route)
+    return found
+
+
+def test_every_portal_url_has_a_row():
+    routes = portal_routes()
+    missing = sorted(set(routes) - set(MATRIX))
+    assert not missing, f"Add these URL patterns to MATRIX in {__file__}: {missing}"
+    assert not sorted(set(MATRIX) - set(routes)), "MATRIX has rows for URLs that do not exist"
+
+
+@pytest.mark.parametrize(
+    ("route", "method", "persona"),
+    [
+        (route, method, persona)
+        for route, (_url, methods) in MATRIX.items()
+        for method in methods
+        for persona in PERSONAS
+    ],
+)
+def test_role_matrix(route, method, persona, request, client, alice, bob, carol, dave, make_key):
+    key, _ = make_key(alice, name="Matrix key")
+    url_template, methods = MATRIX[route]
+    url = url_template.format(key=key.identifier, user=bob.username)
+    if persona != "anonymous":
+        client.force_login(request.getfixturevalue(persona))
+    response = getattr(client, method.lower())(url)
+    assert response.status_code == methods[method][persona], (
+        f"{method} {url} as {persona}: {response.status_code}"
+    )
+
+
+@pytest.mark.parametrize("route", sorted(set(MATRIX) - READ_ONLY))
+def test_every_write_url_answers_403_to_an_auditor(route):
+    _url, methods = MATRIX[route]
+    assert {method: row["dave"] for method, row in methods.items()} == dict.fromkeys(methods, 403)
