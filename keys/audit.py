@@ -131,16 +131,20 @@ def verify_chain(batch_size: int = 5000) -> Iterator[Break]:
     expected_seq, prev_hash = 1, GENESIS_HASH
     last_seq = 0
     events = AuditEvent.objects.filter(seq__lte=head.seq).order_by("seq")
-    for event in events.iterator(chunk_size=batch_size):
-        if event.seq != expected_seq:
-            yield Break(expected_seq, f"event {expected_seq} is missing (next is {event.seq})")
-        if event.prev_hash != prev_hash:
-            yield Break(event.seq, "does not chain onto the previous event")
-        elif chain_hash(prev_hash, event) != event.hash:
-            yield Break(event.seq, "its content does not match its hash")
-        prev_hash = event.hash
-        expected_seq = event.seq + 1
-        last_seq = event.seq
+    rows = events.iterator(chunk_size=batch_size)
+    try:
+        for event in rows:
+            if event.seq != expected_seq:
+                yield Break(expected_seq, f"event {expected_seq} is missing (next is {event.seq})")
+            if event.prev_hash != prev_hash:
+                yield Break(event.seq, "does not chain onto the previous event")
+            elif chain_hash(prev_hash, event) != event.hash:
+                yield Break(event.seq, "its content does not match its hash")
+            prev_hash = event.hash
+            expected_seq = event.seq + 1
+            last_seq = event.seq
+    finally:
+        rows.close()  # a caller that stops at the first break leaves no open cursor behind
     if head.seq != last_seq or head.hash != prev_hash:
         yield Break(last_seq + 1, f"the chain head says #{head.seq}; events up to it are missing")
 

@@ -25,7 +25,10 @@ class Command(BaseCommand):
         if csv:
             return self._verify_csv(csv)
         breaks = audit.verify_chain()
-        first = next(breaks, None)
+        try:
+            first = next(breaks, None)
+        finally:
+            breaks.close()
         if first is not None:
             raise CommandError(f"BROKEN at seq {first.seq}: {first.reason}")
         seq, head_hash = audit.count_and_head()
