@@ -48,5 +48,9 @@ test-postgres: install
 
 test: lint migrations-check test-sqlite test-postgres
 
+# The API authentication path under load (gunicorn, SQLite); README.md shows a run.
+bench: install
+	$(BIN)/python bench/api_auth.py
+
 clean:
 	rm -rf $(VENV) db.sqlite3* staticfiles test-artifacts .pytest_cache .ruff_cache

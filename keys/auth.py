@@ -17,6 +17,7 @@ decision: the key's status, allowlist and grants are read from the database on e
 import base64
 import binascii
 import datetime
+import functools
 import ipaddress
 import json
 import logging
@@ -27,6 +28,7 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connections, models
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -157,7 +159,7 @@ def authenticate(request: HttpRequest, api: str) -> Caller:
     identifier, password = credentials
 
     if retry_after := throttled_for(ip, identifier):
-        usage.record_refusal(identifier=identifier, reason="throttled", ip=ip, path=path)
+        _record_throttled(identifier, ip, path)
         raise Refusal(429, "throttled", retry_after=retry_after)
 
     row = _load_key(identifier)
@@ -256,22 +258,48 @@ def _looks_like_credentials(text: str) -> bool:
     return any(_CREDENTIAL_NAME_RE.search(name) for name in names)
 
 
+def _key_query() -> models.QuerySet:
+    return ApiKey.objects.filter(identifier=_PLACEHOLDER).order_by().values_list(*_KEY_COLUMNS)
+
+
+_PLACEHOLDER = "identifier"
+
+
+@functools.cache
+def _key_sql(alias: str) -> str:
+    """The SQL of _key_query(), compiled by the ORM once per process and database.
+
+    Building and compiling the queryset costs several times what SQLite needs to run it,
+    on every call of the API; the SQL itself never changes, only its one parameter.
+    """
+    sql, params = _key_query().query.get_compiler(using=alias).as_sql()
+    assert params == (_PLACEHOLDER,), params
+    return sql
+
+
 def _load_key(identifier: str) -> _KeyRow | None:
-    rows = list(ApiKey.objects.filter(identifier=identifier).order_by().values_list(*_KEY_COLUMNS))
+    """Everything the checks need, in one query through the unique identifier index."""
+    connection = connections[ApiKey.objects.db]
+    with connection.cursor() as cursor:
+        cursor.execute(_key_sql(connection.alias), [identifier])
+        rows = cursor.fetchall()
     if not rows:
         return None
     (pk, name, _owner, owner_active, revision, password_hash, revoked_at, expires_on) = rows[0][:8]
     return _KeyRow(
         key_id=pk,
         name=name,
-        owner_active=owner_active,
+        owner_active=bool(owner_active),
         revision=revision,
         password_hash=password_hash,
         revoked=revoked_at is not None,
-        expires_on=expires_on,
+        expires_on=_DATE.to_python(expires_on),  # SQLite returns text
         networks=frozenset(row[8] for row in rows if row[8] is not None),
         apis=frozenset(row[9] for row in rows if row[9] is not None),
     )
+
+
+_DATE = models.DateField()
 
 
 def _ip_allowed(ip: str | None, networks: frozenset[str]) -> bool:
@@ -402,6 +430,25 @@ def throttled_for(ip: str | None, identifier: str) -> int:
     if any(counts.get(name, 0) >= limit for name, limit in buckets.items()):
         return remaining
     return 0
+
+
+def _record_throttled(identifier: str, ip: str | None, path: str) -> None:
+    """Record a 429 for the key the identifier names, if it names one.
+
+    The caller is already over a limit and the identifier may be made up: nothing is
+    written to the cache for an unknown one (a flood of made-up identifiers must not push
+    the throttle counters out of a size-bounded cache), and it is looked up at most once a
+    second per client network.
+    """
+    if usage.count_repeat(identifier, "throttled"):
+        return
+    if not usage.cache_add(f"kp:throttled-lookup:{_ip_bucket(ip)}", 1):
+        return
+    key_id = ApiKey.objects.filter(identifier=identifier).values_list("pk", flat=True).first()
+    if key_id is not None:
+        usage.record_refusal(
+            identifier=identifier, reason="throttled", ip=ip, path=path, key_id=key_id
+        )
 
 
 def _count_failure(bucket: str | None) -> None:

@@ -9,6 +9,8 @@ Every ipware option is passed explicitly, so no IPWARE_* setting can widen what 
 IPv4-mapped IPv6 addresses come back in their IPv4 form.
 """
 
+from types import SimpleNamespace
+
 from django.conf import settings
 from ipware import get_client_ip
 
@@ -24,8 +26,12 @@ def client_ip(request) -> str | None:
         header = settings.KEYS_PROXY_HEADER
     else:
         header = "REMOTE_ADDR"
+    # ipware sees only the one header it may use: no spelling variant of another header
+    # (it folds case and dashes) can stand in for it, and it has less to scan.
+    value = request.META.get(header)
+    meta = SimpleNamespace(META={header: value} if isinstance(value, str) else {})
     ip, _routable = get_client_ip(
-        request,
+        meta,
         proxy_order="left-most",
         proxy_count=0,
         proxy_trusted_ips=None,

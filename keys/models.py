@@ -5,6 +5,7 @@ refuses it from any code path, and CheckConstraints refuse it in the database it
 """
 
 import datetime
+import functools
 import ipaddress
 
 from django.conf import settings
@@ -339,11 +340,18 @@ def ip_in_networks(address: str, networks: list[str]) -> bool:
         ip = ip.ipv4_mapped
     for network in networks:
         try:
-            if ip in ipaddress.ip_network(network):
+            if ip in _parsed_network(network):
                 return True
         except ValueError:
             continue
     return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_network(network: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    # Every API call checks its key's allowlist; parsing the same few strings each time
+    # would cost more than the rest of the check.
+    return ipaddress.ip_network(network)
 
 
 class AllowedIp(models.Model):

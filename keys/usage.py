@@ -45,7 +45,7 @@ def cache_incr(name: str, delta: int = 1, *, timeout: int = PENDING_COUNT_SECOND
         return None
 
 
-def _cache_add(name: str, timeout: int) -> bool:
+def cache_add(name: str, timeout: int) -> bool:
     """True if this caller set the gate now; False if it was set, or the cache is down."""
     try:
         return cache.add(name, 1, timeout)
@@ -79,7 +79,7 @@ def record_use(key_id: int, ip: str, at: datetime.datetime | None = None) -> Non
     """Count one successful call; at most once a minute per key, write what was counted."""
     at = at or timezone.now()
     cache_incr(_uses_name(key_id, local_date(at)))
-    if _cache_add(f"kp:flush:{key_id}", FLUSH_EVERY_SECONDS):
+    if cache_add(f"kp:flush:{key_id}", FLUSH_EVERY_SECONDS):
         flush(key_id, ip=ip, at=at)
 
 
@@ -124,27 +124,36 @@ def _add_uses(key_id: int, day: datetime.date, uses: int) -> None:
 # --- refused calls ------------------------------------------------------------------------
 
 
-def record_refusal(
-    *,
-    identifier: str,
-    reason: str,
-    ip: str | None,
-    path: str,
-    key_id: int | None = None,
-) -> None:
+def _refusal_names(identifier: str, reason: str) -> tuple[str, str]:
+    return f"kp:denied:{identifier}:{reason}", f"kp:denied-n:{identifier}:{reason}"
+
+
+def count_repeat(identifier: str, reason: str) -> bool:
+    """If this refusal was recorded within the minute, count it as a repeat and say so."""
+    gate, repeats = _refusal_names(identifier, reason)
+    try:
+        recorded = cache.get(gate) is not None
+    except Exception:
+        logger.warning("Cache unavailable for a refusal gate", exc_info=True)
+        return True  # cannot tell: record nothing rather than an event per call
+    if recorded:
+        cache_incr(repeats, timeout=PENDING_COUNT_SECONDS)
+    return recorded
+
+
+def record_refusal(*, identifier: str, reason: str, ip: str | None, path: str, key_id: int) -> None:
     """Record why a call with a known key was refused, aggregated per (key, reason) a minute.
 
     A flood costs one cache operation per call and one audit event per minute: the event
     carries `count`, this call plus the repeats since the previous event.
     """
-    repeats = f"kp:denied-n:{identifier}:{reason}"
-    if not _cache_add(f"kp:denied:{identifier}:{reason}", REFUSAL_EVERY_SECONDS):
+    gate, repeats = _refusal_names(identifier, reason)
+    if not cache_add(gate, REFUSAL_EVERY_SECONDS):
         cache_incr(repeats, timeout=PENDING_COUNT_SECONDS)
         return
     count = 1 + _cache_take(repeats)
     try:
-        keys = ApiKey.objects.select_related("owner")
-        key = keys.get(pk=key_id) if key_id else keys.get(identifier=identifier)
+        key = ApiKey.objects.select_related("owner").get(pk=key_id)
         audit.record(
             AuditEvent.Action.USE_DENIED,
             key=key,
@@ -152,7 +161,5 @@ def record_refusal(
             ip=ip,
             details={"reason": reason, "path": path, "count": count},
         )
-    except ApiKey.DoesNotExist:
-        return  # throttled with an identifier that names no key: nobody to tell
     except DatabaseError:
         logger.warning("Could not record a refused call (%s)", reason, exc_info=True)

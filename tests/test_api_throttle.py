@@ -127,3 +127,34 @@ def test_a_malformed_credential_from_a_throttled_ip_costs_no_query(
         garbage(client)
     with django_assert_num_queries(0):
         assert_the_401(garbage(client))
+
+
+def test_made_up_identifiers_from_a_throttled_ip_cost_no_cache_entries_and_few_queries(
+    client, key, django_assert_max_num_queries
+):
+    from django.core.cache import cache
+
+    for _ in range(3):
+        garbage(client)
+    entries = len(cache._cache)  # LocMemCache internals: what a flood could push out
+    with django_assert_max_num_queries(1):  # one lookup a second per client network
+        for _ in range(50):
+            response = call(client, RISKS, tokens.generate_identifier(), key[1])
+            assert response.status_code == 429
+    assert len(cache._cache) <= entries + 1
+
+
+def test_a_throttled_known_key_is_recorded_even_after_made_up_identifiers(client, key, clock):
+    from keys.models import AuditEvent
+
+    for _ in range(3):
+        garbage(client)
+    call(client, RISKS, tokens.generate_identifier(), key[1])  # uses this second's lookup
+    clock.shift(1)
+    for _ in range(3):
+        assert right_password(client, key).status_code == 429
+    clock.shift(61)
+    right_password(client, key)
+
+    events = AuditEvent.objects.filter(key=key[0], action=AuditEvent.Action.USE_DENIED)
+    assert [e.details["count"] for e in events.order_by("seq")] == [1, 3]
