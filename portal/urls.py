@@ -27,3 +27,6 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
 ]
+
+# An unreachable database answers 503 wherever it fails (portal/errors.py).
+handler500 = "portal.errors.server_error"

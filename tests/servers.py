@@ -6,8 +6,10 @@ redis-server they are skipped loudly; with CI=true a missing server fails them i
 Tests marked `postgres_only` run only in the PostgreSQL run (tests/with_postgres.py).
 """
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -185,11 +187,10 @@ def pytest_runtest_setup(item):
 
 def manage_env(**extra: str) -> dict[str, str]:
     """Environment for a manage.py/gunicorn subprocess with production-like settings."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CACHE_URL", "DEBUG"}
-    }
+    # A clean environment: nothing the test process set (DJANGO_ALLOW_ASYNC_UNSAFE for the
+    # browser tests, say) leaks into what is meant to be a production process.
+    passed = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "CI"}
+    env = {key: value for key, value in os.environ.items() if key in passed}
     env.update(
         DJANGO_SETTINGS_MODULE="portal.settings",
         SECRET_KEY="test-subprocess-" + "k" * 50,
@@ -212,3 +213,119 @@ def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.
         timeout=timeout,
         check=False,
     )
+
+
+# --- app servers in subprocesses -------------------------------------------------------------
+
+
+@pytest.fixture
+def server_database_url(tmp_path) -> Iterator[str]:
+    """A database of its own for app servers in subprocesses, on the run's database server.
+
+    SQLite run: a file in tmp_path. PostgreSQL run: a new database beside the test database,
+    dropped afterwards. (The test database itself lives in the test's transaction.)
+    """
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        yield f"sqlite:///{tmp_path / 'served.sqlite3'}"
+        return
+    import psycopg
+
+    name = f"kp_served_{os.getpid()}_{free_port()}"
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fetch(port: int, path: str, *, method: str = "GET", headers=None, body=None):
+    """One HTTP request to 127.0.0.1:port; returns (status, headers dict, body bytes)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def _processes() -> Iterator[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, process group) of every process, from /proc (Linux)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            state, ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+            yield int(entry.name), state, int(ppid), int(pgrp)
+
+
+def process_children(pid: int) -> list[int]:
+    return [child for child, state, ppid, _ in _processes() if ppid == pid and state != "Z"]
+
+
+class AppServer:
+    """A command serving the portal on 127.0.0.1:<free port>, in its own process group."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log: Path, host: str = ""):
+        self.host = host  # the Host header to send, one of ALLOWED_HOSTS
+        self.port = free_port()
+        self.command = command
+        self.env = {**env, "BIND": f"127.0.0.1:{self.port}"}
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> "AppServer":
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command,
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # one process group: stopped together
+            )
+        try:
+            wait_for(
+                lambda: self.get("/healthz")[0] == 200,
+                timeout=timeout,
+                what=f"{self.command[0]} on port {self.port}",
+                proc=self.proc,
+            )
+        except (RuntimeError, TimeoutError) as error:
+            self.stop()
+            raise AssertionError(f"{error}\n{self.output()[-3000:]}") from None
+        return self
+
+    def get(self, path: str, **headers: str):
+        return fetch(
+            self.port, path, headers={"Host": self.host, **headers} if self.host else headers
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        group = self.proc.pid
+        try:
+            os.killpg(group, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+            # gunicorn's master and workers may outlive make by a moment.
+            wait_for(lambda: not _group_alive(group), timeout=30, what="process group exit")
+        except (subprocess.TimeoutExpired, TimeoutError):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+
+
+def _group_alive(group: int) -> bool:
+    return any(pgrp == group and state != "Z" for _, state, _, pgrp in _processes())

@@ -16,7 +16,7 @@ from keys.models import ApiKey, AuditEvent, AuditHead
 
 pytestmark = [
     pytest.mark.postgres_only,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
 ]
 
 WRITERS = 6
