@@ -20,3 +20,6 @@ accesslog = "-"
 errorlog = "-"
 # %(U)s: the path without the query string. No %(u)s: the log has no credentials at all.
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# No gunicornc control socket: nothing uses it, and several instances on one host (or a
+# read-only home under systemd) would fight over its default path in $HOME.
+control_socket_disable = True

@@ -218,8 +218,8 @@ def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.
 # --- app servers in subprocesses -------------------------------------------------------------
 
 
-@pytest.fixture
-def server_database_url(tmp_path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def server_database_url(tmp_path_factory) -> Iterator[str]:
     """A database of its own for app servers in subprocesses, on the run's database server.
 
     SQLite run: a file in tmp_path. PostgreSQL run: a new database beside the test database,
@@ -227,7 +227,7 @@ def server_database_url(tmp_path) -> Iterator[str]:
     """
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
-        yield f"sqlite:///{tmp_path / 'served.sqlite3'}"
+        yield f"sqlite:///{tmp_path_factory.mktemp('served') / 'served.sqlite3'}"
         return
     import psycopg
 
