@@ -21,6 +21,7 @@ import functools
 import ipaddress
 import json
 import logging
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -386,13 +387,6 @@ def _upgrade_hash(row: _KeyRow, password: str) -> _KeyRow:
 # --- throttling --------------------------------------------------------------------------
 
 
-def _window() -> tuple[int, int]:
-    """The current fixed throttle window: (its number, seconds until it ends)."""
-    size = settings.KEYS_THROTTLE_WINDOW_SECONDS
-    now = int(timezone.now().timestamp())
-    return now // size, size - now % size
-
-
 def _ip_bucket(ip: str | None) -> str | None:
     if ip is None:
         return None
@@ -411,10 +405,13 @@ def _identifier_bucket(identifier: str) -> str:
 
 
 def throttled_for(ip: str | None, identifier: str) -> int:
-    """Seconds the caller must wait, or 0 if neither its IP nor the identifier is throttled."""
-    number, remaining = _window()
-    buckets = {
-        f"{bucket}:{number}": limit
+    """Seconds the caller must wait, or 0 if neither its IP nor the identifier is throttled.
+
+    Each bucket's window opens at its first failure and lasts KEYS_THROTTLE_WINDOW_SECONDS;
+    its `:since` entry says when it opened, so Retry-After tells exactly when it closes.
+    """
+    limits = {
+        bucket: limit
         for bucket, limit in (
             (_ip_bucket(ip), settings.KEYS_THROTTLE_MAX_FAILURES_PER_IP),
             (_identifier_bucket(identifier), settings.KEYS_THROTTLE_MAX_FAILURES_PER_KEY),
@@ -422,14 +419,19 @@ def throttled_for(ip: str | None, identifier: str) -> int:
         if bucket is not None
     }
     try:
-        counts = cache.get_many(list(buckets))
+        values = cache.get_many([name for bucket in limits for name in (bucket, bucket + ":since")])
     except Exception:
         # Without the cache there are no counts; Argon2 stays capped by the slots.
         logger.warning("Throttle cache unavailable", exc_info=True)
         return 0
-    if any(counts.get(name, 0) >= limit for name, limit in buckets.items()):
-        return remaining
-    return 0
+    now = timezone.now().timestamp()
+    window = settings.KEYS_THROTTLE_WINDOW_SECONDS
+    waits = [
+        math.ceil(values.get(bucket + ":since", now) + window - now)
+        for bucket, limit in limits.items()
+        if values.get(bucket, 0) >= limit
+    ]
+    return max(1, *waits) if waits else 0
 
 
 def _record_throttled(identifier: str, ip: str | None, path: str) -> None:
@@ -454,8 +456,9 @@ def _record_throttled(identifier: str, ip: str | None, path: str) -> None:
 def _count_failure(bucket: str | None) -> None:
     if bucket is None:
         return
-    number, remaining = _window()
-    usage.cache_incr(f"{bucket}:{number}", timeout=remaining + 1)
+    window = settings.KEYS_THROTTLE_WINDOW_SECONDS
+    if usage.cache_incr(bucket, timeout=window) == 1:  # this failure opens the window
+        usage.cache_add(bucket + ":since", window, value=timezone.now().timestamp())
 
 
 def _unauthorized(ip: str | None, reason: str = "unauthorized") -> Refusal:

@@ -61,6 +61,7 @@ class ApiProblemMiddleware:
             for name in KEPT_HEADERS:
                 if name in response:
                     replacement[name] = response[name]
+            replacement["Content-Length"] = str(len(replacement.content))
             response = replacement
         return response
 

@@ -6,8 +6,9 @@ counts and the last-used time and IP. Refusals of a known key become `USE_DENIED
 events, at most one per (key, reason) per minute, carrying how many calls it stands for.
 
 Lost if a process dies (with the local-memory cache) or the cache is flushed: the counts and
-refusals of at most the last minute. Until the key's next call after that minute, those
-counts wait in the cache; the key page flushes them (`flush_pending`) when it is viewed.
+refusal repeats of at most the last minute. Until the key's next call after that minute,
+those counts wait in the cache; the key page flushes them (`flush_pending`) when it is
+viewed, which reaches them all with a shared cache (Redis), or those of its own process.
 """
 
 import datetime
@@ -45,10 +46,10 @@ def cache_incr(name: str, delta: int = 1, *, timeout: int = PENDING_COUNT_SECOND
         return None
 
 
-def cache_add(name: str, timeout: int) -> bool:
+def cache_add(name: str, timeout: int, value: object = 1) -> bool:
     """True if this caller set the gate now; False if it was set, or the cache is down."""
     try:
-        return cache.add(name, 1, timeout)
+        return cache.add(name, value, timeout)
     except Exception:
         logger.warning("Cache unavailable for a usage gate", exc_info=True)
         return False

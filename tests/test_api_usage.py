@@ -229,3 +229,15 @@ def test_the_owner_sees_the_last_use_and_the_days_count(alice, login, refused_an
     html = login(alice).get(f"/keys/{refused_and_used[0].identifier}/").content.decode()
     assert "2027-03-10 12:00 from <code>127.0.0.1</code>" in html
     assert "<td>2027-03-10</td><td>1</td>" in html
+
+
+def test_the_key_page_shows_calls_counted_since_the_last_write(client, alice, login, key, clock):
+    for _ in range(3):
+        use(client, key)
+        later(clock, 5)
+    assert uses_per_day(key) == {NOON.date(): 1}  # two are still counted in the cache
+
+    html = login(alice).get(f"/keys/{key[0].identifier}/").content.decode()
+
+    assert "<td>2027-03-10</td><td>3</td>" in html
+    assert uses_per_day(key) == {NOON.date(): 3}
