@@ -24,7 +24,7 @@ import logging
 import math
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, unquote_plus
 
 from django.conf import settings
@@ -67,7 +67,6 @@ UNAUTHORIZED_DETAIL = "Valid API key credentials are required (HTTP Basic: Ident
 _KEY_COLUMNS = (
     "pk",
     "name",
-    "owner_id",
     "owner__is_active",
     "revision",
     "password_hash",
@@ -252,7 +251,7 @@ def _looks_like_credentials(text: str) -> bool:
     names = [name for name, _value in parse_qsl(text, keep_blank_values=True)]
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         document = None
     if isinstance(document, dict):
         names.extend(str(name) for name in document)
@@ -286,7 +285,7 @@ def _load_key(identifier: str) -> _KeyRow | None:
         rows = cursor.fetchall()
     if not rows:
         return None
-    (pk, name, _owner, owner_active, revision, password_hash, revoked_at, expires_on) = rows[0][:8]
+    pk, name, owner_active, revision, password_hash, revoked_at, expires_on = rows[0][:7]
     return _KeyRow(
         key_id=pk,
         name=name,
@@ -295,8 +294,8 @@ def _load_key(identifier: str) -> _KeyRow | None:
         password_hash=password_hash,
         revoked=revoked_at is not None,
         expires_on=_DATE.to_python(expires_on),  # SQLite returns text
-        networks=frozenset(row[8] for row in rows if row[8] is not None),
-        apis=frozenset(row[9] for row in rows if row[9] is not None),
+        networks=frozenset(row[7] for row in rows if row[7] is not None),
+        apis=frozenset(row[8] for row in rows if row[8] is not None),
     )
 
 
@@ -381,7 +380,7 @@ def _upgrade_hash(row: _KeyRow, password: str) -> _KeyRow:
     )
     if not updated:
         return row
-    return _KeyRow(**{**row.__dict__, "password_hash": new_hash})
+    return replace(row, password_hash=new_hash)
 
 
 # --- throttling --------------------------------------------------------------------------

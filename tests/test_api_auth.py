@@ -367,6 +367,18 @@ def test_credentials_in_the_body_are_refused(client, alices_key, body, content_t
     assert_the_401(response)
 
 
+def test_a_body_nested_past_the_json_parsers_depth_is_answered_not_a_500(client, alices_key):
+    key, password = alices_key
+    response = client.generic(
+        "GET",
+        RISKS,
+        "[" * 30_000 + "]" * 30_000,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=basic(key.identifier, password),
+    )
+    assert response.status_code == 200
+
+
 def test_a_harmless_query_string_is_fine(client, alices_key):
     key, password = alices_key
     assert call(client, RISKS + "?page=2", key.identifier, password).status_code == 200
