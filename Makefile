@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV := DEBUG=1
 
-.PHONY: install run serve test lint format migrations-check test-sqlite test-postgres bench clean
+.PHONY: install run serve test lint format migrations-check test-sqlite test-postgres bench bench-scale clean
 
 install: $(STAMP)
 
@@ -51,6 +51,13 @@ test: lint migrations-check test-sqlite test-postgres
 # The API authentication path under load (gunicorn, SQLite); README.md shows a run.
 bench: install
 	$(BIN)/python bench/api_auth.py
+
+# Scale-out figures: make bench on throwaway PostgreSQL + Redis servers, then the portal's
+# pages with 100,000 keys and 1,000,000 audit events on SQLite and on PostgreSQL + Redis.
+bench-scale: install
+	$(BIN)/python tests/with_postgres.py --redis $(BIN)/python bench/api_auth.py
+	$(BIN)/python bench/portal_pages.py
+	$(BIN)/python tests/with_postgres.py --redis $(BIN)/python bench/portal_pages.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3* staticfiles test-artifacts .pytest_cache .ruff_cache

@@ -3,11 +3,13 @@
     make bench            # or: .venv/bin/python bench/api_auth.py [--rounds 5 --seconds 2]
 
 Starts gunicorn (2 sync workers, persistent database connections) on a loopback socket with
-a fresh SQLite database, then a bounded load generator (a few client threads, each request
-on its own connection, every round capped in time and in requests). Rounds alternate over
-the cases, so a slow moment of the machine hits all of them alike. It prints requests/s,
-latency p50/p99, server CPU per request, and the database queries and Argon2 verifications
-per request (counted in the server by bench/counters.py), then checks the targets.
+a fresh SQLite database (or the empty database of DATABASE_URL, with CACHE_URL's cache:
+`make bench-scale` gives it throwaway PostgreSQL and Redis servers), then a bounded load
+generator (a few client threads, each request on its own connection, every round capped in
+time and in requests). Rounds alternate over the cases, so a slow moment of the machine hits
+all of them alike. It prints requests/s, latency p50/p99, server CPU per request, and the
+database queries and Argon2 verifications per request (counted in the server by
+bench/counters.py), then checks the targets.
 
 The server runs in proxy mode trusting 127.0.0.1, and every request carries X-Forwarded-For,
 so a "non-allowlisted IP" is simulated by a forged header from the trusted loopback proxy.
@@ -40,12 +42,12 @@ def server_env(database: Path) -> dict[str, str]:
     env.update(
         DJANGO_SETTINGS_MODULE="bench.settings",
         PYTHONPATH=str(REPO),
-        DATABASE_URL=f"sqlite:///{database}",
+        DATABASE_URL=os.environ.get("DATABASE_URL") or f"sqlite:///{database}",
         SECRET_KEY="bench-" + secrets.token_urlsafe(40),
         DEBUG="0",
         HTTPS="0",
         ALLOWED_HOSTS="127.0.0.1",
-        CACHE_URL="",
+        CACHE_URL=os.environ.get("CACHE_URL", ""),
         DB_CONN_MAX_AGE="600",
         LOG_LEVEL="WARNING",
         KEYS_TRUSTED_PROXIES="127.0.0.1",
@@ -54,6 +56,11 @@ def server_env(database: Path) -> dict[str, str]:
         KEYS_THROTTLE_MAX_FAILURES_PER_KEY=str(10**9),
     )
     return env
+
+
+def backends(env: dict[str, str]) -> str:
+    database = "PostgreSQL" if env["DATABASE_URL"].startswith("postgres") else "SQLite"
+    return database + (" + Redis" if env["CACHE_URL"].startswith("redis") else "")
 
 
 # --- set-up: database, keys ----------------------------------------------------------------
@@ -363,8 +370,9 @@ def main() -> None:
             for case in warmup[:2] + warmup[3:]:  # connections, caches; not the cold pool
                 run_round(case, port, pids, 0.5)
             print(
-                f"gunicorn: 2 sync workers, SQLite, persistent connections; {CLIENT_THREADS} "
-                f"client threads; {args.rounds} alternating rounds of {args.seconds:g} s per case"
+                f"gunicorn: 2 sync workers, {backends(env)}, persistent connections; "
+                f"{CLIENT_THREADS} client threads; {args.rounds} alternating rounds of "
+                f"{args.seconds:g} s per case"
             )
             for number in range(args.rounds):
                 order = cases[number % len(cases) :] + cases[: number % len(cases)]

@@ -1,11 +1,13 @@
 """Run a command against a throwaway PostgreSQL server.
 
     python tests/with_postgres.py .venv/bin/pytest [ARGS...]
+    python tests/with_postgres.py --redis .venv/bin/python bench/api_auth.py
 
 Creates a cluster with initdb in a temporary directory, starts it with pg_ctl on a free
 loopback port (as the `postgres` system user when run as root: initdb refuses root), creates
 the database, exports DATABASE_URL, runs the command, then stops the server and deletes the
 cluster, even when the command fails or is interrupted. Exits with the command's status.
+With --redis it also starts a throwaway redis-server (no persistence) and exports CACHE_URL.
 
 Without PostgreSQL binaries it skips loudly (exit 0), except with CI=true, where a missing
 part fails the run. PG_BIN may name the directory holding initdb, pg_ctl and postgres.
@@ -19,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 DATABASE = "keyportal"
@@ -148,26 +151,76 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+class Redis:
+    def __init__(self):
+        self.root = Path(tempfile.mkdtemp(prefix="keyportal-redis-"))
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        for attempt in range(3):
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [
+                    *("redis-server", "--bind", "127.0.0.1", "--port", str(self.port)),
+                    *("--dir", str(self.root), "--save", "", "--appendonly", "no"),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            for _ in range(100):  # up to 10 s
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                        return
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+            self.stop()
+            if attempt == 2:
+                raise RuntimeError("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def _terminate(signum, _frame):
     raise SystemExit(128 + signum)
 
 
 def main(argv: list[str]) -> int:
+    with_redis = bool(argv) and argv[0] == "--redis"
+    argv = argv[1:] if with_redis else argv
     if not argv:
         print(__doc__)
         return 2
     bindir = find_bindir()
     if bindir is None:
         return missing("no initdb/pg_ctl/postgres found")
+    if with_redis and shutil.which("redis-server") is None:
+        return missing("no redis-server found")
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         return missing("running as root needs runuser to start PostgreSQL as 'postgres'")
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     cluster = Cluster(bindir)
+    redis = Redis() if with_redis else None
     try:
         cluster.start()
         print(f"with_postgres: PostgreSQL ({bindir}) on 127.0.0.1:{cluster.port}", flush=True)
         env = {**os.environ, "DATABASE_URL": cluster.url}
+        if redis is not None:
+            redis.start()
+            print(f"with_postgres: Redis on 127.0.0.1:{redis.port}", flush=True)
+            env["CACHE_URL"] = redis.url
         with subprocess.Popen(argv, env=env) as child:
             try:
                 return child.wait()
@@ -176,6 +229,8 @@ def main(argv: list[str]) -> int:
                 child.wait(timeout=60)
                 raise
     finally:
+        if redis is not None:
+            redis.destroy()
         cluster.destroy()
 
 
