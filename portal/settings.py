@@ -149,7 +149,14 @@ def caches_from_url(url: str) -> dict:
             }
         }
     if url in {"", "locmem://"}:
-        return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        # Room for the throttle counters of a flood from many addresses (Django's default of
+        # 300 entries would let a flood evict them); each entry is a few hundred bytes.
+        return {
+            "default": {
+                "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                "OPTIONS": {"MAX_ENTRIES": 100_000},
+            }
+        }
     raise ImproperlyConfigured(f"CACHE_URL must be redis://… or locmem://, not {url!r}")
 
 
