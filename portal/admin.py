@@ -19,6 +19,18 @@ class PortalUserAdmin(UserAdmin):
             fields += ["is_superuser", "user_permissions"]
         return fields
 
+    def has_change_permission(self, request, obj=None):
+        # Only a superuser changes a superuser: an admin taking over a superuser's password
+        # (user_change_password checks this too) would gain every power the admin withholds.
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
+
     def save_model(self, request, obj, form, change):
         deactivating = change and "is_active" in form.changed_data and not obj.is_active
         if deactivating:
@@ -31,8 +43,14 @@ class PortalUserAdmin(UserAdmin):
 
     @admin.action(permissions=["change"], description="Deactivate selected users (revokes keys)")
     def deactivate_selected(self, request, queryset):
-        for person in queryset.filter(is_active=True).exclude(pk=request.user.pk):
+        people = queryset.filter(is_active=True).exclude(pk=request.user.pk)
+        if not request.user.is_superuser:
+            people = people.exclude(is_superuser=True)  # as has_change_permission
+        for person in people:
             revoked = actions.deactivate_user(person, actor=request.user, ip=client_ip(request))
             self.message_user(request, f"{person} was deactivated; {revoked} key(s) revoked.")
         if queryset.filter(pk=request.user.pk).exists():
             self.message_user(request, "You cannot deactivate yourself.", level=messages.WARNING)
+        if not request.user.is_superuser and queryset.filter(is_superuser=True).exists():
+            message = "Only a superuser can deactivate a superuser."
+            self.message_user(request, message, level=messages.WARNING)

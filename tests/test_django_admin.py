@@ -229,3 +229,33 @@ def test_an_admin_cannot_make_anyone_a_superuser(carol, alice, login):
     assert response.status_code == 302
     alice.refresh_from_db()
     assert not alice.is_superuser
+
+
+def test_an_admin_cannot_change_a_superusers_password(carol, root, login):
+    client = login(carol)
+    url = f"/admin/portal/user/{root.pk}/password/"
+    assert client.get(url).status_code == 403
+    data = {"password1": "Taken-0ver-pw!", "password2": "Taken-0ver-pw!"}
+    assert client.post(url, {**data, "usable_password": "true"}).status_code == 403
+    root.refresh_from_db()
+    assert root.check_password("root-pw-123")
+
+
+def test_an_admin_cannot_change_or_deactivate_a_superuser(carol, root, login):
+    client = login(carol)
+    form = _user_form(root, email="carol@example.com")
+    assert client.post(f"/admin/portal/user/{root.pk}/change/", form).status_code == 403
+    data = {"action": "deactivate_selected", ACTION_CHECKBOX: [root.pk], "index": 0}
+    client.post("/admin/portal/user/", data)
+    root.refresh_from_db()
+    assert root.email == "root@example.com" and root.is_active
+
+
+def test_a_superuser_can_change_another_superusers_password(root, django_user_model, client):
+    other = django_user_model.objects.create_superuser("root2", "root2@example.com", "pw-456")
+    client.force_login(root)
+    data = {"password1": "N3w-root2-pw!", "password2": "N3w-root2-pw!", "usable_password": "true"}
+    response = client.post(f"/admin/portal/user/{other.pk}/password/", data)
+    assert response.status_code == 302
+    other.refresh_from_db()
+    assert other.check_password("N3w-root2-pw!")
