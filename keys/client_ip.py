@@ -27,8 +27,12 @@ def client_ip(request) -> str | None:
     else:
         header = "REMOTE_ADDR"
     # ipware sees only the one header it may use: no spelling variant of another header
-    # (it folds case and dashes) can stand in for it, and it has less to scan.
+    # (it folds case and dashes) can stand in for it, and it has less to scan. Of a forwarded
+    # chain it sees only the right-most element, the one our proxy wrote: if that is not an
+    # address ("unknown", "for=_hidden"), there is no IP, rather than the client's choice.
     value = request.META.get(header)
+    if isinstance(value, str) and header != "REMOTE_ADDR":
+        value = value.rsplit(",", 1)[-1]
     meta = SimpleNamespace(META={header: value} if isinstance(value, str) else {})
     ip, _routable = get_client_ip(
         meta,

@@ -41,6 +41,12 @@ def normalise_network(text: str) -> str:
     value = (text or "").strip()
     if not value:
         raise ValidationError("Enter an IP address or CIDR range.", code="required")
+    if "%" in value:  # an IPv6 zone (fe80::1%eth0) names a local interface, not a client
+        raise ValidationError(
+            "“%(value)s” has an IPv6 zone (%%…); enter the address without it.",
+            code="zone",
+            params={"value": value[:60]},
+        )
     try:
         network = ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -99,6 +105,28 @@ class Api(models.Model):
 
 
 class ApiKeyQuerySet(models.QuerySet):
+    # Columns only the model's own save() may write: a bulk update() of these would skip the
+    # rules (un-revoke, move the one-year limit, swap identity).
+    FROZEN_BY_UPDATE = frozenset(
+        {
+            "owner",
+            "owner_id",
+            "identifier",
+            "created_at",
+            "created_on",
+            "latest_expires_on",
+            "revoked_at",
+            "revoked_by",
+            "revoked_by_id",
+            "revoke_reason",
+        }
+    )
+
+    def update(self, **kwargs):
+        if frozen := self.FROZEN_BY_UPDATE.intersection(kwargs):
+            raise ValueError(f"Keys change {sorted(frozen)} only through keys.actions.")
+        return super().update(**kwargs)
+
     def live(self):
         """Not revoked (possibly expired): names are unique among these."""
         return self.filter(revoked_at=None)
@@ -274,6 +302,9 @@ class ApiKey(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         if self._state.adding:
+            # The creation time fixes the one-year limit: it is now, never a chosen future.
+            if self.created_at > timezone.now() + datetime.timedelta(seconds=60):
+                raise ValueError("A key's creation time cannot lie in the future.")
             self.prepare_creation()
             if not tokens.is_identifier(self.identifier):
                 raise ValueError("Create keys with keys.actions.create_key().")

@@ -5,6 +5,7 @@ SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, CACHE_URL and, behind a proxy,
 KEYS_TRUSTED_PROXIES + KEYS_PROXY_HEADER. See docs/deploy.md.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -259,6 +260,22 @@ KEYS_REQUIRE_ALLOWED_IPS = env_bool("KEYS_REQUIRE_ALLOWED_IPS", True)
 # only when REMOTE_ADDR is one of KEYS_TRUSTED_PROXIES.
 KEYS_TRUSTED_PROXIES = env_list("KEYS_TRUSTED_PROXIES")
 KEYS_PROXY_HEADER = env("KEYS_PROXY_HEADER", "HTTP_X_FORWARDED_FOR")
+
+
+def _check_proxies(entries: list[str]) -> None:
+    # A mistyped entry would silently leave proxy mode off (every caller would then appear
+    # as the proxy): refuse to start instead.
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=True)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"KEYS_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR range "
+                "without host bits."
+            ) from None
+
+
+_check_proxies(KEYS_TRUSTED_PROXIES)
 
 # Throttling of failed API attempts (DESIGN §4).
 KEYS_THROTTLE_WINDOW_SECONDS = env_int("KEYS_THROTTLE_WINDOW_SECONDS", 300)

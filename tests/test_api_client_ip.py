@@ -199,3 +199,18 @@ def test_ipware_settings_cannot_widen_what_is_trusted(settings):
     settings.IPWARE_META_PROXY_COUNT = 1
     settings.IPWARE_ALGORITHM = "legacy"
     assert ip_of(REMOTE_ADDR=ELSEWHERE, HTTP_X_FORWARDED_FOR=ALLOWED) == ELSEWHERE
+
+
+@pytest.mark.parametrize("last_hop", ["unknown", "_hidden", ""])
+def test_a_last_hop_that_is_no_address_gives_no_ip_not_the_clients_choice(proxy_mode, last_hop):
+    assert ip_of(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=f"{ALLOWED}, {last_hop}") is None
+
+
+@pytest.mark.parametrize("entry", ["localhost", "127.0.0.1/8", "10.0.0.0/33", ""])
+def test_a_mistyped_trusted_proxy_stops_the_portal_from_starting(entry):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from portal.settings import _check_proxies
+
+    with pytest.raises(ImproperlyConfigured):
+        _check_proxies([entry])

@@ -66,12 +66,20 @@ def test_an_ip_one_failure_below_its_limit_is_still_served(client, key):
     assert right_password(client, key).status_code == 200
 
 
-def test_every_kind_of_401_counts_against_the_ip(client, key, alice, make_key):
+def test_every_kind_of_401_with_credentials_counts_against_the_ip(client, key, alice, make_key):
     other, _password = make_key(alice, name="Other", networks=("192.0.2.1",))
-    client.get(RISKS)  # no credentials
+    garbage(client)  # malformed credentials
     call(client, RISKS, tokens.generate_identifier(), key[1])  # unknown identifier
     call(client, RISKS, other.identifier, key[1])  # IP not allowed for that key
     assert_the_429(right_password(client, key), retry_after=WINDOW)
+
+
+def test_asking_without_credentials_first_never_locks_a_client_out(client, key):
+    # Java's Authenticator and .NET's HttpClient ask without credentials, then retry
+    # with them after the 401: that first request is not a failure.
+    for _ in range(10):
+        assert_the_401(client.get(RISKS, REMOTE_ADDR="127.0.0.1"))
+    assert right_password(client, key).status_code == 200
 
 
 def test_a_403_does_not_count_as_a_failure(client, key):

@@ -238,6 +238,7 @@ def test_allowed_ips_are_stored_normalised(entry, stored):
         ("example.com", "is not an IPv4 or IPv6 address"),
         ("10.0.0.0/33", "is not an IPv4 or IPv6 address"),
         ("", "Enter an IP address"),
+        ("fe80::1%eth0", "IPv6 zone"),
     ],
 )
 def test_malformed_allowed_ips_are_refused_with_a_clear_message(entry, message):
@@ -337,3 +338,28 @@ def test_edits_raise_the_revision_so_cached_checks_expire(alice, make_key):
     )
     key.refresh_from_db()
     assert key.revision == before + 1
+
+
+def test_a_creation_time_in_the_future_cannot_stretch_the_one_year_limit(alice, make_key):
+    future = datetime.datetime.now(tz=datetime.UTC) + datetime.timedelta(days=6 * 365)
+    with pytest.raises(ValueError, match="future"):
+        make_key(alice, at=future, expires_on=future.date())
+    assert not ApiKey.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"revoked_at": None},
+        {"revoked_by": None, "revoke_reason": ""},
+        {"latest_expires_on": datetime.date(2099, 1, 1)},
+        {"identifier": "ckid_x"},
+    ],
+)
+def test_bulk_updates_cannot_unrevoke_or_move_the_limit(alice, make_key, change):
+    key, _ = make_key(alice)
+    actions.revoke_key(key, actor=alice)
+    with pytest.raises(ValueError, match=r"only through keys\.actions"):
+        ApiKey.objects.filter(pk=key.pk).update(**change)
+    key.refresh_from_db()
+    assert key.revoked_at is not None
