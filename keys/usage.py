@@ -36,11 +36,16 @@ def cache_incr(name: str, delta: int = 1, *, timeout: int = PENDING_COUNT_SECOND
     """Add delta to a counter, creating it with `timeout`; None if the cache is unavailable."""
     try:
         try:
-            return cache.incr(name, delta)
+            value = cache.incr(name, delta)
         except ValueError:  # missing (or expired)
             if cache.add(name, delta, timeout):
                 return delta
-            return cache.incr(name, delta)
+            value = cache.incr(name, delta)
+        if value <= delta:
+            # Django's Redis incr() checks the key exists, then INCRs: if it expired in
+            # between, INCR re-created it without a TTL, and the counter would never reset.
+            cache.touch(name, timeout)
+        return value
     except Exception:
         logger.warning("Cache unavailable for %s", name.split(":", 2)[1], exc_info=True)
         return None

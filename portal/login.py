@@ -49,6 +49,8 @@ class LoginThrottle:
             cache.add(self.failures_key, 0, timeout=window)
             try:
                 failures = cache.incr(self.failures_key)
+                if failures <= 1:  # Redis: expired between exists and INCR, so no TTL
+                    cache.touch(self.failures_key, window)
             except ValueError:  # expired between add() and incr()
                 cache.set(self.failures_key, 1, timeout=window)
                 failures = 1
