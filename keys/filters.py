@@ -84,6 +84,23 @@ class Outcome:
     CHOICES = [("", "Any"), (SUCCESS, "Succeeded"), (DENIED, "Denied")]
 
 
+# The date filters become midnights in TIME_ZONE and then UTC; near year 1 or 9999 that
+# overflows (a 500). Audit events lie well inside these bounds.
+EARLIEST_DAY = datetime.date(2000, 1, 1)
+LATEST_DAY = datetime.date(9000, 12, 31)
+
+
+def _within_bounds(day: datetime.date | None) -> datetime.date | None:
+    if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValidationError(f"Enter a date between {EARLIEST_DAY} and {LATEST_DAY}.")
+    return day
+
+
+def _date_input() -> forms.DateInput:
+    bounds = {"min": EARLIEST_DAY.isoformat(), "max": LATEST_DAY.isoformat()}
+    return forms.DateInput(attrs={"type": "date", **bounds})
+
+
 class AuditFilterForm(forms.Form):
     key = forms.CharField(
         label="Key", required=False, max_length=100, help_text="Its identifier, ckid_…"
@@ -103,12 +120,8 @@ class AuditFilterForm(forms.Form):
         choices=Outcome.CHOICES,
         help_text="Denied: refused calls with a key.",
     )
-    date_from = forms.DateField(
-        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
-    date_to = forms.DateField(
-        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
+    date_from = forms.DateField(label="From", required=False, widget=_date_input())
+    date_to = forms.DateField(label="To", required=False, widget=_date_input())
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
@@ -124,6 +137,12 @@ class AuditFilterForm(forms.Form):
     def clean_user(self):
         username = self.cleaned_data["user"].strip()
         return _user_named(username) if username else None
+
+    def clean_date_from(self):
+        return _within_bounds(self.cleaned_data["date_from"])
+
+    def clean_date_to(self):
+        return _within_bounds(self.cleaned_data["date_to"])
 
     def clean(self):
         cleaned = super().clean()

@@ -112,6 +112,17 @@ def test_export_with_a_bad_filter_shows_the_error_on_the_history_page(dave, logi
     assert "Enter a valid date." in response.text
 
 
+@pytest.mark.parametrize(("field", "day"), [("date_from", "0001-01-01"), ("date_to", "9999-12-31")])
+def test_export_with_a_date_at_the_end_of_the_calendar_shows_the_error(
+    dave, login, history, field, day
+):
+    response = login(dave).get(EXPORT, {field: day})
+    assert response.status_code == 400
+    assert response.context["form"].errors[field] == [
+        "Enter a date between 2000-01-01 and 9000-12-31."
+    ]
+
+
 def test_export_never_contains_a_key_password(dave, login, history):
     text = _download(login(dave))
     for password in history["passwords"]:

@@ -173,6 +173,31 @@ def test_bad_filter_input_is_an_error_next_to_its_field(dave, login, params, fie
     assert response.context["page"] is None
 
 
+@pytest.mark.parametrize(
+    ("field", "day"),
+    [
+        ("date_from", "0001-01-01"),
+        ("date_to", "9999-12-31"),
+        ("date_from", "1999-12-31"),
+        ("date_to", "9001-01-01"),
+    ],
+)
+def test_a_date_at_the_end_of_the_calendar_is_an_error_next_to_its_field(
+    dave, login, alice_key, field, day
+):
+    response = login(dave).get(HISTORY, {field: day})
+    assert response.status_code == 400
+    assert response.context["form"].errors[field] == [
+        "Enter a date between 2000-01-01 and 9000-12-31."
+    ]
+
+
+def test_the_first_and_last_allowed_dates_filter_normally(dave, login, alice_key):
+    response = login(dave).get(HISTORY, {"date_from": "2000-01-01", "date_to": "9000-12-31"})
+    assert response.status_code == 200
+    assert _seqs(response) == [1]
+
+
 def test_older_and_newer_together_are_refused(dave, login):
     response = login(dave).get(HISTORY, {"before": "10", "after": "5"})
     assert response.status_code == 400
