@@ -87,6 +87,39 @@ def test_deleting_the_newest_row_by_hand_is_detected_through_the_head(history):
         _verify()
 
 
+def _append_forged_event(seq: int) -> None:
+    """A row written by hand after the head, which the head never took in."""
+    _raw(
+        "INSERT INTO {table} (seq, at, actor_label, key_identifier, action, details,"
+        " prev_hash, hash) VALUES (%s, %s, %s, '', %s, %s, %s, %s)",
+        [seq, "2030-01-01 12:00:00", "mallory", "key_created", "{}", "f" * 64, "e" * 64],
+    )
+
+
+def test_an_event_appended_beyond_the_chain_head_makes_verify_audit_fail(history):
+    _append_forged_event(5)
+    with pytest.raises(CommandError, match="BROKEN at seq 5: event 5 lies beyond") as failure:
+        _verify()
+    assert failure.value.returncode == 1
+    assert "the chain head #4" in str(failure.value)
+
+
+def test_an_event_far_beyond_the_chain_head_is_named(history):
+    _append_forged_event(40)
+    assert [(b.seq, b.reason) for b in audit.verify_chain()] == [
+        (40, "event 40 lies beyond the chain head #4")
+    ]
+
+
+def test_the_history_page_and_export_stop_at_the_chain_head(history, dave, login):
+    _append_forged_event(5)
+    client = login(dave)
+    page = client.get("/audit/")
+    assert [event.seq for event in page.context["page"].events] == [4, 3, 2, 1]
+    export = b"".join(client.get("/audit/export.csv").streaming_content).decode()
+    assert "mallory" not in export
+
+
 def test_reordering_rows_by_hand_makes_verify_audit_fail(history):
     _raw("UPDATE {table} SET seq = 100 WHERE seq = 2")
     _raw("UPDATE {table} SET seq = 2 WHERE seq = 3")

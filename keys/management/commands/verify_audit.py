@@ -10,8 +10,8 @@ from keys import audit, audit_csv
 class Command(BaseCommand):
     help = (
         "Re-walk the hash chain of the audit history; print the first broken sequence number "
-        "and exit 1 on any edit, deletion or reordering. With --csv, check an exported file "
-        "instead, without the database."
+        "and exit 1 on any edit, deletion, reordering or row past the head. With --csv, "
+        "check an exported file instead, without the database."
     )
 
     def add_arguments(self, parser):
