@@ -1,8 +1,9 @@
 """What the API records about each key's use: last use, calls per day, refused calls.
 
 Successful calls never write per call (that would serialise every call on the database):
-they are counted in the cache, and at most once a minute per key one write stores the
-counts and the last-used time and IP. Refusals of a known key become `USE_DENIED` audit
+they are counted in the cache, and at most once a minute per key one transaction stores the
+counts and the last-used time and IP, and appends a `KEY_USED` audit event per day counted
+(DESIGN §5: key use reaches the history). Refusals of a known key become `USE_DENIED` audit
 events, at most one per (key, reason) per minute, carrying how many calls it stands for.
 
 Lost if a process dies (with the local-memory cache) or the cache is flushed: the counts and
@@ -90,21 +91,31 @@ def record_use(key_id: int, ip: str, at: datetime.datetime | None = None) -> Non
 
 
 def flush(key_id: int, *, ip: str | None = None, at: datetime.datetime | None = None) -> None:
-    """Store the pending per-day counts, and the last use if the stored one is a minute old.
+    """Store the pending per-day counts, and the last use if the stored one is a minute old;
+    record the counts in the audit history, in the same transaction.
 
     The DB condition keeps "at most once a minute" across processes whose caches differ.
     """
     at = at or timezone.now()
     today = local_date(at)
     try:
-        for day in (today - datetime.timedelta(days=1), today):
-            if uses := _cache_take(_uses_name(key_id, day)):
+        counted = [
+            (day, uses)
+            for day in (today - datetime.timedelta(days=1), today)
+            if (uses := _cache_take(_uses_name(key_id, day)))
+        ]
+        if not counted and ip is None:
+            return  # nothing to store (a key page view): take no write lock
+        with transaction.atomic():
+            for day, uses in counted:
                 _add_uses(key_id, day, uses)
-        if ip is not None:
-            ApiKey.objects.filter(pk=key_id).filter(
-                Q(last_used_at=None)
-                | Q(last_used_at__lt=at - datetime.timedelta(seconds=FLUSH_EVERY_SECONDS))
-            ).update(last_used_at=at, last_used_ip=ip)
+            if ip is not None:
+                ApiKey.objects.filter(pk=key_id).filter(
+                    Q(last_used_at=None)
+                    | Q(last_used_at__lt=at - datetime.timedelta(seconds=FLUSH_EVERY_SECONDS))
+                ).update(last_used_at=at, last_used_ip=ip)
+            if counted:
+                _record_uses(key_id, counted, ip=ip, at=at)
     except DatabaseError:
         # A busy database must not fail the call it records; the counts of this flush are
         # lost, as when a process dies.
@@ -114,6 +125,20 @@ def flush(key_id: int, *, ip: str | None = None, at: datetime.datetime | None = 
 def flush_pending(key: ApiKey) -> None:
     """Store the counts this process (or a shared cache) still holds for `key`."""
     flush(key.pk)
+
+
+def _record_uses(key_id: int, counted: list, *, ip: str | None, at: datetime.datetime) -> None:
+    """One KEY_USED event per day counted: two only for a flush that spans midnight."""
+    key = ApiKey.objects.select_related("owner").get(pk=key_id)
+    for day, uses in counted:
+        audit.record(
+            AuditEvent.Action.KEY_USED,
+            key=key,
+            actor_label=f"api:{key.identifier}",
+            ip=ip,  # the caller whose call flushed; None when the key page flushes
+            details={"uses": uses, "day": day.isoformat()},
+            at=at,
+        )
 
 
 def _add_uses(key_id: int, day: datetime.date, uses: int) -> None:

@@ -108,12 +108,90 @@ def test_calls_around_midnight_are_counted_on_their_own_days(client, key, clock)
     assert uses_per_day(key) == {NOON.date(): 3, NOON.date() + datetime.timedelta(1): 1}
 
 
-def test_successful_calls_write_no_audit_event(client, key, clock):
-    before = AuditEvent.objects.count()
+def uses_recorded(key) -> list[dict]:
+    events = AuditEvent.objects.filter(key=key[0], action=AuditEvent.Action.KEY_USED)
+    return [event.details for event in events.order_by("seq")]
+
+
+def test_the_first_call_records_a_key_used_event_with_its_count(client, alice, key):
+    assert use(client, key).status_code == 200
+
+    event = AuditEvent.objects.get(action=AuditEvent.Action.KEY_USED)
+    assert event.key == key[0] and event.owner == alice and event.actor is None
+    assert event.actor_label == f"api:{key[0].identifier}"
+    assert event.actor_ip == "127.0.0.1"
+    assert event.at == NOON
+    assert event.details == {"uses": 1, "day": "2027-03-10"}
+
+
+def test_calls_within_the_minute_record_no_key_used_event(client, key, clock):
+    use(client, key)
+    for _ in range(3):
+        later(clock, 10)
+        use(client, key)
+    assert uses_recorded(key) == [{"uses": 1, "day": "2027-03-10"}]
+
+
+def test_the_next_flush_records_the_calls_counted_since_the_last_event(client, key, clock):
+    use(client, key)
+    for _ in range(3):
+        later(clock, 10)
+        use(client, key)
+    later(clock, 31)  # 61 s after the first write
+    use(client, key, REMOTE_ADDR="::1")
+
+    assert uses_recorded(key) == [
+        {"uses": 1, "day": "2027-03-10"},
+        {"uses": 4, "day": "2027-03-10"},  # three counted in the cache, and this call
+    ]
+    assert AuditEvent.objects.filter(action="key_used").latest("seq").actor_ip == "::1"
+
+
+def test_a_flush_across_midnight_records_each_days_uses(client, key, clock):
+    clock.move_to(NOON.replace(hour=23, minute=59, second=30))
+    use(client, key)
+    use(client, key)
+    later(clock, 61)
+    use(client, key)
+
+    assert uses_recorded(key)[-2:] == [
+        {"uses": 1, "day": "2027-03-10"},
+        {"uses": 1, "day": "2027-03-11"},
+    ]
+
+
+def test_calls_stored_by_the_key_page_are_recorded_too(client, alice, login, key, clock):
+    use(client, key)
+    later(clock, 5)
+    use(client, key)
+    login(alice).get(f"/keys/{key[0].identifier}/")
+
+    events = AuditEvent.objects.filter(key=key[0], action="key_used").order_by("seq")
+    assert [(e.details["uses"], e.actor_ip) for e in events] == [(1, "127.0.0.1"), (1, None)]
+
+
+def test_key_used_events_keep_the_chain_intact(client, key, clock):
+    from keys.audit import verify_chain
+
     for _ in range(3):
         use(client, key)
         later(clock, 61)
-    assert AuditEvent.objects.count() == before
+    assert len(uses_recorded(key)) == 3
+    assert list(verify_chain()) == []
+
+
+def test_a_database_error_while_storing_use_leaves_no_key_used_event(client, key, monkeypatch):
+    from django.db import DatabaseError
+
+    from keys import usage
+
+    def broken(*args, **kwargs):
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(usage, "_record_uses", broken)
+    assert use(client, key).status_code == 200
+    assert uses_recorded(key) == []
+    assert uses_per_day(key) == {}  # the counts and the event are one transaction
 
 
 # --- refused calls ----------------------------------------------------------------------------
