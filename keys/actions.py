@@ -266,35 +266,40 @@ def reminder_threshold(key: ApiKey, thresholds: list[int], today: datetime.date)
 def send_expiry_reminder(key: ApiKey, *, threshold: int, today: datetime.date) -> bool:
     """Mail the owner that `key` expires soon, once per threshold; False if already sent.
 
-    The mail goes out inside the transaction that records it: if sending fails, no event is
-    kept and the next run tries again.
+    The mail goes out before the transaction that records it, so a slow or hung mail server
+    (bounded by EMAIL_TIMEOUT) holds no lock: not the key's row, not the audit head that
+    every audited write waits for. The event is recorded once the server took the mail. If
+    sending fails, the error propagates and nothing is recorded: the next run tries again.
+    So a threshold is recorded at most once, and mailed at least once; twice only if the
+    process dies between sending and recording, or two runs mail the same key at once.
     """
+    key = ApiKey.objects.select_related("owner").get(pk=key.pk)
+    if _reminded(key, threshold):
+        return False
+    days_left = (key.expires_on - today).days
+    details = {
+        "threshold_days": threshold,
+        "days_left": days_left,
+        "expires_on": key.expires_on.isoformat(),
+        "to": key.owner.email,
+    }
+    send_mail(
+        subject=f"Your API key “{key.name}” expires on {key.expires_on.isoformat()}",
+        message=render_to_string("keys/expiry_reminder.txt", {"key": key, "days_left": days_left}),
+        from_email=None,
+        recipient_list=[key.owner.email],
+    )
     with transaction.atomic():
+        # Checked again under the key's lock: a run that recorded it meanwhile mailed too.
         key = ApiKey.objects.select_for_update().select_related("owner").get(pk=key.pk)
-        sent = AuditEvent.objects.filter(key=key, action=Action.EXPIRY_REMINDER).values_list(
-            "details", flat=True
-        )
-        # A reminder for this threshold or a tighter one makes this one pointless.
-        if any(details.get("threshold_days", -1) <= threshold for details in sent):
-            return False
-        days_left = (key.expires_on - today).days
-        audit.record(
-            Action.EXPIRY_REMINDER,
-            key=key,
-            actor=None,
-            details={
-                "threshold_days": threshold,
-                "days_left": days_left,
-                "expires_on": key.expires_on.isoformat(),
-                "to": key.owner.email,
-            },
-        )
-        send_mail(
-            subject=f"Your API key “{key.name}” expires on {key.expires_on.isoformat()}",
-            message=render_to_string(
-                "keys/expiry_reminder.txt", {"key": key, "days_left": days_left}
-            ),
-            from_email=None,
-            recipient_list=[key.owner.email],
-        )
+        if not _reminded(key, threshold):
+            audit.record(Action.EXPIRY_REMINDER, key=key, actor=None, details=details)
     return True
+
+
+def _reminded(key: ApiKey, threshold: int) -> bool:
+    """A reminder for this threshold or a tighter one was recorded (this one is pointless)."""
+    sent = AuditEvent.objects.filter(key=key, action=Action.EXPIRY_REMINDER).values_list(
+        "details", flat=True
+    )
+    return any(details.get("threshold_days", -1) <= threshold for details in sent)

@@ -205,6 +205,8 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Seconds before a silent mail server is given up on (Django's default is to wait forever).
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
 # Security headers. HTTPS-only settings switch on with HTTPS=1 (the production default).
 HTTPS = env_bool("HTTPS", not DEBUG)

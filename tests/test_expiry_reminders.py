@@ -144,3 +144,64 @@ def test_a_reminder_never_contains_the_password(alice, make_key, today):
     _, password = make_key(alice, expires_on=today + datetime.timedelta(days=1))
     call_command("send_expiry_reminders", stdout=io.StringIO())
     assert password not in mail.outbox[0].body and password not in mail.outbox[0].subject
+
+
+# --- a slow or failing mail server ----------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_mail_goes_out_with_no_transaction_open(monkeypatch, key_expiring):
+    from django.db import connection
+
+    in_transaction = []
+
+    def send_mail(**kwargs):
+        in_transaction.append(connection.in_atomic_block)
+        mail.outbox.append(kwargs)
+
+    monkeypatch.setattr(actions, "send_mail", send_mail)
+    key = key_expiring(7)
+    run_on(START)
+    assert in_transaction == [False]  # a hung mail server holds no lock on the audit head
+    assert _reminders(key) == [7]
+
+
+def test_a_mail_that_fails_is_not_recorded_and_the_next_run_sends_it(monkeypatch, key_expiring):
+    import smtplib
+
+    key = key_expiring(7)
+
+    def refused(**kwargs):
+        raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(actions, "send_mail", refused)
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            run_on(START)
+    assert _reminders(key) == [] and mail.outbox == []
+
+    run_on(START)
+    assert _reminders(key) == [7] and len(mail.outbox) == 1
+
+
+def test_a_reminder_recorded_by_another_run_while_mailing_is_recorded_once(
+    monkeypatch, key_expiring
+):
+    from keys import audit
+
+    key = key_expiring(7)
+
+    def another_run_records_it_meanwhile(**kwargs):
+        audit.record("expiry_reminder", key=key, details={"threshold_days": 7})
+        mail.outbox.append(kwargs)
+
+    monkeypatch.setattr(actions, "send_mail", another_run_records_it_meanwhile)
+    run_on(START)
+    assert _reminders(key) == [7]
+
+
+def test_the_mail_server_is_given_up_on_after_email_timeout(settings):
+    from django.core.mail import get_connection
+
+    smtp = get_connection("django.core.mail.backends.smtp.EmailBackend")
+    assert settings.EMAIL_TIMEOUT == 10 and smtp.timeout == 10
