@@ -189,6 +189,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="keyportal-pages-") as tmp:
         backends = configure(Path(tmp))
         from django.core.management import call_command
+        from django.db import connection
 
         from keys.models import ApiKey, AuditHead
 
@@ -200,6 +201,8 @@ def main() -> None:
         started = time.perf_counter()
         seed_keys(args.keys - ApiKey.objects.count())
         seeded_keys = time.perf_counter() - started
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")  # as autovacuum would after such a load
         print(
             f"{backends}: {ApiKey.objects.count():,} keys (seeded in {seeded_keys:.0f} s), "
             f"{AuditHead.objects.get(pk=1).seq:,} audit events (seeded in {seeded_events:.0f} s);"
