@@ -56,6 +56,9 @@ def user_deactivate(request: HttpRequest, username: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         if person.pk == request.user.pk:
             form.add_error(None, "You cannot deactivate yourself.")
+        elif person.is_superuser and not request.user.is_superuser:
+            # As in the Django admin: only a superuser may act on a superuser.
+            form.add_error(None, "Only a superuser can deactivate a superuser.")
         else:
             try:
                 revoked = actions.deactivate_user(

@@ -109,3 +109,11 @@ def test_deactivating_an_inactive_user_changes_nothing(carol, bob, login):
     response = login(carol).post(_deactivate_url("bob"))
     assert response.status_code == 302
     assert not AuditEvent.objects.exists()
+
+
+def test_admin_cannot_deactivate_a_superuser(carol, login, django_user_model):
+    root = django_user_model.objects.create_superuser("root", password="root-portal-pw")
+    response = login(carol).post("/users/root/deactivate/", {"reason": "tidy up"})
+    assert b"Only a superuser can deactivate a superuser." in response.content
+    root.refresh_from_db()
+    assert root.is_active
