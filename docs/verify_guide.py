@@ -71,10 +71,13 @@ def sh_blocks(markdown: str) -> list[str]:
 
 
 def build_script(repository: str, me: str) -> str:
-    parts = ["set -euo pipefail", "set -x"]
+    # No `set -x`: it would print the secrets that sourcing /etc/key-portal/env assigns.
+    # Each block is shown as written instead, then run.
+    parts = ["set -euo pipefail"]
     for block in sh_blocks(GUIDE.read_text()):
         if block.startswith("# with systemd"):
             continue
+        parts.append(f"cat <<'__GUIDE_BLOCK__'\n\n$ {block.rstrip()}\n__GUIDE_BLOCK__")
         if "--netrc-file" in block:
             parts.append(f"{me} journey")
         if block.startswith("# without systemd") and "kill -HUP" in block:
