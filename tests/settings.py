@@ -26,6 +26,6 @@ STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-STATIC_ROOT = Path(tempfile.mkdtemp(prefix="keyportal-static-"))  # noqa: F405
+STATIC_ROOT = Path(tempfile.mkdtemp(prefix="keyportal-static-"))
 WHITENOISE_USE_FINDERS = True
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
