@@ -135,6 +135,16 @@ class KeyForm(forms.Form):
                 self.add_error(field, messages)
         return cleaned
 
+    def key_fields(self) -> dict:
+        """The cleaned values, named as keys.actions.create_key and edit_key take them."""
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "expires_on": data["expires_on"],
+            "networks": data["allowed_ips"],
+            "apis": data["apis"],
+        }
+
     def add_model_errors(self, error: ValidationError) -> None:
         """Place errors raised by the model or an action next to the fields they concern."""
         for field, messages in error.message_dict.items():

@@ -62,12 +62,7 @@ def key_add(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             key, password = actions.create_key(
-                owner=request.user,
-                name=form.cleaned_data["name"],
-                expires_on=form.cleaned_data["expires_on"],
-                networks=form.cleaned_data["allowed_ips"],
-                apis=form.cleaned_data["apis"],
-                ip=client_ip(request),
+                owner=request.user, ip=client_ip(request), **form.key_fields()
             )
         except ValidationError as error:
             form.add_model_errors(error)
@@ -142,15 +137,7 @@ def key_edit(request: HttpRequest, identifier: str) -> HttpResponse:
     form = KeyForm(request.POST if request.method == "POST" else None, key=key)
     if request.method == "POST" and form.is_valid():
         try:
-            actions.edit_key(
-                key,
-                actor=request.user,
-                name=form.cleaned_data["name"],
-                expires_on=form.cleaned_data["expires_on"],
-                networks=form.cleaned_data["allowed_ips"],
-                apis=form.cleaned_data["apis"],
-                ip=client_ip(request),
-            )
+            actions.edit_key(key, actor=request.user, ip=client_ip(request), **form.key_fields())
         except ValidationError as error:
             form.add_model_errors(error)
         except DatabaseError:
