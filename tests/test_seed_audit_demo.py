@@ -2,14 +2,16 @@
 
 import io
 
-from django.core.management import call_command
+import pytest
+from django.core.management import CommandError, call_command
 
 from keys import audit
 from keys.models import ApiKey, AuditEvent, AuditHead
 
 
-def test_seeding_appends_n_events_on_a_valid_chain(alice, make_key):
-    make_key(alice)  # an event before the seed: the demo continues the chain
+def test_seeding_appends_n_events_on_a_valid_chain(django_user_model, make_key):
+    demo = django_user_model.objects.create_user("demo-first")
+    make_key(demo)  # an event before the seed: the demo continues the chain
     call_command("seed_audit_demo", "500", "--users", "3", "--batch", "200", stdout=io.StringIO())
     assert AuditHead.objects.get().seq == 501
     seqs = list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
@@ -44,3 +46,11 @@ def test_the_history_bench_runs_on_seeded_data(db):
     assert lines[0].startswith("300 events")
     assert any(line.startswith("first page") for line in lines)
     assert any(line.startswith("deep page (oldest)") for line in lines)
+
+
+def test_seed_refuses_a_database_with_real_keys(alice, make_key):
+    make_key(alice)
+    before = AuditEvent.objects.count()
+    with pytest.raises(CommandError, match="real keys"):
+        call_command("seed_audit_demo", "50", "--users", "2", stdout=io.StringIO())
+    assert AuditEvent.objects.count() == before

@@ -47,6 +47,12 @@ class Command(BaseCommand):
     def handle(self, *args, n, users, keys_per_user, days, batch, seed, **options):
         if n < 1 or users < 1 or keys_per_user < 1:
             raise CommandError("N, --users and --keys-per-user must be positive.")
+        if ApiKey.objects.exclude(owner__username__startswith="demo-").exists():
+            # Demo events chain validly, so verify_audit could never tell them from real
+            # ones: never mix them into a real installation's history.
+            raise CommandError(
+                "This database holds real keys; seed_audit_demo only fills a demo database."
+            )
         rng = random.Random(seed)
         now = timezone.now()
         last_at = AuditEvent.objects.order_by("-seq").values_list("at", flat=True).first()
