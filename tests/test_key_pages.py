@@ -390,3 +390,21 @@ def test_a_revoked_key_cannot_be_changed_again(alice, login, make_key, path):
     response = client.get(f"/keys/{key.identifier}/{path}")
     assert response.status_code == 302
     assert response.url == f"/keys/{key.identifier}/"
+
+
+def test_every_active_user_is_staff_even_without_a_group(django_user_model, login, today):
+    erin = django_user_model.objects.create_user("erin", password="erin-portal-pw")
+    client = login(erin)
+    assert b">Add</a>" in client.get("/keys/").content
+    response = client.post("/keys/add/", add_form_data(today))
+    assert response.status_code == 200 and ApiKey.objects.filter(owner=erin).exists()
+
+
+def test_a_user_whose_only_role_is_auditor_is_not_staff(dave, login, today):
+    assert login(dave).get("/keys/add/").status_code == 403
+
+
+def test_an_inactive_user_manages_nothing(alice):
+    alice.is_active = False
+    alice.save()
+    assert not alice.has_perm("keys.manage_own_keys")
