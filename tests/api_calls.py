@@ -22,14 +22,14 @@ def assert_the_401(response) -> None:
     """The one 401 of every failure before the password is verified."""
     assert response.status_code == 401
     assert response["Content-Type"] == "application/problem+json"
-    assert response["WWW-Authenticate"] == auth.WWW_AUTHENTICATE
+    assert response["WWW-Authenticate"] == 'Basic realm="Key Portal API", charset="UTF-8"'
     if response.request["REQUEST_METHOD"] == "HEAD":
         return
     assert json.loads(response.content) == {
         "type": "about:blank",
         "title": "Unauthorized",
         "status": 401,
-        "detail": auth.UNAUTHORIZED_DETAIL,
+        "detail": "Valid API key credentials are required (HTTP Basic: Identifier:Password).",
     }
 
 

@@ -107,3 +107,18 @@ def test_a_catalogue_api_with_data_gets_its_routes_from_the_registry():
     names = {endpoint.name for endpoint in api.endpoints()}
     for slug in DEMO_DATA:
         assert {f"{slug}-list", f"{slug}-item"} <= names
+
+
+def test_the_catalogue_starts_with_the_cerrix_modules_of_the_design(db):
+    from keys.models import Api
+
+    assert list(Api.objects.order_by("position").values_list("slug", "name")) == [
+        ("risks", "Risks"),
+        ("controls", "Controls"),
+        ("events", "Events"),
+        ("incidents", "Incidents"),
+        ("mois", "Measures of improvement"),
+        ("findings", "Findings"),
+        ("kris", "Key risk indicators"),
+        ("third-parties", "Third party management"),
+    ]

@@ -81,8 +81,12 @@ def test_password_is_not_in_the_session_or_cookies(created):
 
 def test_password_is_not_in_messages(created):
     client, _response, password = created
-    response = client.get("/keys/")
-    assert all(password not in str(m) for m in response.context["messages"])
+    identifier = re.search(r"/keys/(ckid_\w+)/", _response.content.decode()).group(1)
+    client.post(f"/keys/{identifier}/edit/", {})  # stays on the form, writes nothing
+    response = client.post(f"/keys/{identifier}/revoke/", follow=True)
+    shown = [str(message) for message in response.context["messages"]]
+    assert shown == ["The key “Secret keeper” was revoked."]
+    assert all(password not in message for message in shown)
 
 
 def test_password_is_not_in_the_logs(created, caplog):

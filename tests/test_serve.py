@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import REPO, AppServer, fetch, manage, manage_env, process_children
+from tests.servers import (
+    REPO,
+    AppServer,
+    fetch,
+    manage,
+    manage_env,
+    process_children,
+    require,
+)
 
 GUIDE = REPO / "docs" / "deploy.md"
 HOST = "keys.example.com"
@@ -85,7 +93,7 @@ def test_production_keeps_database_connections_and_serves_hashed_static_files():
 def make_serve(tmp_path, server_database_url):
     """`make serve` with the documented environment, its own database and static root."""
     if shutil.which("make") is None:
-        pytest.skip("make is not installed")
+        require("make is not installed")
     env = production_env(
         DATABASE_URL=server_database_url,
         CACHE_URL="locmem://",
