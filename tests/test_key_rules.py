@@ -363,3 +363,38 @@ def test_bulk_updates_cannot_unrevoke_or_move_the_limit(alice, make_key, change)
         ApiKey.objects.filter(pk=key.pk).update(**change)
     key.refresh_from_db()
     assert key.revoked_at is not None
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE keys_apikey SET revoked_at = NULL, revoked_by_id = NULL, revoke_reason = ''",
+        "UPDATE keys_apikey SET revoke_reason = 'rewritten'",
+        "UPDATE keys_apikey SET latest_expires_on = '2099-01-01', expires_on = '2099-01-01'",
+    ],
+)
+def test_the_database_itself_refuses_raw_sql_that_unrevokes_or_moves_the_limit(
+    alice, make_key, statement
+):
+    from django.db import DatabaseError, connection
+
+    key, _ = make_key(alice)
+    actions.revoke_key(key, actor=alice, reason="done")
+    with (
+        pytest.raises(DatabaseError, match="revocation is final"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(f"{statement} WHERE id = %s", [key.pk])
+    key.refresh_from_db()
+    assert key.revoked_at is not None and key.revoke_reason == "done"
+
+
+def test_the_database_still_lets_a_live_key_change_its_name(alice, make_key):
+    from django.db import connection
+
+    key, _ = make_key(alice)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE keys_apikey SET name = 'renamed' WHERE id = %s", [key.pk])
+    key.refresh_from_db()
+    assert key.name == "renamed"
