@@ -18,6 +18,7 @@ Throttle limits are lifted so each case measures its own path, not 429s.
 
 import argparse
 import base64
+import contextlib
 import os
 import secrets
 import socket
@@ -160,11 +161,9 @@ def start_gunicorn(env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen
         if proc.poll() is not None:
             sys.exit(f"gunicorn exited; see {workdir / 'gunicorn.log'}")
         if len(worker_pids(proc.pid)) == 2:
-            try:
+            with contextlib.suppress(OSError):  # not listening yet
                 if request(port, build("/healthz", None, ALLOWED_IP)).status == 200:
                     return proc, port
-            except OSError:
-                pass
         time.sleep(0.1)
     proc.kill()
     sys.exit("gunicorn did not start")

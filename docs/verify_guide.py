@@ -16,6 +16,7 @@ Nothing secret is printed: passwords go to files of mode 600 only.
 # ruff: noqa: S603, S607 (runs the guide's own shell commands, by design)
 
 import argparse
+import contextlib
 import datetime
 import http.client
 import json
@@ -242,11 +243,9 @@ def readyz():
 def wait_until(predicate, what, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(OSError):  # not up yet
             if predicate():
                 return
-        except OSError:
-            pass
         time.sleep(0.5)
     check(False, what)
 
