@@ -164,7 +164,10 @@ def authenticate(request: HttpRequest, api: str) -> Caller:
         raise _unauthorized(ip)
     identifier, password = credentials
 
-    if retry_after := throttled_for(ip, identifier):
+    # One cache round trip reads both the throttle counters and the verification cache.
+    verified_name = _verified_cache_key(identifier, password)
+    cached = _read_cache([*_throttle_names(ip, identifier), verified_name])
+    if retry_after := throttled_for(ip, identifier, cached):
         _record_throttled(identifier, ip, path)
         raise Refusal(429, "throttled", retry_after=retry_after)
 
@@ -188,7 +191,7 @@ def authenticate(request: HttpRequest, api: str) -> Caller:
         raise refuse("owner_inactive")
     if not _ip_allowed(ip, row.networks):
         raise refuse("ip_not_allowed")
-    if not _password_verified(identifier, password, row):
+    if not _password_verified(identifier, password, row, cached.get(verified_name)):
         # Counted per identifier only here, from an allowed IP: the identifier is public,
         # so counting failures from anywhere would let anyone lock a key out.
         _count_failure(_identifier_bucket(identifier))
@@ -346,15 +349,26 @@ def _verification_slots() -> threading.BoundedSemaphore:
         return _slots[1]
 
 
+def _read_cache(names: list[str]) -> dict:
+    """The cached values of names; none at all while the cache is unavailable.
+
+    A cache outage is a miss, never a pass: no throttle counts (Argon2 stays capped by the
+    slots) and no remembered verification (the password is verified with Argon2).
+    """
+    try:
+        return cache.get_many(names)
+    except Exception:
+        logger.warning("Cache unavailable; throttling off, verifying with Argon2", exc_info=True)
+        return {}
+
+
 @sensitive_variables("password")
-def _password_verified(identifier: str, password: str, row: _KeyRow) -> bool:
+def _password_verified(
+    identifier: str, password: str, row: _KeyRow, remembered: object = None
+) -> bool:
+    """True if password is the key's: remembered for this revision, or verified by Argon2."""
     cache_key = _verified_cache_key(identifier, password)
     token = _verified_token(row)
-    try:
-        remembered = cache.get(cache_key)
-    except Exception:  # a cache outage is a miss, never a pass
-        logger.warning("Verification cache unavailable; verifying with Argon2", exc_info=True)
-        remembered = None
     if isinstance(remembered, str) and constant_time_compare(remembered, token):
         return True
 
@@ -409,13 +423,8 @@ def _identifier_bucket(identifier: str) -> str:
     return f"kp:fail-id:{identifier}"
 
 
-def throttled_for(ip: str | None, identifier: str) -> int:
-    """Seconds the caller must wait, or 0 if neither its IP nor the identifier is throttled.
-
-    Each bucket's window opens at its first failure and lasts KEYS_THROTTLE_WINDOW_SECONDS;
-    its `:since` entry says when it opened, so Retry-After tells exactly when it closes.
-    """
-    limits = {
+def _throttle_limits(ip: str | None, identifier: str) -> dict[str, int]:
+    return {
         bucket: limit
         for bucket, limit in (
             (_ip_bucket(ip), settings.KEYS_THROTTLE_MAX_FAILURES_PER_IP),
@@ -423,12 +432,23 @@ def throttled_for(ip: str | None, identifier: str) -> int:
         )
         if bucket is not None
     }
-    try:
-        values = cache.get_many([name for bucket in limits for name in (bucket, bucket + ":since")])
-    except Exception:
-        # Without the cache there are no counts; Argon2 stays capped by the slots.
-        logger.warning("Throttle cache unavailable", exc_info=True)
-        return 0
+
+
+def _throttle_names(ip: str | None, identifier: str) -> list[str]:
+    """The cache entries throttled_for() reads."""
+    return [
+        name for bucket in _throttle_limits(ip, identifier) for name in (bucket, bucket + ":since")
+    ]
+
+
+def throttled_for(ip: str | None, identifier: str, values: dict) -> int:
+    """Seconds the caller must wait, or 0 if neither its IP nor the identifier is throttled.
+
+    Each bucket's window opens at its first failure and lasts KEYS_THROTTLE_WINDOW_SECONDS;
+    its `:since` entry says when it opened, so Retry-After tells exactly when it closes.
+    `values` holds the entries of _throttle_names() as read from the cache.
+    """
+    limits = _throttle_limits(ip, identifier)
     now = timezone.now().timestamp()
     window = settings.KEYS_THROTTLE_WINDOW_SECONDS
     waits = [
