@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET
 
 from keys.filters import AllKeysFilterForm
 from keys.models import ApiKey
+from portal.paging import filter_query
 
 PAGE_SIZE = 50
 
@@ -21,8 +22,6 @@ def all_keys(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         keys = form.filter(ApiKey.objects.with_listing_data()).order_by("-created_at", "-pk")
         page = Paginator(keys, PAGE_SIZE).get_page(form.cleaned_data["page"])
-    query = request.GET.copy()
-    query.pop("page", None)
-    context = {"form": form, "page": page, "filter_query": query.urlencode()}
+    context = {"form": form, "page": page, "filter_query": filter_query(request, "page")}
     status = 200 if form.is_valid() else 400
     return render(request, "keys/all_keys.html", context, status=status)

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET
 from keys import audit_csv
 from keys.filters import AuditFilterForm
 from keys.models import AuditEvent, AuditHead
+from portal.paging import filter_query
 
 VIEW_AUDIT = "keys.view_audit"
 PAGE_SIZE = 50
@@ -71,14 +72,6 @@ def page_of(querysets, *, before: int | None, after: int | None, size: int = PAG
     return page
 
 
-def _filter_query(request: HttpRequest) -> str:
-    """The current filters as a query string, without the page cursor."""
-    query = request.GET.copy()
-    for cursor in ("before", "after"):
-        query.pop(cursor, None)
-    return query.urlencode()
-
-
 @never_cache
 @require_GET
 @login_required
@@ -97,7 +90,7 @@ def history(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "page": page,
-        "filter_query": _filter_query(request),
+        "filter_query": filter_query(request, "before", "after"),
         "paged": bool(request.GET.get("before") or request.GET.get("after")),
     }
     return render(request, "audit/history.html", context, status=200 if form.is_valid() else 400)
@@ -148,7 +141,11 @@ def export_csv(request: HttpRequest) -> HttpResponse:
     """Stream the filtered events oldest first, with their hashes (verify_audit --csv)."""
     form = AuditFilterForm(request.GET)
     if not form.is_valid():
-        context = {"form": form, "page": None, "filter_query": _filter_query(request)}
+        context = {
+            "form": form,
+            "page": None,
+            "filter_query": filter_query(request, "before", "after"),
+        }
         return render(request, "audit/history.html", context, status=400)
     # Fixed at the start, so the file is one consistent cut even while events are appended.
     upto = AuditHead.objects.get(pk=1).seq

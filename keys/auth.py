@@ -146,7 +146,7 @@ def _count_argon2() -> None:
 # --- the checks --------------------------------------------------------------------------
 
 
-@sensitive_variables("credentials", "password")
+@sensitive_variables("header", "credentials", "password")
 def authenticate(request: HttpRequest, api: str) -> Caller:
     """Return the verified caller of `api` (a catalogue slug or ANY_API), or raise Refusal."""
     ip = client_ip(request)
@@ -191,7 +191,7 @@ def authenticate(request: HttpRequest, api: str) -> Caller:
         raise refuse("owner_inactive")
     if not _ip_allowed(ip, row.networks):
         raise refuse("ip_not_allowed")
-    if not _password_verified(identifier, password, row, cached.get(verified_name)):
+    if not _password_verified(password, row, verified_name, cached.get(verified_name)):
         # Counted per identifier only here, from an allowed IP: the identifier is public,
         # so counting failures from anywhere would let anyone lock a key out.
         _count_failure(_identifier_bucket(identifier))
@@ -317,7 +317,7 @@ def _ip_allowed(ip: str | None, networks: frozenset[str]) -> bool:
     if not networks:
         # Only possible with KEYS_REQUIRE_ALLOWED_IPS = False: the key allows any IP.
         return not settings.KEYS_REQUIRE_ALLOWED_IPS
-    return ip_in_networks(ip, sorted(networks))
+    return ip_in_networks(ip, networks)
 
 
 # --- the password and its verification cache ---------------------------------------------
@@ -363,11 +363,9 @@ def _read_cache(names: list[str]) -> dict:
 
 
 @sensitive_variables("password")
-def _password_verified(
-    identifier: str, password: str, row: _KeyRow, remembered: object = None
-) -> bool:
-    """True if password is the key's: remembered for this revision, or verified by Argon2."""
-    cache_key = _verified_cache_key(identifier, password)
+def _password_verified(password: str, row: _KeyRow, cache_key: str, remembered: object) -> bool:
+    """True if password is the key's: remembered under cache_key for this revision (as read
+    by authenticate), or verified by Argon2 and then remembered."""
     token = _verified_token(row)
     if isinstance(remembered, str) and constant_time_compare(remembered, token):
         return True

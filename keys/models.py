@@ -7,6 +7,7 @@ refuses it from any code path, and CheckConstraints refuse it in the database it
 import datetime
 import functools
 import ipaddress
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -362,11 +363,8 @@ class ApiKey(models.Model):
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
 
-    def allows_ip(self, address: str) -> bool:
-        return ip_in_networks(address, [e.network for e in self.allowed_ips.all()])
 
-
-def ip_in_networks(address: str, networks: list[str]) -> bool:
+def ip_in_networks(address: str, networks: Iterable[str]) -> bool:
     """True if address lies in one of networks; IPv4-mapped IPv6 counts as its IPv4 form."""
     try:
         ip = ipaddress.ip_address(address)

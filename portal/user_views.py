@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from keys import actions
 from keys.client_ip import client_ip
 from portal.forms import DeactivateForm, UserFilterForm
+from portal.paging import filter_query
 
 MANAGE_USERS = "portal.change_user"
 PAGE_SIZE = 50
@@ -36,9 +37,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
         if q := form.cleaned_data["q"].strip():
             users = users.filter(Q(username__icontains=q) | Q(email__icontains=q))
         page = Paginator(users, PAGE_SIZE).get_page(form.cleaned_data["page"])
-    query = request.GET.copy()
-    query.pop("page", None)
-    context = {"form": form, "page": page, "filter_query": query.urlencode()}
+    context = {"form": form, "page": page, "filter_query": filter_query(request, "page")}
     status = 200 if form.is_valid() else 400
     return render(request, "portal/users.html", context, status=status)
 
