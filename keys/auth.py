@@ -39,6 +39,7 @@ from keys import tokens, usage
 from keys.client_ip import client_ip
 from keys.models import ApiKey, ip_in_networks, local_date
 from keys.problems import problem
+from portal.cache_counters import cache_add, cache_incr
 
 logger = logging.getLogger(__name__)
 
@@ -467,7 +468,7 @@ def _record_throttled(identifier: str, ip: str | None, path: str) -> None:
     """
     if usage.count_repeat(identifier, "throttled"):
         return
-    if not usage.cache_add(f"kp:throttled-lookup:{_ip_bucket(ip)}", 1):
+    if not cache_add(f"kp:throttled-lookup:{_ip_bucket(ip)}", 1):
         return
     key_id = ApiKey.objects.filter(identifier=identifier).values_list("pk", flat=True).first()
     if key_id is not None:
@@ -480,8 +481,8 @@ def _count_failure(bucket: str | None) -> None:
     if bucket is None:
         return
     window = settings.KEYS_THROTTLE_WINDOW_SECONDS
-    if usage.cache_incr(bucket, timeout=window) == 1:  # this failure opens the window
-        usage.cache_add(bucket + ":since", window, value=timezone.now().timestamp())
+    if cache_incr(bucket, timeout=window) == 1:  # this failure opens the window
+        cache_add(bucket + ":since", window, value=timezone.now().timestamp())
 
 
 def _unauthorized(ip: str | None, reason: str = "unauthorized") -> Refusal:

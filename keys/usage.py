@@ -22,43 +22,13 @@ from django.utils import timezone
 
 from keys import audit
 from keys.models import ApiKey, AuditEvent, KeyUsageDay, local_date
+from portal.cache_counters import cache_add, cache_incr
 
 logger = logging.getLogger(__name__)
 
 FLUSH_EVERY_SECONDS = 60
 REFUSAL_EVERY_SECONDS = 60
 PENDING_COUNT_SECONDS = 3 * 24 * 3600  # a pending count outlives a quiet weekend
-
-
-# --- cache helpers: an unavailable cache degrades the record, never the answer ------------
-
-
-def cache_incr(name: str, delta: int = 1, *, timeout: int = PENDING_COUNT_SECONDS) -> int | None:
-    """Add delta to a counter, creating it with `timeout`; None if the cache is unavailable."""
-    try:
-        try:
-            value = cache.incr(name, delta)
-        except ValueError:  # missing (or expired)
-            if cache.add(name, delta, timeout):
-                return delta
-            value = cache.incr(name, delta)
-        if value <= delta:
-            # Django's Redis incr() checks the key exists, then INCRs: if it expired in
-            # between, INCR re-created it without a TTL, and the counter would never reset.
-            cache.touch(name, timeout)
-        return value
-    except Exception:
-        logger.warning("Cache unavailable for %s", name.split(":", 2)[1], exc_info=True)
-        return None
-
-
-def cache_add(name: str, timeout: int, value: object = 1) -> bool:
-    """True if this caller set the gate now; False if it was set, or the cache is down."""
-    try:
-        return cache.add(name, value, timeout)
-    except Exception:
-        logger.warning("Cache unavailable for a usage gate", exc_info=True)
-        return False
 
 
 def _cache_take(name: str) -> int:
@@ -85,7 +55,7 @@ def _uses_name(key_id: int, day: datetime.date) -> str:
 def record_use(key_id: int, ip: str, at: datetime.datetime | None = None) -> None:
     """Count one successful call; at most once a minute per key, write what was counted."""
     at = at or timezone.now()
-    cache_incr(_uses_name(key_id, local_date(at)))
+    cache_incr(_uses_name(key_id, local_date(at)), timeout=PENDING_COUNT_SECONDS)
     if cache_add(f"kp:flush:{key_id}", FLUSH_EVERY_SECONDS):
         flush(key_id, ip=ip, at=at)
 

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
 from keys.client_ip import client_ip
+from portal.cache_counters import cache_incr
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +46,10 @@ class LoginThrottle:
 
     def failed(self, now: float | None = None) -> None:
         window = settings.LOGIN_THROTTLE_WINDOW_SECONDS
+        failures = cache_incr(self.failures_key, timeout=window)
+        if failures is None:  # cache unreachable, already logged
+            return
         try:
-            cache.add(self.failures_key, 0, timeout=window)
-            try:
-                failures = cache.incr(self.failures_key)
-                if failures <= 1:  # Redis: expired between exists and INCR, so no TTL
-                    cache.touch(self.failures_key, window)
-            except ValueError:  # expired between add() and incr()
-                cache.set(self.failures_key, 1, timeout=window)
-                failures = 1
             if failures >= settings.LOGIN_THROTTLE_MAX_FAILURES:
                 until = (now or time.time()) + window
                 if cache.add(self.lock_key, until, timeout=window):
