@@ -1,7 +1,7 @@
 """Every change to a key goes through one of these functions.
 
 Each changes the data and appends its audit event in one transaction: if the event cannot be
-written, nothing changes. Rules are checked by the model (`ApiKey.clean`, `access_errors`);
+written, nothing changes. Rules are checked by the model (`ApiKey.validated`, `save()`);
 these functions call them, so views, the admin and the shell obey the same rules.
 """
 
@@ -17,21 +17,9 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from keys import audit, tokens
-from keys.models import AllowedIp, Api, ApiKey, AuditEvent, display_network, normalise_network
+from keys.models import AllowedIp, Api, ApiKey, AuditEvent, display_network
 
 Action = AuditEvent.Action
-
-
-def _normalise_all(networks: list[str]) -> list[str]:
-    errors, normalised = [], []
-    for entry in networks:
-        try:
-            normalised.append(normalise_network(entry))
-        except ValidationError as error:
-            errors.extend(error.messages)
-    if errors:
-        raise ValidationError({"allowed_ips": errors})
-    return normalised
 
 
 def _snapshot(key: ApiKey) -> dict:
@@ -43,10 +31,6 @@ def _snapshot(key: ApiKey) -> dict:
         ),
         "apis": sorted(key.apis.values_list("slug", flat=True)),
     }
-
-
-def _name_taken(owner, name: str, exclude_pk=None) -> bool:
-    return ApiKey.objects.live().filter(owner=owner, name=name).exclude(pk=exclude_pk).exists()
 
 
 @sensitive_variables("password")
@@ -63,20 +47,12 @@ def create_key(
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its plaintext password, which is never stored."""
     actor = actor or owner
-    networks = _normalise_all(networks)
-    apis = list(apis)
-    key = ApiKey(owner=owner, name=name.strip(), expires_on=expires_on)
-    key.created_at = at or timezone.now()
-    errors = ApiKey.access_errors(networks, apis)
-    try:
-        key.clean()
-    except ValidationError as error:
-        errors.update(error.message_dict)
-    if _name_taken(owner, key.name):
-        errors["name"] = ["You already have a key with this name."]
-    if errors:
-        raise ValidationError(errors)
-
+    at = at or timezone.now()
+    fields = ApiKey.validated(
+        owner=owner, name=name, expires_on=expires_on, networks=networks, apis=apis, created_at=at
+    )
+    networks, apis = fields.pop("networks"), fields.pop("apis")
+    key = ApiKey(owner=owner, created_at=at, **fields)
     password = tokens.generate_password()
     key.identifier = tokens.generate_identifier()
     key.password_hash = tokens.hash_password(password)
@@ -88,7 +64,7 @@ def create_key(
             audit.record(Action.KEY_CREATED, key=key, actor=actor, ip=ip, details=_snapshot(key))
     except IntegrityError:
         # Lost a race with a concurrent create of the same name.
-        if _name_taken(owner, key.name):
+        if ApiKey.objects.name_taken(owner, key.name):
             raise ValidationError({"name": ["You already have a key with this name."]}) from None
         raise
     return key, password
@@ -105,22 +81,20 @@ def edit_key(
     ip: str | None = None,
 ) -> ApiKey:
     """Change a key's name, allowed IPs, APIs or (shorten) its expiration date."""
-    networks = _normalise_all(networks)
-    apis = list(apis)
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
+        fields = ApiKey.validated(
+            owner=key.owner,
+            name=name,
+            expires_on=expires_on,
+            networks=networks,
+            apis=apis,
+            key=key,
+        )
+        networks, apis = fields.pop("networks"), fields.pop("apis")
         before = _snapshot(key)
         old_expiry = key.expires_on
-        key.name, key.expires_on = name.strip(), expires_on
-        errors = ApiKey.access_errors(networks, apis)
-        try:
-            key.clean()
-        except ValidationError as error:
-            errors.update(error.message_dict)
-        if _name_taken(key.owner, key.name, exclude_pk=key.pk):
-            errors["name"] = ["You already have a key with this name."]
-        if errors:
-            raise ValidationError(errors)
+        key.name, key.expires_on = fields["name"], fields["expires_on"]
         key.revision += 1
         key.save()
         current = set(key.allowed_ips.values_list("network", flat=True))
@@ -158,7 +132,7 @@ def revoke_key(
 ) -> ApiKey:
     """Revoke a key now and for good, recording who, when and why."""
     reason = (reason or "").strip()
-    if actor is not None and actor.pk != key.owner_id and not reason:
+    if key.revocation_needs_reason(actor) and not reason:
         raise ValidationError({"reason": ["Give a reason for revoking someone else's key."]})
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)

@@ -21,14 +21,7 @@ class StatusFilter(admin.SimpleListFilter):
         return ApiKey.Status.choices
 
     def queryset(self, request, queryset):
-        match self.value():
-            case ApiKey.Status.ACTIVE:
-                return queryset.usable()
-            case ApiKey.Status.EXPIRED:
-                return queryset.expired()
-            case ApiKey.Status.REVOKED:
-                return queryset.revoked()
-        return queryset
+        return queryset.with_status(self.value()) if self.value() else queryset
 
 
 @admin.register(ApiKey)
@@ -78,8 +71,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["revoke"], description="Revoke selected keys (asks for a reason)")
     def revoke_selected(self, request, queryset):
-        keys = list(queryset.live().select_related("owner"))
-        form = RevokeForm(request.POST if "confirm" in request.POST else None, reason_required=True)
+        keys = [
+            key
+            for key in queryset.live().select_related("owner")
+            if key.may_be_revoked_by(request.user)
+        ]
+        form = RevokeForm(
+            request.POST if "confirm" in request.POST else None,
+            reason_required=any(key.revocation_needs_reason(request.user) for key in keys),
+        )
         if form.is_valid():
             revoked = 0
             for key in keys:

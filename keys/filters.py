@@ -64,13 +64,8 @@ class AllKeysFilterForm(forms.Form):
             )
         if data.get("owner"):
             keys = keys.filter(owner=data["owner"])
-        match data.get("status"):
-            case ApiKey.Status.ACTIVE:
-                keys = keys.usable()
-            case ApiKey.Status.EXPIRED:
-                keys = keys.expired()
-            case ApiKey.Status.REVOKED:
-                keys = keys.revoked()
+        if data.get("status"):
+            keys = keys.with_status(data["status"])
         if data.get("api"):
             keys = keys.filter(apis=data["api"])
         if data.get("expiring_within") is not None:

@@ -1,14 +1,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from keys.models import (
-    Api,
-    ApiKey,
-    display_network,
-    latest_expiry_for,
-    local_date,
-    normalise_network,
-)
+from keys.models import Api, ApiKey, display_network, latest_expiry_for, local_date
 
 
 class IpListWidget(forms.Widget):
@@ -44,10 +37,7 @@ class AllowedIpsField(forms.Field):
         return [entry.strip() for entry in (value or []) if entry and entry.strip()]
 
     def validate(self, value):
-        # Entry-by-entry rules (format, host bits, duplicates) are the model's; see
-        # keys.actions._normalise_all and ApiKey.access_errors.
-        if len(value) > 50:
-            raise ValidationError("A key can have at most 50 allowed IP entries.")
+        pass  # every allowlist rule is the model's (keys.models.allowlist)
 
 
 class ApiChoiceField(forms.ModelMultipleChoiceField):
@@ -67,8 +57,9 @@ class KeyForm(forms.Form):
     allowed_ips = AllowedIpsField(label="Allowed IPs", required=False)
     apis = ApiChoiceField(label="APIs", queryset=Api.objects.active(), required=False)
 
-    def __init__(self, *args, key: ApiKey | None = None, **kwargs):
+    def __init__(self, *args, owner=None, key: ApiKey | None = None, **kwargs):
         self.key = key
+        self.owner = key.owner if key is not None else owner
         if key is None:
             latest = latest_expiry_for(local_date())
             kwargs.setdefault("initial", {"expires_on": latest})
@@ -102,48 +93,27 @@ class KeyForm(forms.Form):
                 ]
             )
 
-    # Each check below calls the model's rule, so the form explains every broken rule at
-    # once, next to its field; keys.actions checks them again before writing.
-
-    def clean_allowed_ips(self):
-        networks, errors = [], []
-        for entry in self.cleaned_data["allowed_ips"]:
-            try:
-                networks.append(normalise_network(entry))
-            except ValidationError as error:
-                errors.extend(error.messages)
-        if errors:
-            raise ValidationError(errors)
-        return networks
-
-    def clean_expires_on(self):
-        expires_on = self.cleaned_data["expires_on"]
-        if self.key is not None:
-            probe = ApiKey.objects.get(pk=self.key.pk)
-            probe.expires_on = expires_on
-        else:
-            probe = ApiKey(expires_on=expires_on)
-        if errors := probe.expiry_errors():
-            raise ValidationError(errors)
-        return expires_on
-
     def clean(self):
+        """Check every key rule through the model, and place each error next to its field."""
         cleaned = super().clean()
-        errors = ApiKey.access_errors(cleaned.get("allowed_ips", []), cleaned.get("apis", []))
-        for field, messages in errors.items():
-            if field not in self._errors:
-                self.add_error(field, messages)
+        try:
+            self.validated = ApiKey.validated(
+                owner=self.owner,
+                name=cleaned.get("name", ""),
+                expires_on=cleaned.get("expires_on"),
+                networks=cleaned.get("allowed_ips", []),
+                apis=cleaned.get("apis", []),
+                key=self.key,
+            )
+        except ValidationError as error:
+            for field, messages in error.message_dict.items():
+                if field == "__all__" or field not in self._errors:
+                    self.add_error(None if field == "__all__" else field, messages)
         return cleaned
 
     def key_fields(self) -> dict:
-        """The cleaned values, named as keys.actions.create_key and edit_key take them."""
-        data = self.cleaned_data
-        return {
-            "name": data["name"],
-            "expires_on": data["expires_on"],
-            "networks": data["allowed_ips"],
-            "apis": data["apis"],
-        }
+        """The checked values, named as keys.actions.create_key and edit_key take them."""
+        return self.validated
 
     def add_model_errors(self, error: ValidationError) -> None:
         """Place errors raised by the model or an action next to the fields they concern."""

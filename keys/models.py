@@ -7,6 +7,7 @@ refuses it from any code path, and CheckConstraints refuse it in the database it
 import datetime
 import functools
 import ipaddress
+import unicodedata
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -17,6 +18,8 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from keys import tokens
+
+MAX_ALLOWED_IPS = 50
 
 
 def local_date(at: datetime.datetime | None = None) -> datetime.date:
@@ -65,7 +68,56 @@ def normalise_network(text: str) -> str:
     if network.version == 6 and network.network_address.ipv4_mapped and network.prefixlen >= 96:
         mapped = network.network_address.ipv4_mapped
         network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+    widest = settings.KEYS_MIN_PREFIX_V4 if network.version == 4 else settings.KEYS_MIN_PREFIX_V6
+    if network.prefixlen < widest:
+        # An allowlist restricts: a range this wide (0.0.0.0/0 at the extreme) would let a
+        # stolen password in from almost anywhere.
+        raise ValidationError(
+            "“%(value)s” is too wide: an allowed range may be at most /%(widest)s for IPv%(v)s.",
+            code="too_wide",
+            params={"value": value[:60], "widest": widest, "v": network.version},
+        )
     return str(network)
+
+
+def allowlist(entries: Iterable[str]) -> list[str]:
+    """The allowed IPs of a key, normalised; or ValidationError listing every broken entry.
+
+    The one home of the allowlist rules: each entry's shape and width (normalise_network),
+    no duplicates, at most MAX_ALLOWED_IPS, and at least one unless KEYS_REQUIRE_ALLOWED_IPS
+    is off. Blank entries are ignored (an emptied row is how a row is removed).
+    """
+    errors, networks = [], []
+    for entry in entries:
+        if not (entry or "").strip():
+            continue
+        try:
+            networks.append(normalise_network(entry))
+        except ValidationError as error:
+            errors.extend(error.messages)
+    if len(networks) > MAX_ALLOWED_IPS:
+        errors.append(f"A key can have at most {MAX_ALLOWED_IPS} allowed IP entries.")
+    if len(set(networks)) != len(networks):
+        errors.append("Each allowed IP may be listed only once.")
+    if not networks and not errors and settings.KEYS_REQUIRE_ALLOWED_IPS:
+        errors.append("Add at least one allowed IP address or range.")
+    if errors:
+        raise ValidationError(errors)
+    return networks
+
+
+# Unicode categories no name may hold: controls (a newline forges a log or CSV line),
+# format characters (right-to-left overrides disguise a name) and line/paragraph separators.
+_FORBIDDEN_IN_NAMES = {"Cc", "Cf", "Zl", "Zp"}
+
+
+def validate_no_control_characters(value: str) -> None:
+    """Refuse a name (of a key or a user) holding control or invisible format characters."""
+    if any(unicodedata.category(char) in _FORBIDDEN_IN_NAMES for char in value or ""):
+        raise ValidationError(
+            "Names cannot hold control or invisible formatting characters.",
+            code="control_characters",
+        )
 
 
 def display_network(network: str) -> str:
@@ -106,25 +158,8 @@ class Api(models.Model):
 
 
 class ApiKeyQuerySet(models.QuerySet):
-    # Columns only the model's own save() may write: a bulk update() of these would skip the
-    # rules (un-revoke, move the one-year limit, swap identity).
-    FROZEN_BY_UPDATE = frozenset(
-        {
-            "owner",
-            "owner_id",
-            "identifier",
-            "created_at",
-            "created_on",
-            "latest_expires_on",
-            "revoked_at",
-            "revoked_by",
-            "revoked_by_id",
-            "revoke_reason",
-        }
-    )
-
     def update(self, **kwargs):
-        if frozen := self.FROZEN_BY_UPDATE.intersection(kwargs):
+        if frozen := ApiKey.columns_only_save_writes().intersection(kwargs):
             raise ValueError(f"Keys change {sorted(frozen)} only through keys.actions.")
         return super().update(**kwargs)
 
@@ -141,6 +176,21 @@ class ApiKeyQuerySet(models.QuerySet):
 
     def revoked(self):
         return self.exclude(revoked_at=None)
+
+    def with_status(self, status: str, at: datetime.datetime | None = None):
+        """Keys whose ApiKey.status() is `status` (the one status filter of every list)."""
+        match status:
+            case ApiKey.Status.ACTIVE:
+                return self.usable(at)
+            case ApiKey.Status.EXPIRED:
+                return self.expired(at)
+            case ApiKey.Status.REVOKED:
+                return self.revoked()
+        raise ValueError(f"Unknown key status {status!r}.")
+
+    def name_taken(self, owner, name: str, *, exclude=None) -> bool:
+        """True if `owner` has another key that is not revoked with this name."""
+        return self.live().filter(owner=owner, name=name).exclude(pk=exclude).exists()
 
     def visible_to(self, user):
         """Keys `user` may see: their own, or all with the view_all_keys permission."""
@@ -167,7 +217,9 @@ class ApiKey(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_keys"
     )
     name = models.CharField(
-        max_length=100, help_text="Descriptive; unique among your keys that are not revoked."
+        max_length=100,
+        validators=[validate_no_control_characters],
+        help_text="Descriptive; unique among your keys that are not revoked.",
     )
     identifier = models.CharField(max_length=tokens.IDENTIFIER_LENGTH, unique=True, editable=False)
     password_hash = models.CharField(max_length=200, editable=False)
@@ -239,29 +291,127 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.identifier})"
 
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._stored = dict(zip(field_names, values, strict=True))
-        return instance
-
-    def refresh_from_db(self, *args, **kwargs) -> None:
-        super().refresh_from_db(*args, **kwargs)
-        self._remember_stored()
-
-    def _remember_stored(self) -> None:
-        """Remember the values as stored, so save() can refuse forbidden changes."""
-        deferred = self.get_deferred_fields()
-        self._stored = {
-            f.attname: getattr(self, f.attname)
-            for f in self._meta.concrete_fields
-            if f.attname not in deferred
-        }
-
     # --- rules ------------------------------------------------------------------------------
 
-    def _stored_value(self, field: str):
-        return getattr(self, "_stored", {}).get(field)
+    # What never changes on a key once it is written, and what becomes final once it is
+    # revoked. Declared here only: save() checks them against the stored row, update()
+    # refuses them, and the database trigger (keys.guards, built from these lists) refuses
+    # them from raw SQL. The expiration date also only ever moves earlier.
+    NEVER_CHANGES = ("identifier", "owner", "created_at", "created_on", "latest_expires_on")
+    FINAL_ONCE_REVOKED = ("revoked_at", "revoked_by", "revoke_reason", "name", "expires_on")
+
+    @classmethod
+    def columns_only_save_writes(cls) -> frozenset[str]:
+        """Fields (and their columns) a bulk update() may never write: it would skip the rules."""
+        fields = [cls._meta.get_field(name) for name in (*cls.NEVER_CHANGES, "revoked_at")]
+        fields += [cls._meta.get_field(name) for name in ("revoked_by", "revoke_reason")]
+        return frozenset(name for f in fields for name in (f.name, f.attname))
+
+    @staticmethod
+    def expiry_errors(
+        expires_on: datetime.date | None,
+        *,
+        latest: datetime.date,
+        previous: datetime.date | None = None,
+        today: datetime.date | None = None,
+    ) -> list[str]:
+        """What is wrong with an expiration date, as messages for its field.
+
+        `latest` is the one-year limit; `previous` the stored date of an existing key (it
+        may only move earlier, and an expired key keeps its past date when edited).
+        """
+        today = today or local_date()
+        if expires_on is None:
+            return ["Enter an expiration date."]
+        errors = []
+        if expires_on != previous and expires_on < today:
+            errors.append("The expiration date cannot be in the past.")
+        if expires_on > latest:
+            errors.append(
+                f"The expiration date can be at most one year after creation: "
+                f"{latest.isoformat()} at the latest."
+            )
+        elif previous is not None and expires_on > previous:
+            errors.append(
+                f"The expiration date can only be shortened: {previous.isoformat()} at the latest."
+            )
+        return errors
+
+    @classmethod
+    def validated(
+        cls,
+        *,
+        owner,
+        name: str,
+        expires_on,
+        networks,
+        apis,
+        key: "ApiKey | None" = None,
+        created_at: datetime.datetime | None = None,
+    ) -> dict:
+        """The fields of a new key (or of `key`, edited), checked against every key rule.
+
+        Returns them cleaned (name stripped, networks normalised) or raises ValidationError
+        with every broken rule under its field's name. The form, the actions and the admin
+        call this; nothing else restates a rule.
+        """
+        errors: dict[str, list[str]] = {}
+        name = (name or "").strip()
+        try:
+            validate_no_control_characters(name)
+        except ValidationError as error:
+            errors["name"] = error.messages
+        if not name:
+            errors["name"] = ["Enter a name."]
+        elif "name" not in errors and cls.objects.name_taken(
+            owner, name, exclude=key.pk if key else None
+        ):
+            errors["name"] = ["You already have a key with this name."]
+        if key is None:
+            latest, previous = latest_expiry_for(local_date(created_at)), None
+        else:
+            latest, previous = key.latest_expires_on, key.expires_on
+        if expiry := cls.expiry_errors(expires_on, latest=latest, previous=previous):
+            errors["expires_on"] = expiry
+        try:
+            networks = allowlist(networks)
+        except ValidationError as error:
+            errors["allowed_ips"] = error.messages
+        apis = list(apis)
+        if not apis:
+            errors["apis"] = ["Select at least one API."]
+        if key is not None and key.is_revoked:
+            errors["__all__"] = ["A revoked key cannot be changed."]
+        if errors:
+            raise ValidationError(errors)
+        return {"name": name, "expires_on": expires_on, "networks": networks, "apis": apis}
+
+    def clean(self) -> None:
+        """The expiry rules of this row alone, for full_clean() (the admin, the shell)."""
+        if self._state.adding:
+            latest, previous = latest_expiry_for(local_date(self.created_at)), None
+        else:
+            latest, previous = self.latest_expires_on, self._stored()["expires_on"]
+        if errors := self.expiry_errors(self.expires_on, latest=latest, previous=previous):
+            raise ValidationError({"expires_on": errors})
+
+    def may_be_revoked_by(self, user) -> bool:
+        """Whether `user`'s role lets them revoke this key (whatever its state)."""
+        if self.owner_id == user.pk:
+            return user.has_perm("keys.manage_own_keys")
+        return user.has_perm("keys.revoke_any_key")
+
+    def may_be_edited_by(self, user) -> bool:
+        """Only the owner edits a key, and only while it is not revoked."""
+        return (
+            not self.is_revoked
+            and self.owner_id == user.pk
+            and user.has_perm("keys.manage_own_keys")
+        )
+
+    def revocation_needs_reason(self, user) -> bool:
+        """Revoking someone else's key needs a reason, shown to its owner."""
+        return user is not None and user.pk != self.owner_id
 
     def prepare_creation(self, at: datetime.datetime | None = None) -> None:
         """Fix the creation time and the dates derived from it (before the first save)."""
@@ -269,42 +419,6 @@ class ApiKey(models.Model):
             self.created_at = at or timezone.now()
         self.created_on = local_date(self.created_at)
         self.latest_expires_on = latest_expiry_for(self.created_on)
-
-    def expiry_errors(self, today: datetime.date | None = None) -> list[str]:
-        """What is wrong with expires_on, as messages for the Expiration date field."""
-        today = today or local_date()
-        if self.expires_on is None:
-            return ["Enter an expiration date."]
-        if self._state.adding:
-            latest = latest_expiry_for(local_date(self.created_at))
-        else:
-            latest = self.latest_expires_on
-        stored = self._stored_value("expires_on")
-        changed = self._state.adding or stored != self.expires_on
-        errors = []
-        if changed and self.expires_on < today:
-            errors.append("The expiration date cannot be in the past.")
-        if self.expires_on > latest:
-            errors.append(
-                f"The expiration date can be at most one year after creation: "
-                f"{latest.isoformat()} at the latest."
-            )
-        elif not self._state.adding and stored and self.expires_on > stored:
-            errors.append(
-                f"The expiration date can only be shortened: {stored.isoformat()} at the latest."
-            )
-        return errors
-
-    def clean(self) -> None:
-        if self.created_at is None:
-            self.created_at = timezone.now()
-        errors = {}
-        if expiry := self.expiry_errors():
-            errors["expires_on"] = expiry
-        if not self._state.adding and self._stored_value("revoked_at") is not None:
-            errors["__all__"] = ["A revoked key cannot be changed."]
-        if errors:
-            raise ValidationError(errors)
 
     def save(self, *args, **kwargs) -> None:
         if self._state.adding:
@@ -314,43 +428,44 @@ class ApiKey(models.Model):
             self.prepare_creation()
             if not tokens.is_identifier(self.identifier):
                 raise ValueError("Create keys with keys.actions.create_key().")
+            previous = None
         else:
-            stored = getattr(self, "_stored", {})
-            for field in ("identifier", "password_hash", "created_at", "latest_expires_on"):
-                if field in stored and stored[field] != getattr(self, field):
-                    raise ValueError(f"{field} never changes after creation.")
-            if self._stored_value("revoked_at") is not None:
-                raise ValueError("A revoked key cannot be changed.")
-        if errors := self.expiry_errors():
+            previous = self._check_against_stored()
+        errors = self.expiry_errors(
+            self.expires_on, latest=self.latest_expires_on, previous=previous
+        )
+        if errors:
             raise ValidationError({"expires_on": errors})
+        validate_no_control_characters(self.name)
         if not self.password_hash.startswith("$argon2id$"):
             raise ValueError("Only an Argon2id hash of the password is stored.")
         super().save(*args, **kwargs)
-        self._remember_stored()
+
+    def _stored(self) -> dict:
+        """The row as stored now: what never changes, the revocation and the expiry."""
+        fields = [self._meta.get_field(n).attname for n in self.NEVER_CHANGES]
+        return (
+            type(self).objects.filter(pk=self.pk).values(*fields, "revoked_at", "expires_on").get()
+        )
+
+    def _check_against_stored(self) -> datetime.date:
+        """Refuse changes to what never changes; return the stored expiration date."""
+        stored = self._stored()
+        for name in self.NEVER_CHANGES:
+            attname = self._meta.get_field(name).attname
+            if stored[attname] != getattr(self, attname):
+                raise ValueError(f"A key's {name} never changes after creation.")
+        if stored["revoked_at"] is not None:
+            raise ValueError("A revoked key cannot be changed.")
+        return stored["expires_on"]
 
     def delete(self, *args, **kwargs):
         raise ValueError("Keys are revoked, never deleted: their history must survive.")
 
-    @staticmethod
-    def access_errors(networks: list[str], apis) -> dict[str, list[str]]:
-        """Rules that span related rows: at least one API and (by setting) one allowed IP."""
-        errors = {}
-        if settings.KEYS_REQUIRE_ALLOWED_IPS and not networks:
-            errors["allowed_ips"] = ["Add at least one allowed IP address or range."]
-        if len(set(networks)) != len(networks):
-            errors["allowed_ips"] = ["Each allowed IP may be listed only once."]
-        if not apis:
-            errors["apis"] = ["Select at least one API."]
-        return errors
-
     # --- state ------------------------------------------------------------------------------
 
     def status(self, at: datetime.datetime | None = None) -> str:
-        if self.revoked_at is not None:
-            return self.Status.REVOKED
-        if self.expires_on < local_date(at):
-            return self.Status.EXPIRED
-        return self.Status.ACTIVE
+        return key_status(self.revoked_at, self.expires_on, at)
 
     @cached_property
     def current_status(self) -> str:
@@ -362,6 +477,15 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+def key_status(revoked_at, expires_on: datetime.date, at=None) -> str:
+    """Revoked, expired (valid through the end of its date in TIME_ZONE) or active."""
+    if revoked_at is not None:
+        return ApiKey.Status.REVOKED
+    if expires_on < local_date(at):
+        return ApiKey.Status.EXPIRED
+    return ApiKey.Status.ACTIVE
 
 
 def ip_in_networks(address: str, networks: Iterable[str]) -> bool:
@@ -406,6 +530,8 @@ class AllowedIp(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         self.network = normalise_network(self.network)
+        if self._state.adding and self.key.allowed_ips.count() >= MAX_ALLOWED_IPS:
+            raise ValidationError(f"A key can have at most {MAX_ALLOWED_IPS} allowed IP entries.")
         super().save(*args, **kwargs)
 
 

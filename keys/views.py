@@ -58,7 +58,7 @@ def key_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required(MANAGE_OWN_KEYS, raise_exception=True)
 def key_add(request: HttpRequest) -> HttpResponse:
-    form = KeyForm(request.POST if request.method == "POST" else None)
+    form = KeyForm(request.POST if request.method == "POST" else None, owner=request.user)
     if request.method == "POST" and form.is_valid():
         try:
             key, password = actions.create_key(
@@ -97,7 +97,7 @@ def ip_row(request: HttpRequest) -> HttpResponse:
         key = _own_key(request, identifier)
     data = request.POST.copy()
     data.setlist("allowed_ips", [*data.getlist("allowed_ips"), ""])
-    form = KeyForm(key=key)
+    form = KeyForm(key=key, owner=request.user)
     form.data, form.is_bound = data, True
     form._errors = {}  # a half-filled form: show it, do not judge it yet
     template = "keys/edit.html" if key else "keys/add.html"
@@ -120,7 +120,6 @@ def key_detail(request: HttpRequest, identifier: str) -> HttpResponse:
         "usage": usage,
         "refusals": refusals,
         "is_owner": key.owner_id == request.user.pk,
-        "can_revoke": _can_revoke(request.user, key),
         "section": "keys",
     }
     return render(request, "keys/detail.html", context)
@@ -149,27 +148,16 @@ def key_edit(request: HttpRequest, identifier: str) -> HttpResponse:
     return render(request, "keys/edit.html", {"form": form, "key": key, "section": "keys"})
 
 
-def _may_revoke(user, key: ApiKey) -> bool:
-    """Whether the user's role lets them revoke this key, whatever its state."""
-    if key.owner_id == user.pk:
-        return user.has_perm(MANAGE_OWN_KEYS)
-    return user.has_perm("keys.revoke_any_key")
-
-
-def _can_revoke(user, key: ApiKey) -> bool:
-    return not key.is_revoked and _may_revoke(user, key)
-
-
 @require_http_methods(["GET", "POST"])
 @login_required
 def key_revoke(request: HttpRequest, identifier: str) -> HttpResponse:
     key = _visible_key(request, identifier)
-    if not _may_revoke(request.user, key):
+    if not key.may_be_revoked_by(request.user):
         raise PermissionDenied("You may not revoke this key.")
     if key.is_revoked:
         messages.info(request, "This key is already revoked.")
         return redirect("keys:detail", identifier=key.identifier)
-    reason_required = key.owner_id != request.user.pk
+    reason_required = key.revocation_needs_reason(request.user)
     form = RevokeForm(
         request.POST if request.method == "POST" else None, reason_required=reason_required
     )

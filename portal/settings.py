@@ -262,6 +262,9 @@ LOGGING = {
 
 # At least one allowed IP entry per key (DESIGN §1).
 KEYS_REQUIRE_ALLOWED_IPS = env_bool("KEYS_REQUIRE_ALLOWED_IPS", True)
+# The widest range an allowed IP entry may be (DESIGN §3): an allowlist restricts.
+KEYS_MIN_PREFIX_V4 = env_int("KEYS_MIN_PREFIX_V4", 16)
+KEYS_MIN_PREFIX_V6 = env_int("KEYS_MIN_PREFIX_V6", 48)
 
 # Client IP (DESIGN §4). Direct mode (no KEYS_TRUSTED_PROXIES): only REMOTE_ADDR counts.
 # Proxy mode: KEYS_PROXY_HEADER (as in request.META, e.g. HTTP_X_FORWARDED_FOR) is honoured

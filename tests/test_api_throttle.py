@@ -29,7 +29,7 @@ def clock():
 
 @pytest.fixture
 def key(alice, make_key, clock):
-    return make_key(alice, networks=("127.0.0.1", "127.0.0.2", "2001:db8::/32"))
+    return make_key(alice, networks=("127.0.0.1", "127.0.0.2", "2001:db8::/48"))
 
 
 def garbage(client, ip="127.0.0.1"):
