@@ -5,8 +5,10 @@ SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, CACHE_URL and, behind a proxy,
 KEYS_TRUSTED_PROXIES + KEYS_PROXY_HEADER. See docs/deploy.md.
 """
 
+import importlib.metadata
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -273,20 +275,50 @@ KEYS_TRUSTED_PROXIES = env_list("KEYS_TRUSTED_PROXIES")
 KEYS_PROXY_HEADER = env("KEYS_PROXY_HEADER", "HTTP_X_FORWARDED_FOR")
 
 
-def _check_proxies(entries: list[str]) -> None:
+# The django-ipware major version keys/client_ip.py was written and tested against: another
+# major version may read headers differently, so it stops start-up until someone re-checks.
+IPWARE_TESTED_MAJOR = 8
+# The widest trusted-proxy range: anything wider trusts a large part of the internet to say
+# who the client is.
+_WIDEST_PROXY_PREFIX = {4: 8, 6: 32}
+
+
+def _check_proxies(entries: list[str], header: str) -> None:
     # A mistyped entry would silently leave proxy mode off (every caller would then appear
-    # as the proxy): refuse to start instead.
+    # as the proxy), and a catch-all would let any client name its own address: refuse to
+    # start instead, saying what to fix.
     for entry in entries:
         try:
-            ipaddress.ip_network(entry, strict=True)
+            network = ipaddress.ip_network(entry, strict=True)
         except ValueError:
             raise ImproperlyConfigured(
                 f"KEYS_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR range "
                 "without host bits."
             ) from None
+        if network.version == 6 and network.network_address.ipv4_mapped:
+            network = ipaddress.ip_network(
+                f"{network.network_address.ipv4_mapped}/{max(network.prefixlen - 96, 0)}"
+            )
+        if network.prefixlen < _WIDEST_PROXY_PREFIX[network.version]:
+            raise ImproperlyConfigured(
+                f"KEYS_TRUSTED_PROXIES: {entry!r} trusts too much of the internet; list your "
+                f"proxies' addresses (at most a /{_WIDEST_PROXY_PREFIX[network.version]})."
+            )
+    if not re.fullmatch(r"HTTP_[A-Z0-9_]+", header):
+        raise ImproperlyConfigured(
+            f"KEYS_PROXY_HEADER: {header!r} is not a request.META name; write the header "
+            "as Django sees it, e.g. HTTP_X_FORWARDED_FOR for X-Forwarded-For."
+        )
+    installed = importlib.metadata.version("django-ipware")
+    if int(installed.split(".")[0]) != IPWARE_TESTED_MAJOR:
+        raise ImproperlyConfigured(
+            f"django-ipware {installed} is installed; Key Portal's client IP rules are tested "
+            f"with {IPWARE_TESTED_MAJOR}.x. Install django-ipware {IPWARE_TESTED_MAJOR}.x "
+            "(constraints.txt)."
+        )
 
 
-_check_proxies(KEYS_TRUSTED_PROXIES)
+_check_proxies(KEYS_TRUSTED_PROXIES, KEYS_PROXY_HEADER)
 
 # Throttling of failed API attempts (DESIGN §4).
 KEYS_THROTTLE_WINDOW_SECONDS = env_int("KEYS_THROTTLE_WINDOW_SECONDS", 300)

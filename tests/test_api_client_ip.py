@@ -1,5 +1,9 @@
 """The client IP of an API call (DESIGN §4): REMOTE_ADDR, or a trusted proxy's header only."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from django.test import RequestFactory
 
@@ -206,11 +210,33 @@ def test_a_last_hop_that_is_no_address_gives_no_ip_not_the_clients_choice(proxy_
     assert ip_of(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=f"{ALLOWED}, {last_hop}") is None
 
 
-@pytest.mark.parametrize("entry", ["localhost", "127.0.0.1/8", "10.0.0.0/33", ""])
-def test_a_mistyped_trusted_proxy_stops_the_portal_from_starting(entry):
-    from django.core.exceptions import ImproperlyConfigured
+def start_portal(**env) -> subprocess.CompletedProcess:
+    """Run `manage.py check` with production settings and these environment variables."""
+    environ = {**os.environ, "SECRET_KEY": "x" * 50, "DEBUG": "0", **env}
+    environ.pop("DJANGO_SETTINGS_MODULE", None)
+    command = [sys.executable, "manage.py", "check"]
+    return subprocess.run(command, env=environ, capture_output=True, text=True, timeout=60)
 
-    from portal.settings import _check_proxies
 
-    with pytest.raises(ImproperlyConfigured):
-        _check_proxies([entry])
+def test_the_portal_starts_with_a_sound_proxy_set_up():
+    started = start_portal(KEYS_TRUSTED_PROXIES="10.0.0.5,2001:db8::1")
+    assert started.returncode == 0, started.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"KEYS_TRUSTED_PROXIES": "localhost"}, "is not an IP address"),
+        ({"KEYS_TRUSTED_PROXIES": "127.0.0.1/8"}, "without host bits"),
+        ({"KEYS_TRUSTED_PROXIES": "10.0.0.0/33"}, "is not an IP address"),
+        ({"KEYS_TRUSTED_PROXIES": "0.0.0.0/0"}, "trusts too much of the internet"),
+        ({"KEYS_TRUSTED_PROXIES": "::/0"}, "trusts too much of the internet"),
+        ({"KEYS_TRUSTED_PROXIES": "::ffff:0.0.0.0/96"}, "trusts too much of the internet"),
+        ({"KEYS_PROXY_HEADER": "X-Forwarded-For"}, "HTTP_X_FORWARDED_FOR"),
+        ({"KEYS_PROXY_HEADER": "HTTP_X_FORWARDED_FOR\n"}, "not a request.META name"),
+    ],
+)
+def test_a_dangerous_proxy_set_up_stops_the_portal_from_starting_and_says_why(env, says):
+    started = start_portal(**env)
+    assert started.returncode != 0
+    assert "ImproperlyConfigured" in started.stderr and says in started.stderr

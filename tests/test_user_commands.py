@@ -1,6 +1,7 @@
 """adduser and ensure_admin: users with roles, passwords never on the command line or output."""
 
 import io
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -70,3 +71,26 @@ def test_ensure_admin_creates_the_first_admin_once_with_a_one_time_password(db):
     assert admin.groups.filter(name="admin").exists() and admin.is_superuser
     assert "created" not in run("ensure_admin")  # second run: nothing new, no password
     assert get_user_model().objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("username", "says"),
+    [
+        ("\u0430lice", "may not mix alphabets (Cyrillic, Latin)"),
+        ("alice\nroot", "Enter a valid username"),
+        ("bob\u202e", "Enter a valid username"),
+    ],
+    ids=["cyrillic a", "newline", "right-to-left override"],
+)
+def test_adduser_refuses_a_name_that_looks_like_another_or_breaks_lines(db, stdin, username, says):
+    stdin("Correct-Horse-Battery-9\n")
+    with pytest.raises(CommandError, match=re.escape(says)):
+        run("adduser", username, "--role", "staff", "--password-stdin")
+    assert not get_user_model().objects.exists()
+
+
+@pytest.mark.parametrize("username", ["émile", "Ωμέγα", "山田たろう", "user.name+tag@example"])
+def test_adduser_accepts_names_written_in_one_alphabet(db, stdin, username):
+    stdin("Correct-Horse-Battery-9\n")
+    run("adduser", username, "--role", "staff", "--password-stdin")
+    assert get_user_model().objects.get().username == username

@@ -32,6 +32,10 @@ class Command(BaseCommand):
             raise CommandError(f"User {username!r} already exists.")
         user = User(username=username, email=email, is_staff=(role == "admin"))
         try:
+            user.full_clean(exclude=["password"])
+        except ValidationError as error:
+            raise CommandError("User refused: " + " ".join(error.messages)) from None
+        try:
             password_validation.validate_password(password, user)
         except ValidationError as error:
             raise CommandError("Password refused: " + " ".join(error.messages)) from None
