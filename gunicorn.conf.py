@@ -8,6 +8,8 @@ written down.
 
 import os
 
+from gunicorn.glogging import Logger
+
 bind = os.environ.get("BIND", "127.0.0.1:8000").split(",")
 workers = int(os.environ.get("WORKERS") or min(2 * (os.cpu_count() or 1) + 1, 8))
 worker_class = "sync"
@@ -20,6 +22,25 @@ accesslog = "-"
 errorlog = "-"
 # %(U)s: the path without the query string. No %(u)s: the log has no credentials at all.
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
+
+class EscapingLogger(Logger):
+    """Access log fields with control characters escaped.
+
+    gunicorn decodes the path: a request for /x%0A1.2.3.4 - "GET /admin/" 200 would
+    otherwise write a second, forged line into the log.
+    """
+
+    def atoms(self, resp, req, environ, request_time):
+        return {
+            name: value.encode("unicode_escape").decode("ascii").replace('"', "\\x22")
+            if isinstance(value, str)
+            else value
+            for name, value in super().atoms(resp, req, environ, request_time).items()
+        }
+
+
+logger_class = EscapingLogger
 # No gunicornc control socket: nothing uses it, and several instances on one host (or a
 # read-only home under systemd) would fight over its default path in $HOME.
 control_socket_disable = True

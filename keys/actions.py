@@ -198,6 +198,8 @@ def save_api(api: Api, *, actor, ip: str | None = None) -> Api:
                 )
         api.full_clean()
         api.save()
+        if before is not None and before["is_active"] and not api.is_active:
+            _withdraw(api, actor=actor, ip=ip)
         after = _api_snapshot(api)
         if before is None:
             details = {"api": api.slug, "change": "added", "after": after}
@@ -212,6 +214,25 @@ def save_api(api: Api, *, actor, ip: str | None = None) -> Api:
             details = {"api": api.slug, "change": "changed", "changes": changes}
         audit.record(Action.CATALOGUE_CHANGED, actor=actor, ip=ip, details=details)
     return api
+
+
+def _withdraw(api: Api, *, actor, ip: str | None) -> None:
+    """A deactivated API leaves every live key that holds it, each an audited edit."""
+    for key in ApiKey.objects.live().filter(apis=api).select_for_update().order_by("pk"):
+        before = _snapshot(key)
+        key.apis.remove(api)
+        key.revision += 1  # the next call of any process reads the new grants
+        key.save()
+        audit.record(
+            Action.KEY_EDITED,
+            key=key,
+            actor=actor,
+            ip=ip,
+            details={
+                "apis": {"before": before["apis"], "after": _snapshot(key)["apis"]},
+                "reason": f"API “{api.name}” was deactivated in the catalogue.",
+            },
+        )
 
 
 def delete_api(api: Api, *, actor, ip: str | None = None) -> None:

@@ -79,17 +79,21 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so their headers (nosniff, anti-framing, CSP) reach every response: static
+    # files answered by WhiteNoise and /api/ problem documents too.
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     # /api/: cookies ignored (before sessions), every error a problem+json document.
     "keys.problems.ApiProblemMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Signed-in pages show key metadata: no browser or proxy cache keeps them.
+    "portal.middleware.NoStoreWhenSignedInMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, so it sees a view's exception first: database unreachable -> 503, not 500.
     "portal.errors.DatabaseUnavailableMiddleware",

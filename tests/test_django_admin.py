@@ -5,6 +5,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from keys.models import Api, AuditEvent
+from tests.api_calls import call
 
 ACTION_CHECKBOX = "_selected_action"
 
@@ -259,3 +260,22 @@ def test_a_superuser_can_change_another_superusers_password(root, django_user_mo
     assert response.status_code == 302
     other.refresh_from_db()
     assert other.check_password("N3w-root2-pw!")
+
+
+def test_deactivating_an_api_withdraws_it_from_keys_that_hold_it(carol, login, alice, make_key):
+    from django.test import Client
+
+    key, password = make_key(alice, name="Both", apis=("risks", "controls"))
+    caller = Client()
+    assert call(caller, "/api/v1/risks/", key.identifier, password).status_code == 200
+    api = Api.objects.get(slug="risks")
+    response = login(carol).post(f"/admin/keys/api/{api.pk}/change/", _api_form(api, is_active=""))
+    assert response.status_code == 302
+
+    assert call(caller, "/api/v1/risks/", key.identifier, password).status_code == 403
+    assert call(caller, "/api/v1/controls/", key.identifier, password).status_code == 200
+    withdrawn = AuditEvent.objects.get(key=key, action="key_edited")
+    assert withdrawn.actor == carol
+    assert withdrawn.details["apis"] == {"before": ["controls", "risks"], "after": ["controls"]}
+    denied = AuditEvent.objects.get(key=key, action="use_denied")
+    assert denied.details["reason"] == "api_not_granted"

@@ -2,11 +2,13 @@
 
 import datetime
 import io
+import smtplib
 
 import pytest
 import time_machine
 from django.core import mail
-from django.core.management import call_command
+from django.core.mail.backends import locmem
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from keys import actions
@@ -176,7 +178,7 @@ def test_a_mail_that_fails_is_not_recorded_and_the_next_run_sends_it(monkeypatch
 
     with monkeypatch.context() as patched:
         patched.setattr(actions, "send_mail", refused)
-        with pytest.raises(smtplib.SMTPServerDisconnected):
+        with pytest.raises(CommandError, match="1 reminder"):
             run_on(START)
     assert _reminders(key) == [] and mail.outbox == []
 
@@ -205,3 +207,28 @@ def test_the_mail_server_is_given_up_on_after_email_timeout(settings):
 
     smtp = get_connection("django.core.mail.backends.smtp.EmailBackend")
     assert settings.EMAIL_TIMEOUT == 10 and smtp.timeout == 10
+
+
+def test_a_key_that_cannot_be_mailed_is_reported_and_the_others_still_are(
+    settings, bob, key_expiring
+):
+    settings.EMAIL_BACKEND = "tests.test_expiry_reminders.RefusesBob"
+    refused = key_expiring(7, owner=bob, name="Bob's export")
+    mailed = key_expiring(7, name="Alice's export")
+    out = io.StringIO()
+    with time_machine.travel(_noon(START), tick=False), pytest.raises(CommandError):
+        call_command("send_expiry_reminders", stdout=out, stderr=out)
+    assert f"{refused.identifier}: could not mail bob" in out.getvalue()
+    assert "Sent 1 reminder(s)" in out.getvalue() and "1 failed" in out.getvalue()
+    assert _reminders(mailed) == [7] and _reminders(refused) == []
+    assert [m.to for m in mail.outbox] == [["alice@example.com"]]
+
+
+class RefusesBob(locmem.EmailBackend):
+    """A mail server that refuses one recipient, as a real one refuses a dead mailbox."""
+
+    def send_messages(self, messages):
+        for message in messages:
+            if "bob@example.com" in message.to:
+                raise smtplib.SMTPRecipientsRefused({"bob@example.com": (550, b"No mailbox")})
+        return super().send_messages(messages)

@@ -124,3 +124,23 @@ def test_the_session_cookie_is_http_only_and_same_site(alice, client):
     assert cookie["httponly"] is True
     assert cookie["samesite"] == "Lax"
     assert cookie["max-age"] == 30 * 60
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/static/portal.css", "/api/v1/whoami", "/api/v1/no-such-api/", "/login/"],
+    ids=["static file", "api 401", "api 404", "page"],
+)
+def test_every_response_refuses_framing_and_sniffing(client, db, path):
+    response = client.get(path)
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("path", ["/keys/", "/keys/{identifier}/", "/all-keys/", "/audit/"])
+def test_signed_in_pages_showing_key_metadata_are_never_stored(carol, login, make_key, path):
+    key, _ = make_key(carol)
+    response = login(carol).get(path.format(identifier=key.identifier))
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]

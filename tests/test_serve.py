@@ -163,3 +163,12 @@ def test_the_guide_names_every_command_it_ran():
     text = GUIDE.read_text()
     assert "docs/verify_guide.py" in text
     assert Path(REPO / "docs" / "verify_guide.py").exists()
+
+
+def test_an_encoded_newline_in_a_path_cannot_forge_an_access_log_line(make_serve):
+    forged = "127.0.0.1 [01/Jan/2026:00:00:00 +0000] GET /admin/ 200"
+    path = "/api/v1/whoami%0D%0A" + forged.replace(" ", "%20")
+    assert https(make_serve.port, path)[0] == 404
+    lines = make_serve.output().splitlines()
+    assert not any(line.startswith(forged) for line in lines)
+    assert any("whoami\\r\\n127.0.0.1" in line for line in lines)

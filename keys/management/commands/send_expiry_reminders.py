@@ -1,7 +1,9 @@
 """python manage.py send_expiry_reminders (run daily, e.g. from cron)."""
 
+import smtplib
+
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from keys import actions
 from keys.models import ApiKey, local_date
@@ -25,7 +27,7 @@ class Command(BaseCommand):
             .select_related("owner")
             .order_by("expires_on", "pk")
         )
-        sent = skipped = 0
+        sent = skipped = failed = 0
         for key in list(due):  # few rows; each is then written in its own transaction
             threshold = actions.reminder_threshold(key, thresholds, today)
             if threshold is None:
@@ -34,6 +36,16 @@ class Command(BaseCommand):
                 self.stderr.write(f"{key.identifier}: owner {key.owner} has no email address.")
                 skipped += 1
                 continue
-            if actions.send_expiry_reminder(key, threshold=threshold, today=today):
-                sent += 1
-        self.stdout.write(f"Sent {sent} reminder(s); {skipped} owner(s) without email.")
+            try:
+                if actions.send_expiry_reminder(key, threshold=threshold, today=today):
+                    sent += 1
+            except (smtplib.SMTPException, OSError) as error:
+                # One refused address or a hiccup must not cost every other owner their
+                # reminder; nothing was recorded for this key, so the next run tries again.
+                self.stderr.write(f"{key.identifier}: could not mail {key.owner}: {error}")
+                failed += 1
+        self.stdout.write(
+            f"Sent {sent} reminder(s); {skipped} owner(s) without email; {failed} failed."
+        )
+        if failed:
+            raise CommandError(f"{failed} reminder(s) could not be mailed; see above.")
