@@ -44,3 +44,10 @@ logger_class = EscapingLogger
 # No gunicornc control socket: nothing uses it, and several instances on one host (or a
 # read-only home under systemd) would fight over its default path in $HOME.
 control_socket_disable = True
+
+
+def worker_exit(server, worker):
+    """Store the key use this worker counted since its last flush (keys.usage)."""
+    from keys import usage
+
+    usage.flush()

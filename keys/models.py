@@ -541,15 +541,42 @@ class KeyUsageDay(models.Model):
     key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage_days")
     day = models.DateField()
     uses = models.PositiveBigIntegerField(default=0)
+    recorded = models.BooleanField(
+        default=False, help_text="The finished day's count is in the audit history."
+    )
 
     class Meta:
         ordering = ["-day"]
         constraints = [
             models.UniqueConstraint(fields=["key", "day"], name="usage_one_row_per_key_and_day")
         ]
+        indexes = [
+            # keys.usage.close_finished_days looks for the few days not yet recorded.
+            models.Index(
+                fields=["day"], condition=Q(recorded=False), name="usage_day_not_recorded"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.day}: {self.uses}"
+
+
+class KeyCaller(models.Model):
+    """An address a key was used from: when first and (to the minute) last."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="callers")
+    ip = models.GenericIPAddressField()
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_seen"]
+        constraints = [
+            models.UniqueConstraint(fields=["key", "ip"], name="caller_one_row_per_key_and_ip")
+        ]
+
+    def __str__(self) -> str:
+        return self.ip
 
 
 class AuditEventQuerySet(models.QuerySet):

@@ -1,114 +1,217 @@
-"""What the API records about each key's use: last use, calls per day, refused calls.
+"""What the API records about each key's use: last use, calls per day, callers, refusals.
 
-Successful calls never write per call (that would serialise every call on the database):
-they are counted in the cache, and at most once a minute per key one transaction stores the
-counts and the last-used time and IP, and appends a `KEY_USED` audit event per day counted
-(DESIGN §5: key use reaches the history). Refusals of a known key become `USE_DENIED` audit
-events, at most one per (key, reason) per minute, carrying how many calls it stands for.
+A call never writes to the database or the cache for its record: it adds to this process's
+buffer (a few dictionary updates under a lock), and a flush stores the buffer in one
+transaction at most once a second (KEYS_USAGE_FLUSH_SECONDS): per-day counts, the last use
+(written at most once a minute per key), each new caller address, and the refusals. So:
 
-Lost if a process dies (with the local-memory cache) or the cache is flushed: the counts and
-refusal repeats of at most the last minute. Until the key's next call after that minute,
-those counts wait in the cache; the key page flushes them (`flush_pending`) when it is
-viewed, which reaches them all with a shared cache (Redis), or those of its own process.
+- nothing is lost when the cache (Redis) fails, hangs or restarts: counts never live there;
+- a flush that meets a database error keeps its counts and tries again next second, so a
+  database stop loses nothing either; only a process killed with SIGKILL loses what it
+  counted since its last flush (at most one second);
+- the history grows with people, not traffic: a key's use reaches it once a day (the day's
+  count, when the day is over) and on a first call from a new address (KEY_USED events);
+- refusals of a known key are exact: the first of a (key, reason) is recorded within a
+  second, later ones are counted and recorded when their minute ends, with their count
+  (USE_DENIED events), so a flood costs the history at most one event a minute per process.
+
+In gunicorn a background thread of each worker flushes every KEYS_USAGE_FLUSH_SECONDS, and
+the worker flushes once more when it exits. Without the thread (tests, the shell), each
+recording call flushes when a flush is due.
 """
 
+import atexit
+import dataclasses
 import datetime
 import logging
+import os
+import threading
+import time
 
-from django.core.cache import cache
-from django.db import DatabaseError, IntegrityError, transaction
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from keys import audit
-from keys.models import ApiKey, AuditEvent, KeyUsageDay, local_date
-from portal.cache_counters import cache_add, cache_incr
+from keys.models import ApiKey, AuditEvent, KeyCaller, KeyUsageDay, local_date
 
 logger = logging.getLogger(__name__)
 
-FLUSH_EVERY_SECONDS = 60
-REFUSAL_EVERY_SECONDS = 60
-PENDING_COUNT_SECONDS = 3 * 24 * 3600  # a pending count outlives a quiet weekend
+LAST_USE_EVERY_SECONDS = 60
+DAY_CLOSE_EVERY_SECONDS = 60
+# A flood from many addresses must not grow a process's memory without bound: past this many
+# distinct (key, address) pairs between two flushes, further new addresses are not tracked
+# (their calls are still counted).
+MAX_ADDRESSES = 10_000
 
 
-def _cache_take(name: str) -> int:
-    """Read a counter and subtract what was read (others may add meanwhile)."""
-    try:
-        value = cache.get(name) or 0
-        if value:
-            cache.decr(name, value)
-        return value
-    except ValueError:  # expired between get and decr: it is gone, count what we read
-        return value
-    except Exception:
-        logger.warning("Cache unavailable for a usage counter", exc_info=True)
-        return 0
+@dataclasses.dataclass
+class _Refusals:
+    """Refusals of one (key, reason) in this process's current window."""
+
+    key_id: int
+    since: float  # when the window opened (first refusal)
+    count: int = 0  # counted since the last event
+    reported: bool = False  # the window's first event is written
+    ip: str | None = None
+    path: str = ""
 
 
-# --- successful calls ---------------------------------------------------------------------
+class _Buffer:
+    def __init__(self) -> None:
+        self.uses: dict[tuple[int, datetime.date], int] = {}
+        self.last_use: dict[int, tuple[datetime.datetime, str]] = {}
+        self.callers: dict[tuple[int, str], datetime.datetime] = {}
+        self.refusals: dict[tuple[str, str], _Refusals] = {}
+
+    def merge_back(self, taken: "_Buffer") -> None:
+        """Put counts whose flush failed back, in front of what came since."""
+        for name, uses in taken.uses.items():
+            self.uses[name] = self.uses.get(name, 0) + uses
+        for key_id, last in taken.last_use.items():
+            self.last_use.setdefault(key_id, last)
+        for name, at in taken.callers.items():
+            self.callers.setdefault(name, at)
 
 
-def _uses_name(key_id: int, day: datetime.date) -> str:
-    return f"kp:uses:{key_id}:{day.isoformat()}"
+_lock = threading.Lock()
+_buffer = _Buffer()
+_last_flush = 0.0
+_last_day_close = 0.0
+_flusher: tuple[int, threading.Thread] | None = None
+
+
+def _now() -> float:
+    return timezone.now().timestamp()
+
+
+# --- recording (on the API path) ----------------------------------------------------------
 
 
 def record_use(key_id: int, ip: str, at: datetime.datetime | None = None) -> None:
-    """Count one successful call; at most once a minute per key, write what was counted."""
+    """Count one successful call of the key from `ip`."""
     at = at or timezone.now()
-    cache_incr(_uses_name(key_id, local_date(at)), timeout=PENDING_COUNT_SECONDS)
-    if cache_add(f"kp:flush:{key_id}", FLUSH_EVERY_SECONDS):
-        flush(key_id, ip=ip, at=at)
+    with _lock:
+        name = (key_id, local_date(at))
+        _buffer.uses[name] = _buffer.uses.get(name, 0) + 1
+        _buffer.last_use[key_id] = (at, ip)
+        if (key_id, ip) in _buffer.callers or len(_buffer.callers) < MAX_ADDRESSES:
+            _buffer.callers.setdefault((key_id, ip), at)
+    _after_recording()
 
 
-def flush(key_id: int, *, ip: str | None = None, at: datetime.datetime | None = None) -> None:
-    """Store the pending per-day counts, and the last use if the stored one is a minute old;
-    record the counts in the audit history, in the same transaction.
+def record_refusal(*, identifier: str, reason: str, ip: str | None, path: str, key_id: int) -> None:
+    """Count why a call with a known key was refused; recorded exactly, aggregated a minute."""
+    with _lock:
+        entry = _buffer.refusals.get((identifier, reason))
+        if entry is None:
+            entry = _buffer.refusals[(identifier, reason)] = _Refusals(key_id, since=_now())
+        entry.count += 1
+        entry.ip, entry.path = ip, path
+    _after_recording()
 
-    The DB condition keeps "at most once a minute" across processes whose caches differ.
+
+def count_repeat(identifier: str, reason: str) -> bool:
+    """If this (identifier, reason) is in its window here, count one more and say so.
+
+    Lets a caller skip looking the identifier up again (a throttled flood).
     """
-    at = at or timezone.now()
-    today = local_date(at)
+    with _lock:
+        entry = _buffer.refusals.get((identifier, reason))
+        if entry is None:
+            return False
+        entry.count += 1
+    _after_recording()
+    return True
+
+
+def _after_recording() -> None:
+    if settings.KEYS_USAGE_FLUSH_THREAD:
+        _ensure_flusher()
+    elif time.monotonic() - _last_flush >= settings.KEYS_USAGE_FLUSH_SECONDS:
+        flush()
+
+
+# --- flushing -----------------------------------------------------------------------------
+
+
+def flush() -> None:
+    """Store what this process counted, in one transaction; on failure keep it for later."""
+    global _last_flush, _buffer
+    now = timezone.now()
+    with _lock:
+        _last_flush = time.monotonic()
+        taken, _buffer = _buffer, _Buffer()
+        _buffer.refusals = taken.refusals  # windows outlive a flush
+        due = _due_refusals(now.timestamp())
+    if not (taken.uses or taken.last_use or taken.callers or due):
+        if not 0 <= now.timestamp() - _last_day_close < DAY_CLOSE_EVERY_SECONDS:
+            with transaction.atomic():
+                _close_days_now_and_then(now)
+        return
     try:
-        counted = [
-            (day, uses)
-            for day in (today - datetime.timedelta(days=1), today)
-            if (uses := _cache_take(_uses_name(key_id, day)))
-        ]
-        if not counted and ip is None:
-            return  # nothing to store (a key page view): take no write lock
         with transaction.atomic():
-            for day, uses in counted:
-                _add_uses(key_id, day, uses)
-            if ip is not None:
-                ApiKey.objects.filter(pk=key_id).filter(
-                    Q(last_used_at=None)
-                    | Q(last_used_at__lt=at - datetime.timedelta(seconds=FLUSH_EVERY_SECONDS))
-                ).update(last_used_at=at, last_used_ip=ip)
-            if counted:
-                _record_uses(key_id, counted, ip=ip, at=at)
+            _store(taken, due, now)
     except DatabaseError:
-        # A busy database must not fail the call it records; the counts of this flush are
-        # lost, as when a process dies.
-        logger.warning("Could not store the use of key %s", key_id, exc_info=True)
+        logger.warning("Could not store key use yet; kept for the next flush", exc_info=True)
+        with _lock:
+            _buffer.merge_back(taken)
+            for (identifier, reason), entry in due:
+                current = _buffer.refusals.setdefault((identifier, reason), entry)
+                if current is not entry:
+                    current.count += entry.count
 
 
-def flush_pending(key: ApiKey) -> None:
-    """Store the counts this process (or a shared cache) still holds for `key`."""
-    flush(key.pk)
+def _due_refusals(now: float) -> list[tuple[tuple[str, str], _Refusals]]:
+    """Take the refusals to record now: a window's first, and the rest when it ends."""
+    due = []
+    for name, entry in list(_buffer.refusals.items()):
+        # A clock set back (or a test travelling in time) ends the window too.
+        window_over = not 0 <= now - entry.since < settings.KEYS_REFUSAL_WINDOW_SECONDS
+        if entry.count and (not entry.reported or window_over):
+            due.append((name, dataclasses.replace(entry)))
+            entry.count, entry.reported = 0, True
+            if window_over:
+                entry.since = now
+        elif window_over:
+            del _buffer.refusals[name]
+    return due
 
 
-def _record_uses(key_id: int, counted: list, *, ip: str | None, at: datetime.datetime) -> None:
-    """One KEY_USED event per day counted: two only for a flush that spans midnight."""
-    key = ApiKey.objects.select_related("owner").get(pk=key_id)
-    for day, uses in counted:
+def _store(taken: _Buffer, due: list, now: datetime.datetime) -> None:
+    for (key_id, day), uses in taken.uses.items():
+        _add_uses(key_id, day, uses)
+    for key_id, (at, ip) in taken.last_use.items():
+        ApiKey.objects.filter(pk=key_id).filter(
+            Q(last_used_at=None)
+            | Q(last_used_at__lte=at - datetime.timedelta(seconds=LAST_USE_EVERY_SECONDS))
+        ).update(last_used_at=at, last_used_ip=ip)
+    keys = ApiKey.objects.select_related("owner").in_bulk(
+        {key_id for key_id, _ip in taken.callers} | {entry.key_id for _name, entry in due}
+    )
+    for (key_id, ip), at in taken.callers.items():
+        if key_id in keys:
+            _seen(keys[key_id], ip, at)
+    for (identifier, reason), entry in due:
+        if entry.key_id not in keys:
+            continue  # keys are never deleted, but a test database is
         audit.record(
-            AuditEvent.Action.KEY_USED,
-            key=key,
-            actor_label=f"api:{key.identifier}",
-            ip=ip,  # the caller whose call flushed; None when the key page flushes
-            details={"uses": uses, "day": day.isoformat()},
-            at=at,
+            AuditEvent.Action.USE_DENIED,
+            key=keys[entry.key_id],
+            actor_label=f"api:{identifier}",
+            ip=entry.ip,
+            details={"reason": reason, "path": entry.path, "count": entry.count},
         )
+    _close_days_now_and_then(now)
+
+
+def _close_days_now_and_then(now: datetime.datetime) -> None:
+    # Once a minute per process is enough to record a finished day soon after midnight.
+    global _last_day_close
+    if not 0 <= now.timestamp() - _last_day_close < DAY_CLOSE_EVERY_SECONDS:
+        close_finished_days(local_date(now))
+        _last_day_close = now.timestamp()
 
 
 def _add_uses(key_id: int, day: datetime.date, uses: int) -> None:
@@ -122,45 +225,87 @@ def _add_uses(key_id: int, day: datetime.date, uses: int) -> None:
         rows.update(uses=F("uses") + uses)
 
 
-# --- refused calls ------------------------------------------------------------------------
-
-
-def _refusal_names(identifier: str, reason: str) -> tuple[str, str]:
-    return f"kp:denied:{identifier}:{reason}", f"kp:denied-n:{identifier}:{reason}"
-
-
-def count_repeat(identifier: str, reason: str) -> bool:
-    """If this refusal was recorded within the minute, count it as a repeat and say so."""
-    gate, repeats = _refusal_names(identifier, reason)
+def _seen(key: ApiKey, ip: str, at: datetime.datetime) -> None:
+    """Note the caller's address; a first call from it reaches the history."""
+    known = KeyCaller.objects.filter(key=key, ip=ip)
+    if (
+        known.filter(last_seen__lte=at - datetime.timedelta(seconds=LAST_USE_EVERY_SECONDS)).update(
+            last_seen=at
+        )
+        or known.exists()
+    ):
+        return
     try:
-        recorded = cache.get(gate) is not None
-    except Exception:
-        logger.warning("Cache unavailable for a refusal gate", exc_info=True)
-        return True  # cannot tell: record nothing rather than an event per call
-    if recorded:
-        cache_incr(repeats, timeout=PENDING_COUNT_SECONDS)
+        with transaction.atomic():
+            KeyCaller.objects.create(key=key, ip=ip, first_seen=at, last_seen=at)
+    except IntegrityError:  # another process saw it first, and recorded it
+        return
+    audit.record(
+        AuditEvent.Action.KEY_USED,
+        key=key,
+        actor_label=f"api:{key.identifier}",
+        ip=ip,
+        details={"first_call_from": ip, "day": local_date(at).isoformat()},
+        at=at,
+    )
+
+
+def close_finished_days(today: datetime.date) -> int:
+    """Record each finished day's count of every key in the history, once; return how many.
+
+    The conditional update makes exactly one process record each day, whichever gets there.
+    """
+    recorded = 0
+    finished = KeyUsageDay.objects.filter(day__lt=today, recorded=False)
+    for row in finished.select_related("key__owner").order_by("day", "pk"):
+        if not KeyUsageDay.objects.filter(pk=row.pk, recorded=False).update(recorded=True):
+            continue
+        audit.record(
+            AuditEvent.Action.KEY_USED,
+            key=row.key,
+            actor_label=f"api:{row.key.identifier}",
+            details={"uses": row.uses, "day": row.day.isoformat()},
+        )
+        recorded += 1
     return recorded
 
 
-def record_refusal(*, identifier: str, reason: str, ip: str | None, path: str, key_id: int) -> None:
-    """Record why a call with a known key was refused, aggregated per (key, reason) a minute.
+def pending(key_id: int) -> int:
+    """Calls of the key this process counted and has not stored yet (for display)."""
+    with _lock:
+        return sum(uses for (kid, _day), uses in _buffer.uses.items() if kid == key_id)
 
-    A flood costs one cache operation per call and one audit event per minute: the event
-    carries `count`, this call plus the repeats since the previous event.
-    """
-    gate, repeats = _refusal_names(identifier, reason)
-    if not cache_add(gate, REFUSAL_EVERY_SECONDS):
-        cache_incr(repeats, timeout=PENDING_COUNT_SECONDS)
+
+# --- the background flusher ---------------------------------------------------------------
+
+
+def _ensure_flusher() -> None:
+    global _flusher
+    pid = os.getpid()
+    if _flusher is not None and _flusher[0] == pid and _flusher[1].is_alive():
         return
-    count = 1 + _cache_take(repeats)
-    try:
-        key = ApiKey.objects.select_related("owner").get(pk=key_id)
-        audit.record(
-            AuditEvent.Action.USE_DENIED,
-            key=key,
-            actor_label=f"api:{identifier}",
-            ip=ip,
-            details={"reason": reason, "path": path, "count": count},
-        )
-    except DatabaseError:
-        logger.warning("Could not record a refused call (%s)", reason, exc_info=True)
+    with _lock:
+        if _flusher is not None and _flusher[0] == pid and _flusher[1].is_alive():
+            return
+        thread = threading.Thread(target=_flush_forever, name="key-usage-flush", daemon=True)
+        _flusher = (pid, thread)  # a forked child sees another pid and starts its own
+        thread.start()
+
+
+def _flush_forever() -> None:
+    while True:
+        time.sleep(settings.KEYS_USAGE_FLUSH_SECONDS)
+        close_old_connections()
+        try:
+            flush()
+        except Exception:  # never let the flusher die: the next second tries again
+            logger.exception("Key use flush failed")
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if _flusher is not None and _flusher[0] == os.getpid():
+        try:
+            flush()
+        except Exception:
+            logger.exception("Key use flush at exit failed")

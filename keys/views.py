@@ -16,7 +16,6 @@ from keys import actions
 from keys.client_ip import client_ip
 from keys.forms import KeyForm, RevokeForm
 from keys.models import ApiKey, AuditEvent, KeyUsageDay
-from keys.usage import flush_pending
 
 MANAGE_OWN_KEYS = "keys.manage_own_keys"
 logger = logging.getLogger(__name__)
@@ -109,7 +108,6 @@ def ip_row(request: HttpRequest) -> HttpResponse:
 def key_detail(request: HttpRequest, identifier: str) -> HttpResponse:
     key = _visible_key(request, identifier)
     events = AuditEvent.objects.filter(key=key).select_related("actor").order_by("-seq")[:50]
-    flush_pending(key)  # calls counted since the key's last once-a-minute write
     usage = KeyUsageDay.objects.filter(key=key).order_by("-day")[:14]
     refusals = AuditEvent.objects.filter(key=key, action=AuditEvent.Action.USE_DENIED).order_by(
         "-seq"

@@ -333,6 +333,12 @@ KEYS_MAX_CONCURRENT_VERIFICATIONS = env_int("KEYS_MAX_CONCURRENT_VERIFICATIONS",
 # How long "this password verified for this key at revision R" stays in the cache.
 KEYS_VERIFICATION_CACHE_SECONDS = env_int("KEYS_VERIFICATION_CACHE_SECONDS", 300)
 
+# Key use is counted in each process and stored by a background thread this often (keys.usage).
+KEYS_USAGE_FLUSH_SECONDS = env_int("KEYS_USAGE_FLUSH_SECONDS", 1)
+KEYS_USAGE_FLUSH_THREAD = env_bool("KEYS_USAGE_FLUSH_THREAD", True)
+# Refusals of a key are recorded at the first and then once per window, with their count.
+KEYS_REFUSAL_WINDOW_SECONDS = env_int("KEYS_REFUSAL_WINDOW_SECONDS", 60)
+
 KEYS_EXPIRY_REMINDER_DAYS = [int(d) for d in env_list("KEYS_EXPIRY_REMINDER_DAYS", "30,7,1")]
 
 # Portal log-in throttling (portal/login.py): this many failures for one user name from one

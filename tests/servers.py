@@ -116,6 +116,20 @@ class RedisServer:
         if self.proc is not None:
             stop_process(self.proc)
 
+    def start_on_same_port(self) -> "RedisServer":
+        """Start again after a crash, where the app servers expect it (an empty Redis)."""
+        executable = shutil.which("redis-server") or "/usr/bin/redis-server"
+        with (self.directory / "redis.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [executable, *self.options()], stdout=log, stderr=subprocess.STDOUT
+            )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        try:
+            wait_for(client.ping, timeout=10, what="redis-server", proc=self.proc)
+        finally:
+            client.close()
+        return self
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -218,8 +232,7 @@ def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.
 # --- app servers in subprocesses -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server_database_url(tmp_path_factory) -> Iterator[str]:
+def _database_for_servers(tmp_path_factory) -> Iterator[str]:
     """A database of its own for app servers in subprocesses, on the run's database server.
 
     SQLite run: a file in tmp_path. PostgreSQL run: a new database beside the test database,
@@ -238,6 +251,18 @@ def server_database_url(tmp_path_factory) -> Iterator[str]:
     yield url.rsplit("/", 1)[0] + "/" + name
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def server_database_url(tmp_path_factory) -> Iterator[str]:
+    """A database for the app servers of one test module."""
+    yield from _database_for_servers(tmp_path_factory)
+
+
+@pytest.fixture
+def own_server_database_url(tmp_path_factory) -> Iterator[str]:
+    """A database for the app servers of this test alone."""
+    yield from _database_for_servers(tmp_path_factory)
 
 
 def fetch(port: int, path: str, *, method: str = "GET", headers=None, body=None):

@@ -29,3 +29,8 @@ STORAGES = {
 STATIC_ROOT = Path(tempfile.mkdtemp(prefix="keyportal-static-"))
 WHITENOISE_USE_FINDERS = True
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+# In-process tests store key use on the request that counts it (no background thread, whose
+# own connection could not see a test's uncommitted data); the server tests use the thread.
+KEYS_USAGE_FLUSH_THREAD = False
+KEYS_USAGE_FLUSH_SECONDS = 0

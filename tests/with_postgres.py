@@ -142,6 +142,16 @@ class Cluster:
     def url(self) -> str:
         return f"postgres://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
 
+    def stop(self) -> None:
+        """Stop the server as an outage would (fast: connections are cut)."""
+        self.run("pg_ctl", "stop", "--pgdata", str(self.data), "--mode", "fast")
+
+    def restart(self) -> None:
+        """Start the stopped server again on the same port."""
+        options = " ".join(f"-c {option}" for option in SERVER_OPTIONS)
+        self.run("pg_ctl", "start", "--pgdata", str(self.data), "--log", str(self.log),
+                 "--wait", "-o", f"-p {self.port} -k {self.root} {options}")  # fmt: skip
+
     def destroy(self) -> None:
         if self.started:
             try:
