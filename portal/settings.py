@@ -139,6 +139,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["TEST"] = {"NAME": env("SQLITE_TEST_NAME") or None}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Server-side parameters: psycopg then prepares a statement run often (the API's key
+    # read, on every call), so PostgreSQL stops parsing and planning it afresh each time.
+    DATABASES["default"]["OPTIONS"] = {
+        "server_side_binding": env_bool("DB_SERVER_SIDE_BINDING", True)
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "portal.User"
@@ -155,7 +161,7 @@ def caches_from_url(url: str) -> dict:
         # verification cache) within a second instead of hanging.
         return {
             "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "BACKEND": "portal.cache.RedisCache",
                 "LOCATION": url,
                 "KEY_PREFIX": "keyportal",
                 "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},

@@ -140,17 +140,19 @@ def test_counts_the_database_refused_are_stored_by_the_next_flush(client, key, c
 
     use(client, key)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TRIGGER usage_refused BEFORE UPDATE ON keys_keyusageday "
-            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-            if connection.vendor == "sqlite"
-            else "CREATE RULE usage_refused AS ON UPDATE TO keys_keyusageday DO INSTEAD NOTHING"
-        )
-    if connection.vendor == "postgresql":  # a rule is silent: make it fail for real
-        with connection.cursor() as cursor:
-            cursor.execute("DROP RULE usage_refused ON keys_keyusageday")
+        if connection.vendor == "sqlite":
             cursor.execute(
-                "ALTER TABLE keys_keyusageday ADD CONSTRAINT usage_refused CHECK (uses < 2)"
+                "CREATE TRIGGER usage_refused BEFORE UPDATE ON keys_keyusageday "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        else:
+            cursor.execute(
+                "CREATE FUNCTION usage_refused() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER usage_refused BEFORE UPDATE ON keys_keyusageday "
+                "FOR EACH ROW EXECUTE FUNCTION usage_refused()"
             )
     for _ in range(3):
         later(clock, 1)
@@ -161,7 +163,7 @@ def test_counts_the_database_refused_are_stored_by_the_next_flush(client, key, c
         if connection.vendor == "sqlite":
             cursor.execute("DROP TRIGGER usage_refused")
         else:
-            cursor.execute("ALTER TABLE keys_keyusageday DROP CONSTRAINT usage_refused")
+            cursor.execute("DROP TRIGGER usage_refused ON keys_keyusageday")
     later(clock, 1)
     use(client, key)
     assert uses_per_day(key) == {NOON.date(): 5}

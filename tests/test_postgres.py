@@ -11,8 +11,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, connections
 
-from keys import actions, audit
-from keys.models import ApiKey, AuditEvent, AuditHead
+from keys import audit
+from keys.models import ApiKey, ApiKeyQuerySet, AuditEvent, AuditHead
 
 pytestmark = [
     pytest.mark.postgres_only,
@@ -90,7 +90,7 @@ def test_concurrent_raw_appends_each_chain_onto_the_one_before():
 def test_a_lost_race_for_the_same_key_name_is_a_form_error_not_a_crash(alice, make_key):
     # Both writers pass the early "name taken?" check, so the database's partial unique
     # index decides: the second INSERT waits for the first to commit, then fails.
-    real_name_taken = actions._name_taken
+    real_name_taken = ApiKeyQuerySet.name_taken
     seen = threading.local()
 
     def name_taken_after_the_race(*args, **kwargs):
@@ -108,11 +108,11 @@ def test_a_lost_race_for_the_same_key_name_is_a_form_error_not_a_crash(alice, ma
         except ValidationError as error:
             outcomes.append(error.message_dict["name"][0])
 
-    actions._name_taken = name_taken_after_the_race
+    ApiKeyQuerySet.name_taken = name_taken_after_the_race
     try:
         assert run_in_threads(create, 2) == []
     finally:
-        actions._name_taken = real_name_taken
+        ApiKeyQuerySet.name_taken = real_name_taken
 
     assert sorted(outcomes) == ["You already have a key with this name.", "created"]
     assert ApiKey.objects.filter(owner=alice, name="Same name").count() == 1
