@@ -136,7 +136,7 @@ def revoke_key(
         raise ValidationError({"reason": ["Give a reason for revoking someone else's key."]})
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
-        if key.is_revoked:
+        if key.revoked_at is not None:
             raise ValidationError("This key is already revoked.")
         key.revoked_at = timezone.now()
         key.revoked_by = actor

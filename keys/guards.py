@@ -1,7 +1,8 @@
 """The database's own guard on keys: triggers built from what the models declare.
 
 ApiKey.NEVER_CHANGES never change once written; ApiKey.FINAL_ONCE_REVOKED never change once
-a key is revoked; the expiration date only moves earlier; a key has at most MAX_ALLOWED_IPS
+a key is revoked; ApiKey.FINAL_ONCE_SET never change once set; the expiration date only
+moves earlier; a key has at most MAX_ALLOWED_IPS
 allowed IPs. save() and update() refuse these changes in Python; these triggers refuse them
 from raw SQL and any other database client.
 """
@@ -17,27 +18,40 @@ MESSAGE = (
 )
 
 
-def _columns(names: tuple[str, ...]) -> list[str]:
-    return [ApiKey._meta.get_field(name).column for name in names]
+def _columns(names: tuple[str, ...], existing: set[str] | None) -> list[str]:
+    columns = [ApiKey._meta.get_field(name).column for name in names]
+    return [c for c in columns if existing is None or c in existing]
 
 
-def _condition(differs: str) -> str:
-    changed = " OR ".join(differs.format(c=c) for c in _columns(ApiKey.NEVER_CHANGES))
-    final = " OR ".join(differs.format(c=c) for c in _columns(ApiKey.FINAL_ONCE_REVOKED))
-    return (
-        f"({changed}) OR (OLD.revoked_at IS NOT NULL AND ({final}))"
-        " OR NEW.expires_on > OLD.expires_on"
+def _condition(differs: str, existing: set[str] | None) -> str:
+    changed = [differs.format(c=c) for c in _columns(ApiKey.NEVER_CHANGES, existing)]
+    final = [differs.format(c=c) for c in _columns(ApiKey.FINAL_ONCE_REVOKED, existing)]
+    once = [
+        f"(OLD.{c} IS NOT NULL AND {differs.format(c=c)})"
+        for c in _columns(ApiKey.FINAL_ONCE_SET, existing)
+    ]
+    return " OR ".join(
+        [
+            f"({' OR '.join(changed)})",
+            f"(OLD.revoked_at IS NOT NULL AND ({' OR '.join(final)}))",
+            *once,
+            "NEW.expires_on > OLD.expires_on",
+        ]
     )
 
 
-def create_sql(vendor: str) -> list[str]:
-    """The statements that install the triggers on this database vendor."""
+def create_sql(vendor: str, existing: set[str] | None = None) -> list[str]:
+    """The statements that install the triggers on this database vendor.
+
+    `existing`: the key table's columns at this point of the migrations (a column the model
+    declares may not exist yet); None for all of them.
+    """
     table = ApiKey._meta.db_table
     ips = AllowedIp._meta.db_table
     # Table names and a constant of the models: no outside input reaches these statements.
     full = f"(SELECT COUNT(*) FROM {ips} WHERE key_id = NEW.key_id) >= {MAX_ALLOWED_IPS}"  # noqa: S608
     if vendor == "sqlite":
-        when = _condition("NEW.{c} IS NOT OLD.{c}")
+        when = _condition("NEW.{c} IS NOT OLD.{c}", existing)
         return [
             f"CREATE TRIGGER {NAME} BEFORE UPDATE ON {table} WHEN {when} "
             f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END",
@@ -45,7 +59,7 @@ def create_sql(vendor: str) -> list[str]:
             f"BEGIN SELECT RAISE(ABORT, '{CAP_MESSAGE}'); END",
         ]
     if vendor == "postgresql":
-        when = _condition("NEW.{c} IS DISTINCT FROM OLD.{c}")
+        when = _condition("NEW.{c} IS DISTINCT FROM OLD.{c}", existing)
         return [
             f"""CREATE FUNCTION {NAME}() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
@@ -89,6 +103,9 @@ def drop_sql(vendor: str) -> list[str]:
 
 def reinstall(apps, schema_editor) -> None:
     """Migration step: replace the triggers with ones built from the current declarations."""
-    vendor = schema_editor.connection.vendor
-    for sql in [*drop_sql(vendor), *create_sql(vendor)]:
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
+        description = connection.introspection.get_table_description(cursor, ApiKey._meta.db_table)
+    existing = {column.name for column in description}
+    for sql in [*drop_sql(connection.vendor), *create_sql(connection.vendor, existing)]:
         schema_editor.execute(sql, params=None)

@@ -157,25 +157,33 @@ class Api(models.Model):
         return self.name
 
 
+def _revoked(at: datetime.datetime | None = None) -> Q:
+    return ~Q(revoked_at=None) | Q(revoke_at__lte=at or timezone.now())
+
+
 class ApiKeyQuerySet(models.QuerySet):
     def update(self, **kwargs):
         if frozen := ApiKey.columns_only_save_writes().intersection(kwargs):
             raise ValueError(f"Keys change {sorted(frozen)} only through keys.actions.")
         return super().update(**kwargs)
 
-    def live(self):
-        """Not revoked (possibly expired): names are unique among these."""
-        return self.filter(revoked_at=None)
+    def live(self, at: datetime.datetime | None = None):
+        """Not revoked (possibly expired), counting a replaced key revoked once its overlap ends."""
+        return self.exclude(_revoked(at))
 
     def usable(self, at: datetime.datetime | None = None):
         """Neither revoked nor past the end of their expiration date."""
-        return self.filter(revoked_at=None, expires_on__gte=local_date(at))
+        return self.live(at).filter(expires_on__gte=local_date(at))
 
     def expired(self, at: datetime.datetime | None = None):
-        return self.filter(revoked_at=None, expires_on__lt=local_date(at))
+        return self.live(at).filter(expires_on__lt=local_date(at))
 
-    def revoked(self):
-        return self.exclude(revoked_at=None)
+    def revoked(self, at: datetime.datetime | None = None):
+        return self.filter(_revoked(at))
+
+    def overlap_over(self, at: datetime.datetime | None = None):
+        """Replaced keys whose overlap has ended but whose revocation is not written yet."""
+        return self.filter(revoked_at=None, revoke_at__lte=at or timezone.now())
 
     def with_status(self, status: str, at: datetime.datetime | None = None):
         """Keys whose ApiKey.status() is `status` (the one status filter of every list)."""
@@ -189,8 +197,10 @@ class ApiKeyQuerySet(models.QuerySet):
         raise ValueError(f"Unknown key status {status!r}.")
 
     def name_taken(self, owner, name: str, *, exclude=None) -> bool:
-        """True if `owner` has another key that is not revoked with this name."""
-        return self.live().filter(owner=owner, name=name).exclude(pk=exclude).exists()
+        """True if `owner` has another key with this name that is neither revoked nor
+        being replaced (a renewed key passes its name on to its successor)."""
+        keys = self.filter(owner=owner, name=name, revoked_at=None, revoke_at=None)
+        return keys.exclude(pk=exclude).exists()
 
     def visible_to(self, user):
         """Keys `user` may see: their own, or all with the view_all_keys permission."""
@@ -250,6 +260,34 @@ class ApiKey(models.Model):
     revoke_reason = models.CharField(max_length=500, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    previous_password_hash = models.CharField(max_length=200, blank=True, editable=False)
+    previous_password_valid_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="After a regeneration, the old password works until this moment.",
+    )
+    may_rotate_itself = models.BooleanField(
+        "This key may rotate itself",
+        default=False,
+        help_text="Automation may get a new password with the key's own credentials "
+        "(POST /api/v1/self/rotate).",
+    )
+    replaces = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="replaced_by",
+        editable=False,
+        help_text="The key this one renewed.",
+    )
+    revoke_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Revoked at this moment: the end of the overlap after a renewal.",
+    )
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -270,7 +308,7 @@ class ApiKey(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "name"],
-                condition=Q(revoked_at=None),
+                condition=Q(revoked_at=None, revoke_at=None),
                 name="key_name_unique_among_live_keys",
                 violation_error_message="You already have a key with this name.",
             ),
@@ -297,8 +335,16 @@ class ApiKey(models.Model):
     # revoked. Declared here only: save() checks them against the stored row, update()
     # refuses them, and the database trigger (keys.guards, built from these lists) refuses
     # them from raw SQL. The expiration date also only ever moves earlier.
-    NEVER_CHANGES = ("identifier", "owner", "created_at", "created_on", "latest_expires_on")
+    NEVER_CHANGES = (
+        "identifier",
+        "owner",
+        "created_at",
+        "created_on",
+        "latest_expires_on",
+        "replaces",
+    )
     FINAL_ONCE_REVOKED = ("revoked_at", "revoked_by", "revoke_reason", "name", "expires_on")
+    FINAL_ONCE_SET = ("revoke_at",)
 
     @classmethod
     def columns_only_save_writes(cls) -> frozenset[str]:
@@ -445,7 +491,10 @@ class ApiKey(models.Model):
         """The row as stored now: what never changes, the revocation and the expiry."""
         fields = [self._meta.get_field(n).attname for n in self.NEVER_CHANGES]
         return (
-            type(self).objects.filter(pk=self.pk).values(*fields, "revoked_at", "expires_on").get()
+            type(self)
+            .objects.filter(pk=self.pk)
+            .values(*fields, *self.FINAL_ONCE_SET, "revoked_at", "expires_on")
+            .get()
         )
 
     def _check_against_stored(self) -> datetime.date:
@@ -455,6 +504,9 @@ class ApiKey(models.Model):
             attname = self._meta.get_field(name).attname
             if stored[attname] != getattr(self, attname):
                 raise ValueError(f"A key's {name} never changes after creation.")
+        for name in self.FINAL_ONCE_SET:
+            if stored[name] is not None and stored[name] != getattr(self, name):
+                raise ValueError(f"A key's {name} never changes once set.")
         if stored["revoked_at"] is not None:
             raise ValueError("A revoked key cannot be changed.")
         return stored["expires_on"]
@@ -465,7 +517,7 @@ class ApiKey(models.Model):
     # --- state ------------------------------------------------------------------------------
 
     def status(self, at: datetime.datetime | None = None) -> str:
-        return key_status(self.revoked_at, self.expires_on, at)
+        return key_status(self.revoked_at, self.expires_on, at, revoke_at=self.revoke_at)
 
     @cached_property
     def current_status(self) -> str:
@@ -476,12 +528,19 @@ class ApiKey(models.Model):
 
     @property
     def is_revoked(self) -> bool:
-        return self.revoked_at is not None
+        return self.status() == self.Status.REVOKED
+
+    @property
+    def previous_password_works(self) -> bool:
+        """After a regeneration: the old password still works (its overlap is running)."""
+        until = self.previous_password_valid_until
+        return bool(self.previous_password_hash) and until is not None and timezone.now() < until
 
 
-def key_status(revoked_at, expires_on: datetime.date, at=None) -> str:
-    """Revoked, expired (valid through the end of its date in TIME_ZONE) or active."""
-    if revoked_at is not None:
+def key_status(revoked_at, expires_on: datetime.date, at=None, *, revoke_at=None) -> str:
+    """Revoked (or past the end of its overlap after a renewal), expired (valid through the
+    end of its date in TIME_ZONE) or active."""
+    if revoked_at is not None or (revoke_at is not None and revoke_at <= (at or timezone.now())):
         return ApiKey.Status.REVOKED
     if expires_on < local_date(at):
         return ApiKey.Status.EXPIRED

@@ -63,7 +63,9 @@ def raw_sql(statement: str, *params):
 
 
 @pytest.mark.parametrize("field", ApiKey.NEVER_CHANGES)
-def test_what_never_changes_is_refused_by_save_update_and_the_database(alice, bob, key, field):
+def test_what_never_changes_is_refused_by_save_update_and_the_database(
+    alice, bob, make_key, key, field
+):
     stored = ApiKey.objects.filter(pk=key.pk).values(ApiKey._meta.get_field(field).attname)
     before = stored.get()
     other = {
@@ -72,6 +74,7 @@ def test_what_never_changes_is_refused_by_save_update_and_the_database(alice, bo
         "created_at": key.created_at - datetime.timedelta(days=30),
         "created_on": key.created_on - datetime.timedelta(days=30),
         "latest_expires_on": key.latest_expires_on + datetime.timedelta(days=30),
+        "replaces": make_key(bob, name="Older")[0] if field == "replaces" else None,
     }[field]
 
     setattr(key, field, other)
@@ -80,7 +83,7 @@ def test_what_never_changes_is_refused_by_save_update_and_the_database(alice, bo
     with pytest.raises(ValueError, match=r"only through keys\.actions"):
         ApiKey.objects.filter(pk=key.pk).update(**{field: other})
     column = ApiKey._meta.get_field(field).column
-    value = other.pk if field == "owner" else other
+    value = other.pk if field in {"owner", "replaces"} else other
     with pytest.raises(DatabaseError, match="never change"):
         raw_sql(f"UPDATE keys_apikey SET {column} = %s WHERE id = %s", value, key.pk)  # noqa: S608
     assert stored.get() == before
