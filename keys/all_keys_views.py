@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 
 from keys.filters import AllKeysFilterForm
 from keys.models import ApiKey
-from portal.paging import filter_query
+from keys.paging import filter_query
 
 PAGE_SIZE = 50
 

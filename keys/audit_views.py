@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET
 from keys import audit_csv
 from keys.filters import AuditFilterForm
 from keys.models import AuditEvent, AuditHead
-from portal.paging import filter_query
+from keys.paging import filter_query
 
 VIEW_AUDIT = "keys.view_audit"
 PAGE_SIZE = 50
