@@ -8,8 +8,9 @@ events, at most one per (key, reason) per minute, carrying how many calls it sta
 
 Lost if a process dies (with the local-memory cache) or the cache is flushed: the counts and
 refusal repeats of at most the last minute. Until the key's next call after that minute,
-those counts wait in the cache; the key page flushes them (`flush_pending`) when it is
-viewed, which reaches them all with a shared cache (Redis), or those of its own process.
+those counts wait in the cache; the key page adds them to what it shows (`uses_per_day`)
+without storing them, since a page view never writes (all of them with a shared cache such
+as Redis, or those of its own process).
 """
 
 import datetime
@@ -75,7 +76,7 @@ def flush(key_id: int, *, ip: str | None = None, at: datetime.datetime | None = 
             if (uses := _cache_take(_uses_name(key_id, day)))
         ]
         if not counted and ip is None:
-            return  # nothing to store (a key page view): take no write lock
+            return  # nothing to store: take no write lock
         with transaction.atomic():
             for day, uses in counted:
                 _add_uses(key_id, day, uses)
@@ -92,9 +93,26 @@ def flush(key_id: int, *, ip: str | None = None, at: datetime.datetime | None = 
         logger.warning("Could not store the use of key %s", key_id, exc_info=True)
 
 
-def flush_pending(key: ApiKey) -> None:
-    """Store the counts this process (or a shared cache) still holds for `key`."""
-    flush(key.pk)
+def uses_per_day(key: ApiKey, days: int = 14) -> list[KeyUsageDay]:
+    """The key's successful calls per day, newest first: the stored counts plus those still
+    waiting in the cache, which this only reads (they are stored by the key's next flush)."""
+    rows = list(KeyUsageDay.objects.filter(key=key).order_by("-day")[:days])
+    pending = _pending_uses(key.pk)
+    for row in rows:
+        row.uses += pending.pop(row.day, 0)
+    rows += [KeyUsageDay(key=key, day=day, uses=uses) for day, uses in pending.items()]
+    return sorted(rows, key=lambda row: row.day, reverse=True)[:days]
+
+
+def _pending_uses(key_id: int) -> dict[datetime.date, int]:
+    today = local_date()
+    days = {_uses_name(key_id, day): day for day in (today - datetime.timedelta(days=1), today)}
+    try:
+        counts = cache.get_many(list(days))
+    except Exception:
+        logger.warning("Cache unavailable for the pending usage counts", exc_info=True)
+        return {}
+    return {days[name]: uses for name, uses in counts.items() if uses}
 
 
 def _record_uses(key_id: int, counted: list, *, ip: str | None, at: datetime.datetime) -> None:
@@ -105,7 +123,7 @@ def _record_uses(key_id: int, counted: list, *, ip: str | None, at: datetime.dat
             AuditEvent.Action.KEY_USED,
             key=key,
             actor_label=f"api:{key.identifier}",
-            ip=ip,  # the caller whose call flushed; None when the key page flushes
+            ip=ip,  # the caller whose call flushed; None when no call did
             details={"uses": uses, "day": day.isoformat()},
             at=at,
         )

@@ -160,14 +160,24 @@ def test_a_flush_across_midnight_records_each_days_uses(client, key, clock):
     ]
 
 
-def test_calls_stored_by_the_key_page_are_recorded_too(client, alice, login, key, clock):
+def test_viewing_the_key_page_leaves_the_pending_calls_to_the_next_flush(
+    client, alice, login, key, clock
+):
     use(client, key)
     later(clock, 5)
     use(client, key)
-    login(alice).get(f"/keys/{key[0].identifier}/")
+    owner = login(alice)
+    history = AuditEvent.objects.count()
 
-    events = AuditEvent.objects.filter(key=key[0], action="key_used").order_by("seq")
-    assert [(e.details["uses"], e.actor_ip) for e in events] == [(1, "127.0.0.1"), (1, None)]
+    assert owner.get(f"/keys/{key[0].identifier}/").status_code == 200
+    assert AuditEvent.objects.count() == history  # a GET appends nothing
+
+    later(clock, 61)
+    use(client, key, REMOTE_ADDR="::1")
+    assert uses_recorded(key) == [
+        {"uses": 1, "day": "2027-03-10"},
+        {"uses": 2, "day": "2027-03-10"},  # the call counted before the page view, and this
+    ]
 
 
 def test_key_used_events_keep_the_chain_intact(client, key, clock):
@@ -309,7 +319,9 @@ def test_the_owner_sees_the_last_use_and_the_days_count(alice, login, refused_an
     assert "<td>2027-03-10</td><td>1</td>" in html
 
 
-def test_the_key_page_shows_calls_counted_since_the_last_write(client, alice, login, key, clock):
+def test_the_key_page_shows_calls_counted_since_the_last_write_without_storing_them(
+    client, alice, login, key, clock
+):
     for _ in range(3):
         use(client, key)
         later(clock, 5)
@@ -318,4 +330,22 @@ def test_the_key_page_shows_calls_counted_since_the_last_write(client, alice, lo
     html = login(alice).get(f"/keys/{key[0].identifier}/").content.decode()
 
     assert "<td>2027-03-10</td><td>3</td>" in html
-    assert uses_per_day(key) == {NOON.date(): 3}
+    assert uses_per_day(key) == {NOON.date(): 1}
+
+
+def test_the_key_page_shows_a_day_whose_calls_are_all_still_pending(
+    client, alice, login, key, clock
+):
+    clock.move_to(NOON.replace(hour=23, minute=59, second=30))
+    use(client, key)  # stored at once
+    later(clock, 20)
+    use(client, key)  # counted for 10 March, pending
+    later(clock, 20)
+    use(client, key)  # counted for 11 March, pending
+
+    html = login(alice).get(f"/keys/{key[0].identifier}/").content.decode()
+
+    assert "<td>2027-03-11</td><td>1</td><td>2027-03-10</td><td>2</td>" in html.replace(
+        "</tr><tr>", ""
+    )
+    assert uses_per_day(key) == {NOON.date(): 1}
