@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 
 from keys.filters import AllKeysFilterForm
 from keys.models import ApiKey
-from portal.paging import filter_query
+from keys.paging import filter_query
 
 PAGE_SIZE = 50
 
@@ -20,7 +20,8 @@ def all_keys(request: HttpRequest) -> HttpResponse:
     form = AllKeysFilterForm(request.GET)
     page = None
     if form.is_valid():
-        keys = form.filter(ApiKey.objects.with_listing_data()).order_by("-created_at", "-pk")
+        keys = ApiKey.objects.with_listing_data().matching(**form.filters())
+        keys = keys.order_by("-created_at", "-pk")
         page = Paginator(keys, PAGE_SIZE).get_page(form.cleaned_data["page"])
     context = {"form": form, "page": page, "filter_query": filter_query(request, "page")}
     status = 200 if form.is_valid() else 400

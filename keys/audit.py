@@ -105,7 +105,7 @@ def _not_before_predecessor(head: AuditHead, at: datetime.datetime) -> datetime.
     """Time never runs backwards along the chain (a clock step back, an explicit `at`).
 
     So a date range is one run of consecutive sequence numbers, which lets the history pages
-    turn a date filter into a seq range through the `at` index (keys.audit_views).
+    turn a date filter into a seq range through the `at` index (AuditEventQuerySet.between).
     """
     previous = AuditEvent.objects.filter(seq=head.seq).values_list("at", flat=True).first()
     return max(at, previous) if previous is not None else at

@@ -9,8 +9,6 @@ import datetime
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db.models import Q
-from django.utils import timezone
 
 from keys.models import Api, ApiKey, AuditEvent
 
@@ -56,27 +54,9 @@ class AllKeysFilterForm(forms.Form):
         username = self.cleaned_data["owner"].strip()
         return _user_named(username) if username else None
 
-    def filter(self, keys):
-        data = self.cleaned_data
-        if q := data.get("q", "").strip():
-            keys = keys.filter(
-                Q(name__icontains=q) | Q(identifier__icontains=q) | Q(owner__username__icontains=q)
-            )
-        if data.get("owner"):
-            keys = keys.filter(owner=data["owner"])
-        if data.get("status"):
-            keys = keys.with_status(data["status"])
-        if data.get("api"):
-            keys = keys.filter(apis=data["api"])
-        if data.get("expiring_within") is not None:
-            keys = keys.expiring_within(data["expiring_within"])
-        return keys
-
-
-class Outcome:
-    SUCCESS = "success"
-    DENIED = "denied"
-    CHOICES = [("", "Any"), (SUCCESS, "Succeeded"), (DENIED, "Denied")]
+    def filters(self) -> dict:
+        """The arguments of ApiKey.objects.matching()."""
+        return {name: value for name, value in self.cleaned_data.items() if name != "page"}
 
 
 # The date filters become midnights in TIME_ZONE and then UTC; near year 1 or 9999 that
@@ -112,7 +92,7 @@ class AuditFilterForm(forms.Form):
     outcome = forms.ChoiceField(
         label="Outcome",
         required=False,
-        choices=Outcome.CHOICES,
+        choices=[("", "Any"), *AuditEvent.Outcome.choices],
         help_text="Denied: refused calls with a key.",
     )
     date_from = forms.DateField(label="From", required=False, widget=_date_input())
@@ -148,58 +128,7 @@ class AuditFilterForm(forms.Form):
             raise ValidationError("Ask for older or newer events, not both.")
         return cleaned
 
-    def querysets(self) -> list:
-        """The matching events, as one queryset or (user filter) two to merge by seq.
-
-        "User" means actor *or* owner. An OR across two indexes would make the database sort
-        every event of that user for each page; two queries that each walk their own index
-        (actor, -seq) and (owner, -seq) and a merge of their first rows stay fast.
-        """
-        data = self.cleaned_data
-        events = AuditEvent.objects.all()
-        if data.get("key"):
-            events = events.filter(key=data["key"])
-        action, outcome = data.get("action"), data.get("outcome")
-        if action and outcome:
-            # The action decides the outcome: keep the action, or match nothing (rather
-            # than walk every event of that action to find none).
-            denied = action == AuditEvent.Action.USE_DENIED
-            if denied != (outcome == Outcome.DENIED):
-                return [AuditEvent.objects.none()]
-            outcome = None
-        if action:
-            events = events.filter(action=action)
-        if outcome == Outcome.DENIED:
-            events = events.filter(action=AuditEvent.Action.USE_DENIED)
-        elif outcome == Outcome.SUCCESS:
-            events = events.exclude(action=AuditEvent.Action.USE_DENIED)
-        events = _within_dates(events, data.get("date_from"), data.get("date_to"))
-        if user := data.get("user"):
-            return [events.filter(actor=user), events.filter(owner=user)]
-        return [events]
-
-
-def _midnight(day: datetime.date) -> datetime.datetime:
-    return timezone.make_aware(datetime.datetime.combine(day, datetime.time()))
-
-
-def _within_dates(events, date_from, date_to):
-    """Filter on `at`, and bound seq too so the walk along a seq index starts and stops at once.
-
-    keys.audit.record() keeps `at` non-decreasing along the chain. So if some event E has
-    at < start, every event from `start` on has a higher seq than E; and if some event F has
-    at >= end, every event before `end` has a lower seq. One probe of the `at` index each.
-    """
-    if date_from:
-        start = _midnight(date_from)
-        events = events.filter(at__gte=start)
-        earlier = AuditEvent.objects.filter(at__lt=start).order_by("-at")
-        if (seq := earlier.values_list("seq", flat=True).first()) is not None:
-            events = events.filter(seq__gt=seq)
-    if date_to:
-        end = _midnight(date_to + datetime.timedelta(days=1))
-        events = events.filter(at__lt=end)
-        later = AuditEvent.objects.filter(at__gte=end).order_by("at")
-        if (seq := later.values_list("seq", flat=True).first()) is not None:
-            events = events.filter(seq__lt=seq)
-    return events
+    def filters(self) -> dict:
+        """The arguments of AuditEvent.objects.matching()."""
+        names = ("key", "action", "outcome", "date_from", "date_to")
+        return {name: self.cleaned_data[name] for name in names}

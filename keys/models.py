@@ -9,6 +9,7 @@ import functools
 import ipaddress
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -193,7 +194,7 @@ class ApiKeyQuerySet(models.QuerySet):
             case ApiKey.Status.EXPIRED:
                 return self.expired(at)
             case ApiKey.Status.REVOKED:
-                return self.revoked()
+                return self.revoked(at)
         raise ValueError(f"Unknown key status {status!r}.")
 
     def name_taken(self, owner, name: str, *, exclude=None) -> bool:
@@ -215,6 +216,24 @@ class ApiKeyQuerySet(models.QuerySet):
         """Usable keys whose last valid day is at most `days` days after today."""
         today = local_date(at)
         return self.usable(at).filter(expires_on__lte=today + datetime.timedelta(days=days))
+
+    def matching(self, *, q="", owner=None, status="", api=None, expiring_within=None):
+        """Keys whose name, identifier or owner contains `q`, of this owner, status (ApiKey.Status),
+        API and expiring within so many days; each optional."""
+        keys = self
+        if q := q.strip():
+            keys = keys.filter(
+                Q(name__icontains=q) | Q(identifier__icontains=q) | Q(owner__username__icontains=q)
+            )
+        if owner is not None:
+            keys = keys.filter(owner=owner)
+        if status:
+            keys = keys.with_status(status)
+        if api is not None:
+            keys = keys.filter(apis=api)
+        if expiring_within is not None:
+            keys = keys.expiring_within(expiring_within)
+        return keys
 
 
 class ApiKey(models.Model):
@@ -638,7 +657,20 @@ class KeyCaller(models.Model):
         return self.ip
 
 
+AUDIT_PAGE_SIZE = 50
+
+
+@dataclass
+class AuditPage:
+    events: list["AuditEvent"]
+    older: int | None = None  # `before=` for the next older page
+    newer: int | None = None  # `after=` for the next newer page
+
+
 class AuditEventQuerySet(models.QuerySet):
+    """Events are filtered and paged by sequence number (keyset), never by OFFSET: every page,
+    the first or one a million events deep, is one short walk along an index."""
+
     def update(self, **kwargs):
         raise ValueError("Audit events are append-only.")
 
@@ -649,6 +681,111 @@ class AuditEventQuerySet(models.QuerySet):
 
     def bulk_update(self, objs, fields, batch_size=None):
         raise ValueError("Audit events are append-only.")
+
+    def in_chain(self):
+        """Only events up to the chain's head as read now: a row past it is not chained yet
+        (verify_audit), and a page or an export stays one cut while events are appended."""
+        return self.filter(seq__lte=AuditHead.objects.get(pk=1).seq)
+
+    def matching(self, *, key=None, action="", outcome="", date_from=None, date_to=None):
+        """Events of this key, action, outcome (an AuditEvent.Outcome), date range; all optional."""
+        events = self
+        if key is not None:
+            events = events.filter(key=key)
+        denied = AuditEvent.Action.USE_DENIED
+        if action and outcome:
+            # The action decides the outcome: keep the action, or match nothing (rather
+            # than walk every event of that action to find none).
+            if (action == denied) != (outcome == AuditEvent.Outcome.DENIED):
+                return self.none()
+            outcome = ""
+        if action:
+            events = events.filter(action=action)
+        if outcome == AuditEvent.Outcome.DENIED:
+            events = events.filter(action=denied)
+        elif outcome == AuditEvent.Outcome.SUCCESS:
+            events = events.exclude(action=denied)
+        return events.between(date_from, date_to)
+
+    def between(self, date_from: datetime.date | None, date_to: datetime.date | None):
+        """Events on these days (portal time zone), bounded by seq too, so the walk along a seq
+        index starts and stops at once.
+
+        keys.audit.record() keeps `at` non-decreasing along the chain. So if some event E has
+        at < start, every event from `start` on has a higher seq than E; and if some event F
+        has at >= end, every event before `end` has a lower seq. One probe of the `at` index
+        each.
+        """
+        events = self
+        if date_from:
+            start = _midnight(date_from)
+            events = events.filter(at__gte=start)
+            earlier = AuditEvent.objects.filter(at__lt=start).order_by("-at")
+            if (seq := earlier.values_list("seq", flat=True).first()) is not None:
+                events = events.filter(seq__gt=seq)
+        if date_to:
+            end = _midnight(date_to + datetime.timedelta(days=1))
+            events = events.filter(at__lt=end)
+            later = AuditEvent.objects.filter(at__gte=end).order_by("at")
+            if (seq := later.values_list("seq", flat=True).first()) is not None:
+                events = events.filter(seq__lt=seq)
+        return events
+
+    def walks(self, by_or_about=None) -> list["AuditEventQuerySet"]:
+        """These events as index walks to merge by seq: one, or two by or about a user.
+
+        "By or about a user" is actor *or* owner. An OR across two indexes would make the
+        database sort every event of that user for each page; two queries that each walk their
+        own index, (actor, -seq) and (owner, -seq), and a merge of their first rows stay fast.
+        """
+        if by_or_about is None:
+            return [self]
+        return [self.filter(actor=by_or_about), self.filter(owner=by_or_about)]
+
+    def page(
+        self, *, before=None, after=None, by_or_about=None, size: int = AUDIT_PAGE_SIZE
+    ) -> AuditPage:
+        """Newest first; `before` pages towards older events, `after` towards newer ones."""
+        walks = self.walks(by_or_about)
+        if after is not None:
+            rows = _first_rows(walks, limit=size + 1, ascending=True, seq__gt=after)
+            more_newer = len(rows) > size
+            events = list(reversed(rows[:size]))
+            page = AuditPage(events)
+            if events:
+                page.newer = events[0].seq if more_newer else None
+                page.older = events[-1].seq if _any(walks, seq__lte=after) else None
+            return page
+        bounds = {"seq__lt": before} if before is not None else {}
+        rows = _first_rows(walks, limit=size + 1, ascending=False, **bounds)
+        events = rows[:size]
+        page = AuditPage(events)
+        if events:
+            page.older = events[-1].seq if len(rows) > size else None
+            if before is not None and _any(walks, seq__gte=before):
+                page.newer = events[0].seq
+        return page
+
+
+def _midnight(day: datetime.date) -> datetime.datetime:
+    return timezone.make_aware(datetime.datetime.combine(day, datetime.time()))
+
+
+def _first_rows(walks, *, limit: int, ascending: bool, **bounds) -> list["AuditEvent"]:
+    """The first `limit` events of the union of walks, in seq order, without repeats."""
+    order = "seq" if ascending else "-seq"
+    found: dict[int, AuditEvent] = {}
+    for events in walks:
+        for event in events.filter(**bounds).select_related("owner").order_by(order)[:limit]:
+            found[event.seq] = event
+    return sorted(found.values(), key=lambda e: e.seq, reverse=not ascending)[:limit]
+
+
+def _any(walks, **bounds) -> bool:
+    return any(
+        events.filter(**bounds).order_by("seq").values_list("seq", flat=True)[:1]
+        for events in walks
+    )
 
 
 class AuditEvent(models.Model):
@@ -667,6 +804,12 @@ class AuditEvent(models.Model):
         KEY_USED = "key_used", "Key used"
         EXPIRY_REMINDER = "expiry_reminder", "Expiry reminder sent"
         CATALOGUE_CHANGED = "catalogue_changed", "API catalogue changed"
+
+    class Outcome(models.TextChoices):
+        """Whether a call with a key went through: denied ones are USE_DENIED events."""
+
+        SUCCESS = "success", "Succeeded"
+        DENIED = "denied", "Denied"
 
     seq = models.PositiveBigIntegerField(unique=True, editable=False)
     at = models.DateTimeField(editable=False)

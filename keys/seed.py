@@ -1,10 +1,8 @@
-"""The data every installation starts with: the API catalogue and the three roles.
+"""The data every installation starts with: the API catalogue and the audit chain's head.
 
-Used by the data migration and, idempotently, after every migrate or flush (post_migrate), so
-roles keep their permissions as the code adds new ones.
+Used by the data migration and, idempotently, after every migrate or flush (post_migrate).
+The roles and their permissions are portal.roles.
 """
-
-from django.contrib.auth.management import create_permissions
 
 CATALOGUE = [
     ("risks", "Risks", "Read the risk register: risks, scores and owners."),
@@ -17,25 +15,6 @@ CATALOGUE = [
     ("third-parties", "Third party management", "Read third parties and their assessments."),
 ]
 
-ROLE_PERMISSIONS = {
-    "staff": ["keys.manage_own_keys"],
-    "admin": [
-        "keys.manage_own_keys",
-        "keys.view_all_keys",
-        "keys.revoke_any_key",
-        "keys.view_audit",
-        "keys.view_apikey",
-        "keys.view_api",
-        "keys.add_api",
-        "keys.change_api",
-        "keys.view_auditevent",
-        "portal.view_user",
-        "portal.add_user",
-        "portal.change_user",
-    ],
-    "auditor": ["keys.view_all_keys", "keys.view_audit"],
-}
-
 
 def seed(apps) -> None:
     """Create what is missing; never undo an admin's change to an existing entry."""
@@ -47,23 +26,8 @@ def seed(apps) -> None:
     AuditHead = apps.get_model("keys", "AuditHead")
     AuditHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": "0" * 64})
 
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, perms in ROLE_PERMISSIONS.items():
-        group, _ = Group.objects.get_or_create(name=role)
-        for perm in perms:
-            app_label, codename = perm.split(".")
-            group.permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
-
 
 def seed_in_migration(apps, schema_editor) -> None:
-    # Permissions are normally created after migrate; the roles need them now.
-    for app_label in ("keys", "portal", "auth"):
-        app_config = apps.get_app_config(app_label)
-        app_config.models_module = True  # the historical app registry's stub lacks it
-        create_permissions(app_config, apps=apps, verbosity=0)
     seed(apps)
 
 
@@ -73,5 +37,5 @@ def seed_after_migrate(sender, using="default", **kwargs) -> None:
     from django.db import connections
 
     tables = connections[using].introspection.table_names()
-    if {"keys_api", "keys_audithead", "auth_group"} <= set(tables):  # not when half-migrated
+    if {"keys_api", "keys_audithead"} <= set(tables):  # not when half-migrated
         seed(apps)

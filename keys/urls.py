@@ -1,13 +1,55 @@
-from django.urls import path
+"""Every route of the keys app; portal/urls.py includes them at the site root.
 
-from keys import views
+Each /api/v1/ route names its catalogue API through its view (`api.demo_list("risks").api`)
+and takes an optional trailing slash, so `/api/v1/risks` and `/api/v1/risks/` are the same
+authenticated view (no APPEND_SLASH redirect, which would answer before authentication).
+"""
 
-app_name = "keys"
-urlpatterns = [
+from django.urls import include, path, re_path
+
+from keys import all_keys_views, api, audit_views, views
+
+ITEM = r"(?P<item_id>[A-Za-z0-9-]{1,40})"
+
+key_pages = [
     path("", views.key_list, name="list"),
     path("add/", views.key_add, name="add"),
     path("add/ip-row/", views.ip_row, name="ip_row"),
     path("<str:identifier>/", views.key_detail, name="detail"),
     path("<str:identifier>/edit/", views.key_edit, name="edit"),
     path("<str:identifier>/revoke/", views.key_revoke, name="revoke"),
+]
+
+api_routes = [
+    re_path(r"^whoami/?$", api.whoami, name="whoami"),
+    re_path(r"^risks/?$", api.demo_list("risks"), name="risks-list"),
+    re_path(rf"^risks/{ITEM}/?$", api.demo_item("risks"), name="risks-item"),
+    re_path(r"^controls/?$", api.demo_list("controls"), name="controls-list"),
+    re_path(rf"^controls/{ITEM}/?$", api.demo_item("controls"), name="controls-item"),
+    re_path(r"^events/?$", api.demo_list("events"), name="events-list"),
+    re_path(rf"^events/{ITEM}/?$", api.demo_item("events"), name="events-item"),
+    re_path(r"^incidents/?$", api.demo_list("incidents"), name="incidents-list"),
+    re_path(rf"^incidents/{ITEM}/?$", api.demo_item("incidents"), name="incidents-item"),
+    re_path(r"^mois/?$", api.demo_list("mois"), name="mois-list"),
+    re_path(rf"^mois/{ITEM}/?$", api.demo_item("mois"), name="mois-item"),
+    re_path(r"^findings/?$", api.demo_list("findings"), name="findings-list"),
+    re_path(rf"^findings/{ITEM}/?$", api.demo_item("findings"), name="findings-item"),
+    re_path(r"^kris/?$", api.demo_list("kris"), name="kris-list"),
+    re_path(rf"^kris/{ITEM}/?$", api.demo_item("kris"), name="kris-item"),
+    re_path(r"^third-parties/?$", api.demo_list("third-parties"), name="third-parties-list"),
+    re_path(
+        rf"^third-parties/{ITEM}/?$", api.demo_item("third-parties"), name="third-parties-item"
+    ),
+]
+
+audit_pages = [
+    path("", audit_views.history, name="history"),
+    path("export.csv", audit_views.export_csv, name="export"),
+]
+
+urlpatterns = [
+    path("keys/", include((key_pages, "keys"))),
+    path("api/v1/", include((api_routes, "api"))),
+    path("all-keys/", all_keys_views.all_keys, name="all_keys"),
+    path("audit/", include((audit_pages, "audit"))),
 ]

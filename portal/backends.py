@@ -1,15 +1,14 @@
-"""Every active user is staff (DESIGN §2): they manage their own keys, unless their only
-role is auditor, which is read-only by definition."""
+"""Every active user is staff (portal.roles): an authorisation backend grants it."""
 
 from django.contrib.auth.backends import BaseBackend
 
-from portal.roles import AUDITOR, MANAGE_OWN_KEYS
+from portal.roles import permissions_of_every_active_user
 
 
 class EveryActiveUserIsStaff(BaseBackend):
-    """Grants keys.manage_own_keys to every active user who is not only an auditor.
+    """Grants every active user the permissions portal.roles gives them beyond their groups.
 
-    Authenticates nobody (ModelBackend does that); only adds this one permission, so a user
+    Authenticates nobody (ModelBackend does that); only adds these permissions, so a user
     created in the Django admin without a group can still create keys.
     """
 
@@ -18,8 +17,7 @@ class EveryActiveUserIsStaff(BaseBackend):
             return set()
         if not hasattr(user_obj, "_every_user_perm_cache"):
             roles = set(user_obj.groups.values_list("name", flat=True))
-            only_auditor = AUDITOR in roles and not (roles - {AUDITOR})
-            user_obj._every_user_perm_cache = set() if only_auditor else {MANAGE_OWN_KEYS}
+            user_obj._every_user_perm_cache = permissions_of_every_active_user(roles)
         return user_obj._every_user_perm_cache
 
     def has_perm(self, user_obj, perm, obj=None) -> bool:

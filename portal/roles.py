@@ -1,4 +1,11 @@
-"""Roles are Django groups; what each may do is a permission, checked with has_perm()."""
+"""The roles, what each may do, and the rule that every active user is staff (DESIGN §2).
+
+Roles are Django groups and what they may do are permissions, checked with has_perm(). After
+every migrate (or test database flush) each group gets the permissions listed here, so new
+ones reach it; an admin's own additions to a group in the Django admin are kept.
+"""
+
+from django.contrib.auth.management import create_permissions
 
 STAFF = "staff"
 ADMIN = "admin"
@@ -6,5 +13,56 @@ AUDITOR = "auditor"
 ROLES = (STAFF, ADMIN, AUDITOR)
 
 MANAGE_OWN_KEYS = "keys.manage_own_keys"
-# What each role may do is set by keys/migrations/0002 (groups with permissions); admins
-# change it in the Django admin like any group.
+
+ROLE_PERMISSIONS = {
+    STAFF: [MANAGE_OWN_KEYS],
+    ADMIN: [
+        MANAGE_OWN_KEYS,
+        "keys.view_all_keys",
+        "keys.revoke_any_key",
+        "keys.view_audit",
+        "keys.view_apikey",
+        "keys.view_api",
+        "keys.add_api",
+        "keys.change_api",
+        "keys.view_auditevent",
+        "portal.view_user",
+        "portal.add_user",
+        "portal.change_user",
+    ],
+    AUDITOR: ["keys.view_all_keys", "keys.view_audit"],
+}
+
+
+def permissions_of_every_active_user(roles: set[str]) -> set[str]:
+    """Staff's permissions, for anyone whose only role is not auditor (read-only by definition).
+
+    So a user created in the Django admin without a group can still manage their own keys.
+    """
+    return set() if roles == {AUDITOR} else set(ROLE_PERMISSIONS[STAFF])
+
+
+def grant_role_permissions(apps) -> None:
+    """Give each role's group its permissions: add what is missing, remove nothing."""
+    # Permissions are made by a post_migrate handler per app, possibly after this one runs.
+    for app_label in {perm.split(".")[0] for perms in ROLE_PERMISSIONS.values() for perm in perms}:
+        create_permissions(apps.get_app_config(app_label), apps=apps, verbosity=0)
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            group.permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+
+
+def grant_after_migrate(sender, using="default", **kwargs) -> None:
+    """post_migrate handler for the portal app (also runs after a test database flush)."""
+    from django.apps import apps
+    from django.db import connections
+
+    tables = connections[using].introspection.table_names()
+    if {"auth_group", "auth_permission", "django_content_type"} <= set(tables):
+        grant_role_permissions(apps)

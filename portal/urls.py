@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from keys import all_keys_views
 from portal import health, user_views, views
 from portal.login import ThrottledAuthenticationForm
 
@@ -17,10 +16,7 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("profile/", views.profile, name="profile"),
-    path("keys/", include("keys.urls")),
-    path("api/v1/", include("keys.api_urls")),
-    path("all-keys/", all_keys_views.all_keys, name="all_keys"),
-    path("audit/", include("keys.audit_urls")),
+    path("", include("keys.urls")),  # keys/, api/v1/, all-keys/, audit/
     path("users/", user_views.user_list, name="users"),
     path("users/<str:username>/deactivate/", user_views.user_deactivate, name="user_deactivate"),
     path("admin/", admin.site.urls),

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from keys import actions
 from keys.client_ip import client_ip
+from keys.paging import filter_query
 from portal.forms import DeactivateForm, UserFilterForm
-from portal.paging import filter_query
 
 MANAGE_USERS = "portal.change_user"
 PAGE_SIZE = 50

@@ -1,4 +1,8 @@
-"""Seed the API catalogue with the CERRIX modules, the audit chain head, and the roles."""
+"""Seed the API catalogue with the CERRIX modules and the audit chain head.
+
+It seeded the roles too, until portal/roles.py became their one home: its post_migrate handler
+gives the groups their permissions after every migrate, this first one included.
+"""
 
 from django.db import migrations
 
