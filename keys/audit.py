@@ -129,7 +129,7 @@ def append_batch(events: list[AuditEvent], batch_size: int = 500) -> AuditHead:
             event.seq = seq
             _seal(event, prev_hash)
             prev_hash = event.hash
-        AuditEvent.objects._append_sealed(events, batch_size=batch_size)
+        AuditEvent.objects.all()._append_sealed(events, batch_size=batch_size)
         _advance(head, events[-1])
     return head
 

@@ -296,6 +296,7 @@ KEYS_MAX_CONCURRENT_VERIFICATIONS = env_int("KEYS_MAX_CONCURRENT_VERIFICATIONS",
 # How long "this password verified for this key at revision R" stays in the cache.
 KEYS_VERIFICATION_CACHE_SECONDS = env_int("KEYS_VERIFICATION_CACHE_SECONDS", 300)
 
+
 # Audit history signing (docs/deploy.md, "Audit signing key and checkpoints"): an Ed25519
 # private key the database never holds, as a PEM file (AUDIT_SIGNING_KEY_FILE) or as text
 # (AUDIT_SIGNING_KEY: PEM, or the base64 of the 32-byte seed). keys.signing parses it at start-up.

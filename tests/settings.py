@@ -9,8 +9,7 @@ os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("HTTPS", "0")
 os.environ.setdefault("LOG_LEVEL", "DEBUG")
 # A fixed audit signing key (the base64 of a 32-byte seed), known to everyone: tests only.
-TEST_AUDIT_SIGNING_KEY = "dGVzdC1vbmx5LWF1ZGl0LXNpZ25pbmcta2V5LXNlZWQ="
-os.environ.setdefault("AUDIT_SIGNING_KEY", TEST_AUDIT_SIGNING_KEY)
+os.environ.setdefault("AUDIT_SIGNING_KEY", "dGVzdC1vbmx5LWF1ZGl0LXNpZ25pbmcta2V5LXNlZWQ=")
 # Tests that run threads (50 concurrent key creations on the audit chain) need SQLite's real
 # file locking: an in-memory database shared between connections answers "table is locked"
 # instead of waiting. One file per test process, so parallel runs do not collide.

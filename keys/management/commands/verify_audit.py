@@ -1,4 +1,4 @@
-"""python manage.py verify_audit [--csv FILE] [--public-key PEM ...] [--checkpoints PATH]"""
+"""python manage.py verify_audit [--csv FILE] [--public-key PEM ...] [--checkpoints PATH ...]"""
 
 import sys
 
@@ -33,11 +33,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--checkpoints",
             metavar="PATH",
-            help="A directory of signed checkpoints (*.jsonl), or one file (a log file works). "
-            "Default: AUDIT_CHECKPOINT_DIR.",
+            action="append",
+            default=[],
+            help="A directory of signed checkpoints (*.jsonl), or one file (a log file works); "
+            "repeatable, one per app server. Default: AUDIT_CHECKPOINT_DIR.",
         )
 
-    def handle(self, *args, csv=None, public_key=(), checkpoints=None, **options):
+    def handle(self, *args, csv=None, public_key=(), checkpoints=(), **options):
         proofs = self._proofs(public_key, checkpoints)
         if csv:
             return self._verify_csv(csv, proofs)
@@ -53,7 +55,7 @@ class Command(BaseCommand):
         self.stdout.write(f"OK: {seq} events, head {head_hash}")
         self.stdout.write(proofs.summary())
 
-    def _proofs(self, key_files: list[str], checkpoints: str | None) -> audit.Proofs:
+    def _proofs(self, key_files: list[str], checkpoints: list[str]) -> audit.Proofs:
         if key_files:
             keys: signing.PublicKeys = {}
             for path in key_files:
@@ -65,11 +67,12 @@ class Command(BaseCommand):
         else:
             signer = signing.signer()
             keys = {signer.key_id: signer.public_key}
-        path = checkpoints or settings.AUDIT_CHECKPOINT_DIR
-        try:
-            found = list(audit.read_checkpoints(path)) if path else []
-        except OSError as error:
-            raise CommandError(f"--checkpoints {path}: {error.strerror}") from None
+        found = []
+        for path in checkpoints or filter(None, [settings.AUDIT_CHECKPOINT_DIR]):
+            try:
+                found.extend(audit.read_checkpoints(path))
+            except OSError as error:
+                raise CommandError(f"--checkpoints {path}: {error.strerror}") from None
         return audit.Proofs(keys, found)
 
     def _verify_csv(self, path: str, proofs: audit.Proofs) -> None:
