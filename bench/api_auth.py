@@ -45,6 +45,7 @@ def server_env(database: Path) -> dict[str, str]:
         PYTHONPATH=str(REPO),
         DATABASE_URL=os.environ.get("DATABASE_URL") or f"sqlite:///{database}",
         SECRET_KEY="bench-" + secrets.token_urlsafe(40),
+        AUDIT_SIGNING_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         DEBUG="0",
         HTTPS="0",
         ALLOWED_HOSTS="127.0.0.1",

@@ -15,6 +15,7 @@ prints the median and 95th-percentile time and the number of queries.
 """
 
 import argparse
+import base64
 import datetime
 import os
 import secrets
@@ -33,6 +34,7 @@ def configure(workdir: Path) -> str:
     os.environ.update(
         DJANGO_SETTINGS_MODULE="portal.settings",
         SECRET_KEY="bench-" + secrets.token_urlsafe(40),
+        AUDIT_SIGNING_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         DEBUG="0",
         HTTPS="0",
         ALLOWED_HOSTS="localhost",

@@ -7,7 +7,14 @@ class KeysConfig(AppConfig):
     verbose_name = "API keys"
 
     def ready(self) -> None:
+        from keys import signing
+        from keys.audit import checkpoint_after_migrate
         from keys.seed import seed_after_migrate
 
+        # A malformed AUDIT_SIGNING_KEY stops start-up here, not at the first audit event.
+        signing.signer()
         # Runs after auth's own post_migrate handler (apps are ordered), once permissions exist.
         post_migrate.connect(seed_after_migrate, sender=self, dispatch_uid="keys.seed")
+        post_migrate.connect(
+            checkpoint_after_migrate, sender=self, dispatch_uid="keys.audit.checkpoint"
+        )

@@ -1,21 +1,36 @@
-"""Append events to the hash-chained audit history, and check the chain.
+"""Append events to the hash-chained, signed audit history, and check the chain.
 
 Each event's hash is SHA-256(previous hash ‖ canonical JSON of the event), so editing,
-deleting or reordering any row breaks every hash after it.
+deleting or reordering any row breaks every hash after it. Anyone with database access could
+re-compute those hashes, so each hash is also signed with an Ed25519 key the database does not
+hold (keys.signing): a re-hashed event no longer matches its signature. Removing the newest
+events leaves a valid shorter chain; signed checkpoints of the head, written outside the
+database (the log and AUDIT_CHECKPOINT_DIR), show that.
 """
 
 import datetime
+import functools
 import hashlib
 import json
-from collections.abc import Iterator
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from keys import signing
 from keys.models import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
+CHECKPOINT_MARKER = "audit checkpoint "
+
+logger = logging.getLogger("keys.audit")
 
 
 def format_at(at: datetime.datetime) -> str:
@@ -94,11 +109,47 @@ def record(
         )
         # Round-trip through JSON so the hashed form is exactly what the database returns.
         event.details = json.loads(json.dumps(event.details))
-        event.hash = chain_hash(head.hash, event)
+        _seal(event, head.hash)
         event.save()
-        head.seq, head.hash = event.seq, event.hash
-        head.save(update_fields=["seq", "hash"])
+        _advance(head, event)
         return event
+
+
+def append_batch(events: list[AuditEvent], batch_size: int = 500) -> AuditHead:
+    """Chain, sign and insert prepared events after the head, as record() would (demo data).
+
+    The events' times must not run backwards; their seq, prev_hash, hash and signature are set
+    here.
+    """
+    with transaction.atomic():
+        head = AuditHead.objects.select_for_update().get(pk=1)
+        seq, prev_hash = head.seq, head.hash
+        for event in events:
+            seq += 1
+            event.seq = seq
+            _seal(event, prev_hash)
+            prev_hash = event.hash
+        AuditEvent.objects.all()._append_sealed(events, batch_size=batch_size)
+        _advance(head, events[-1])
+    return head
+
+
+def _seal(event: AuditEvent, prev_hash: str) -> None:
+    """Chain the event onto prev_hash and sign its hash (~20 µs)."""
+    event.prev_hash = prev_hash
+    event.hash = chain_hash(prev_hash, event)
+    event.signature = signing.signer().sign(signing.EVENT, event.hash)
+
+
+def _advance(head: AuditHead, newest: AuditEvent) -> None:
+    """Move the head onto the newest event; a checkpoint follows the commit when one is due."""
+    before = head.seq
+    head.seq, head.hash = newest.seq, newest.hash
+    head.save(update_fields=["seq", "hash"])
+    if _checkpoint_due(before, head.seq):
+        # After the commit only: a checkpoint of a rolled-back event would later look like
+        # a truncated history.
+        transaction.on_commit(functools.partial(_checkpoint_quietly, head.seq, head.hash))
 
 
 def _not_before_predecessor(head: AuditHead, at: datetime.datetime) -> datetime.datetime:
@@ -117,13 +168,218 @@ class Break:
     reason: str
 
 
-def verify_chain(batch_size: int = 5000) -> Iterator[Break]:
-    """Yield every place where the stored chain does not re-compute; nothing if it is intact.
+# --- Checkpoints: signed {seq, hash, at} of the head, kept outside the database -------------
 
-    Walks the events up to the head read first, so appends made meanwhile are not mistaken
-    for damage. Deleting trailing events *and* rewinding the head is only detectable against
-    a head hash kept elsewhere: verify_audit prints it for that purpose.
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    hash: str
+    at: str
+    signature: str
+    source: str = ""  # file:line it was read from
+
+    def payload(self) -> str:
+        """What the signature covers."""
+        return to_json({"seq": self.seq, "hash": self.hash, "at": self.at})
+
+    def to_line(self) -> str:
+        return to_json({"seq": self.seq, "hash": self.hash, "at": self.at, "sig": self.signature})
+
+
+def sign_checkpoint(seq: int, head_hash: str, at: datetime.datetime | None = None) -> Checkpoint:
+    at_text = format_at(at or timezone.now())
+    unsigned = Checkpoint(seq, head_hash, at_text, "")
+    return Checkpoint(
+        seq, head_hash, at_text, signing.signer().sign(signing.CHECKPOINT, unsigned.payload())
+    )
+
+
+def write_checkpoint(seq: int | None = None, head_hash: str | None = None) -> Checkpoint:
+    """Sign a checkpoint of the head (the current one by default); log it and file it.
+
+    Raises OSError if AUDIT_CHECKPOINT_DIR cannot be written (the log line is out by then).
     """
+    if seq is None or head_hash is None:
+        seq, head_hash = count_and_head()
+    checkpoint = sign_checkpoint(seq, head_hash)
+    _last_checkpoint[0] = time.monotonic()
+    line = checkpoint.to_line()
+    logger.info("%s%s", CHECKPOINT_MARKER, line)
+    if settings.AUDIT_CHECKPOINT_DIR:
+        # One file per UTC day, appended to by every process: one short write per line.
+        path = Path(settings.AUDIT_CHECKPOINT_DIR) / f"audit-checkpoints-{checkpoint.at[:10]}.jsonl"
+        with path.open("a", encoding="utf-8") as file:
+            file.write(line + "\n")
+    return checkpoint
+
+
+_last_checkpoint = [-math.inf]  # this process's last checkpoint, time.monotonic()
+
+
+def _checkpoint_due(before: int, after: int) -> bool:
+    """Every AUDIT_CHECKPOINT_EVERY_EVENTS events, and on the first append after a quiet spell
+    of AUDIT_CHECKPOINT_EVERY_SECONDS (so also on each process's first append)."""
+    every = settings.AUDIT_CHECKPOINT_EVERY_EVENTS
+    if every > 0 and after // every > before // every:
+        return True
+    return time.monotonic() - _last_checkpoint[0] >= settings.AUDIT_CHECKPOINT_EVERY_SECONDS
+
+
+def _checkpoint_quietly(seq: int, head_hash: str) -> None:
+    # The change the event records is committed already: a full disk must not turn it into
+    # an error page. The log says what failed; `audit_checkpoint` writes the next one.
+    try:
+        write_checkpoint(seq, head_hash)
+    except OSError:
+        logger.exception("audit checkpoint #%s could not be written to AUDIT_CHECKPOINT_DIR", seq)
+
+
+def checkpoint_after_migrate(sender, using="default", **kwargs) -> None:
+    """post_migrate: seal the history as it stands, in particular events from before signing.
+
+    Events recorded before migration 0007 carry no signature; this first checkpoint is what
+    proves them from then on, so it must be kept (docs/deploy.md).
+    """
+    from django.db import connections
+
+    if "keys_audithead" not in connections[using].introspection.table_names():
+        return
+    head = AuditHead.objects.using(using).filter(pk=1).first()
+    if head is None or head.seq == 0:
+        return
+    try:
+        write_checkpoint(head.seq, head.hash)
+    except OSError:
+        logger.exception("the audit history could not be sealed: run manage.py audit_checkpoint")
+
+
+def read_checkpoints(path: str | Path) -> Iterator[Checkpoint | Break]:
+    """The checkpoints in a file, or in every *.jsonl file of a directory, in name order.
+
+    A line is a checkpoint if it starts with "{", or holds one after CHECKPOINT_MARKER (so a
+    log file can be read as is); other lines are skipped. A malformed checkpoint is a Break.
+    """
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    for file in files:
+        with file.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                source = f"{file.name}:{number}"
+                if line.startswith("{"):
+                    text = line
+                elif CHECKPOINT_MARKER + "{" in line:
+                    text = line.split(CHECKPOINT_MARKER, 1)[1]
+                else:
+                    continue
+                try:
+                    data = json.loads(text)
+                    yield Checkpoint(
+                        int(data["seq"]),
+                        str(data["hash"]),
+                        str(data["at"]),
+                        str(data["sig"]),
+                        source,
+                    )
+                except (ValueError, KeyError, TypeError):
+                    yield Break(0, f"checkpoint {source} is not well formed")
+
+
+class Proofs:
+    """What a verification trusts besides the rows: public keys, and signed checkpoints.
+
+    A signed event is checked against the public keys. An unsigned event (recorded before
+    signing began) is accepted only below a valid checkpoint, whose hash then vouches for it
+    and everything before it. A checkpoint newer than the newest event means events were
+    removed from the end.
+    """
+
+    def __init__(self, public_keys: signing.PublicKeys, checkpoints: Iterable = ()):
+        self.public_keys = public_keys
+        self.problems: list[Break] = []
+        self.checkpoints: dict[int, Checkpoint] = {}
+        for checkpoint in checkpoints:
+            if isinstance(checkpoint, Break):
+                self.problems.append(checkpoint)
+                continue
+            reason = signing.verify(
+                public_keys, signing.CHECKPOINT, checkpoint.payload(), checkpoint.signature
+            )
+            if reason:
+                self.problems.append(
+                    Break(checkpoint.seq, f"checkpoint {checkpoint.source}: {reason}")
+                )
+                continue
+            other = self.checkpoints.setdefault(checkpoint.seq, checkpoint)
+            if other.hash != checkpoint.hash:
+                self.problems.append(
+                    Break(
+                        checkpoint.seq,
+                        f"checkpoints {other.source} and {checkpoint.source} disagree on its hash",
+                    )
+                )
+        self.sealed_up_to = max(self.checkpoints, default=0)
+        self.signed_by: Counter[str] = Counter()  # events proven, per key id
+        self.unsigned = 0  # events proven by a checkpoint alone
+
+    def summary(self) -> str:
+        keys = ", ".join(f"key {kid} ({n})" for kid, n in sorted(self.signed_by.items()))
+        parts = [f"signed by {keys}" if keys else "no signed events"]
+        if self.unsigned:
+            parts.append(f"{self.unsigned} unsigned, sealed by checkpoint #{self.sealed_up_to}")
+        if self.checkpoints:
+            parts.append(f"{len(self.checkpoints)} checkpoint(s), newest #{self.sealed_up_to}")
+        else:
+            parts.append("no checkpoints given: a removal of the newest events goes unseen")
+        return "; ".join(parts)
+
+    def check(self, seq: int, event_hash: str, signature: str) -> str | None:
+        """Why an event whose hash re-computes is still not proven; None if it is."""
+        if signature:
+            reason = signing.verify(self.public_keys, signing.EVENT, event_hash, signature)
+            if reason:
+                return reason
+            self.signed_by[signature.partition(":")[0]] += 1
+        elif seq > self.sealed_up_to:
+            return "it is not signed, and no signed checkpoint covers it (pass --checkpoints)"
+        else:
+            self.unsigned += 1
+        checkpoint = self.checkpoints.get(seq)
+        if checkpoint is not None and checkpoint.hash != event_hash:
+            return f"its hash is not the one in checkpoint {checkpoint.source} of {checkpoint.at}"
+        return None
+
+    def missing_after(self, last_seq: int) -> Break | None:
+        """A Break if a checkpoint names an event past the last one present."""
+        if self.sealed_up_to <= last_seq:
+            return None
+        checkpoint = self.checkpoints[self.sealed_up_to]
+        return Break(
+            last_seq + 1,
+            f"the newest events are missing: checkpoint {checkpoint.source} of {checkpoint.at} "
+            f"names #{checkpoint.seq} ({checkpoint.hash})",
+        )
+
+
+def installation_proofs() -> Proofs:
+    """This installation's public key, and the checkpoints in AUDIT_CHECKPOINT_DIR if set."""
+    signer = signing.signer()
+    directory = settings.AUDIT_CHECKPOINT_DIR
+    return Proofs(
+        {signer.key_id: signer.public_key}, read_checkpoints(directory) if directory else ()
+    )
+
+
+def verify_chain(proofs: Proofs | None = None, *, batch_size: int = 5000) -> Iterator[Break]:
+    """Yield every place where the stored chain does not re-compute or is not proven.
+
+    Checks signatures and checkpoints with `proofs` (default: installation_proofs()). Walks
+    the events up to the head read after the checkpoints, so appends and checkpoints made
+    meanwhile are not mistaken for damage.
+    """
+    if proofs is None:
+        proofs = installation_proofs()
+    yield from proofs.problems
     head = AuditHead.objects.filter(pk=1).first()
     if head is None:
         yield Break(1, "the chain head row is missing")
@@ -140,6 +396,8 @@ def verify_chain(batch_size: int = 5000) -> Iterator[Break]:
                 yield Break(event.seq, "does not chain onto the previous event")
             elif chain_hash(prev_hash, event) != event.hash:
                 yield Break(event.seq, "its content does not match its hash")
+            elif reason := proofs.check(event.seq, event.hash, event.signature):
+                yield Break(event.seq, reason)
             prev_hash = event.hash
             expected_seq = event.seq + 1
             last_seq = event.seq
@@ -147,6 +405,8 @@ def verify_chain(batch_size: int = 5000) -> Iterator[Break]:
         rows.close()  # a caller that stops at the first break leaves no open cursor behind
     if head.seq != last_seq or head.hash != prev_hash:
         yield Break(last_seq + 1, f"the chain head says #{head.seq}; events up to it are missing")
+    elif missing := proofs.missing_after(last_seq):
+        yield missing
     # A row past the head was never appended by record(). The newest event is read *before* the
     # head is read again: record() commits an event and the head together, so an append made
     # meanwhile is covered by the new head and only a row the head never took in stays past it.

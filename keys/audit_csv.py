@@ -1,7 +1,8 @@
 """The CSV form of the audit history: safe to open in a spreadsheet, verifiable offline.
 
-Each row holds every hashed column of its event plus prev_hash and hash, so anyone can
-re-compute SHA-256(prev_hash ‖ canonical JSON) without the database (`verify_audit --csv`).
+Each row holds every hashed column of its event plus prev_hash, hash and the hash's Ed25519
+signature, so anyone with the public key can re-compute SHA-256(prev_hash ‖ canonical JSON)
+and check the signature without the database (`verify_audit --csv FILE --public-key PEM`).
 
 Spreadsheets run a cell that begins with = + - @ (or tab, carriage return) as a formula, so
 such cells get a leading apostrophe. A cell that already begins with an apostrophe gets one
@@ -13,7 +14,7 @@ import heapq
 import json
 from collections.abc import Iterable, Iterator
 
-from keys.audit import GENESIS_HASH, Break, format_at, hash_fields, to_json
+from keys.audit import GENESIS_HASH, Break, Proofs, format_at, hash_fields, to_json
 from keys.models import AuditEvent
 
 COLUMNS = [
@@ -30,6 +31,7 @@ COLUMNS = [
     "owner_id",
     "prev_hash",
     "hash",
+    "signature",
 ]
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 
@@ -62,6 +64,7 @@ def event_row(event: AuditEvent) -> list[str]:
         _text(event.owner_id),
         event.prev_hash,
         event.hash,
+        event.signature,
     ]
     return [neutralise(cell) for cell in row]
 
@@ -140,8 +143,13 @@ class CsvSummary:
         return self.rows > 0 and self.first_seq == 1 and self.gaps == 0
 
 
-def verify_rows(lines: Iterable[str], summary: CsvSummary) -> Iterator[Break]:
-    """Check an exported CSV (rows in ascending seq): each row's hash, and each link."""
+def verify_rows(lines: Iterable[str], summary: CsvSummary, proofs: Proofs) -> Iterator[Break]:
+    """Check an exported CSV (rows in ascending seq): each row's hash, signature and link.
+
+    A filtered export has gaps, and an export ends where the history stood when it was made,
+    so a checkpoint past its last row proves nothing missing here; the ones inside are checked.
+    """
+    yield from proofs.problems
     reader = csv.DictReader(lines)
     if reader.fieldnames != COLUMNS:
         yield Break(0, f"the columns are not {', '.join(COLUMNS)}")
@@ -170,5 +178,7 @@ def verify_rows(lines: Iterable[str], summary: CsvSummary) -> Iterator[Break]:
             summary.gaps += 1
         if hash_fields(row["prev_hash"], fields) != row["hash"]:
             yield Break(seq, "its content does not match its hash")
+        elif reason := proofs.check(seq, row["hash"], row["signature"]):
+            yield Break(seq, reason)
         previous = row
         summary.last_hash = row["hash"]

@@ -679,6 +679,14 @@ class AuditEventQuerySet(models.QuerySet):
 
     _raw_delete = delete
 
+    def bulk_create(self, objs, *args, **kwargs):
+        # Rows made here would be neither chained nor signed: keys.audit appends them.
+        raise ValueError("Audit events are appended only through keys.audit.")
+
+    def _append_sealed(self, events: list, batch_size: int) -> None:
+        """Insert events keys.audit has chained and signed (its bulk path, for demo data)."""
+        super().bulk_create(events, batch_size=batch_size)
+
     def bulk_update(self, objs, fields, batch_size=None):
         raise ValueError("Audit events are append-only.")
 
@@ -791,7 +799,9 @@ def _any(walks, **bounds) -> bool:
 class AuditEvent(models.Model):
     """One entry of the append-only, hash-chained key history (DESIGN §5).
 
-    hash = SHA-256(prev_hash ‖ canonical JSON of the event); see keys.audit.
+    hash = SHA-256(prev_hash ‖ canonical JSON of the event), and signature = an Ed25519
+    signature of that hash by a key the database does not hold; see keys.audit. The database
+    refuses UPDATE and DELETE on the table (migration 0007).
     """
 
     class Action(models.TextChoices):
@@ -847,6 +857,14 @@ class AuditEvent(models.Model):
     details = models.JSONField(default=dict, editable=False)
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, unique=True, editable=False)
+    signature = models.CharField(
+        max_length=128,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="'<key id>:<base64 Ed25519 signature>' of the hash; empty only for events "
+        "recorded before signing began, which the first signed checkpoint covers.",
+    )
 
     objects = AuditEventQuerySet.as_manager()
 

@@ -1,10 +1,12 @@
 """Key Portal settings: everything comes from the environment, with safe defaults.
 
-Development: `DEBUG=1` (set by `make run`) allows a generated SECRET_KEY. Production: set
+Development: `DEBUG=1` (set by `make run`) allows a generated SECRET_KEY and
+audit signing key. Production: set
 SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, CACHE_URL and, behind a proxy,
-KEYS_TRUSTED_PROXIES + KEYS_PROXY_HEADER. See docs/deploy.md.
+KEYS_TRUSTED_PROXIES + KEYS_PROXY_HEADER, AUDIT_SIGNING_KEY_FILE. See docs/deploy.md.
 """
 
+import base64
 import importlib.metadata
 import ipaddress
 import os
@@ -344,6 +346,45 @@ KEYS_USAGE_FLUSH_SECONDS = env_int("KEYS_USAGE_FLUSH_SECONDS", 1)
 KEYS_USAGE_FLUSH_THREAD = env_bool("KEYS_USAGE_FLUSH_THREAD", True)
 # Refusals of a key are recorded at the first and then once per window, with their count.
 KEYS_REFUSAL_WINDOW_SECONDS = env_int("KEYS_REFUSAL_WINDOW_SECONDS", 60)
+
+
+# Audit history signing (docs/deploy.md, "Audit signing key and checkpoints"): an Ed25519
+# private key the database never holds, as a PEM file (AUDIT_SIGNING_KEY_FILE) or as text
+# (AUDIT_SIGNING_KEY: PEM, or the base64 of the 32-byte seed). keys.signing parses it at start-up.
+def _audit_signing_key() -> str:
+    path, text = env("AUDIT_SIGNING_KEY_FILE"), env("AUDIT_SIGNING_KEY")
+    if path and text:
+        raise ImproperlyConfigured("Set AUDIT_SIGNING_KEY_FILE or AUDIT_SIGNING_KEY, not both.")
+    if path:
+        try:
+            return Path(path).read_text()
+        except OSError as error:
+            raise ImproperlyConfigured(
+                f"AUDIT_SIGNING_KEY_FILE: cannot read {path}: {error.strerror}"
+            ) from None
+    if text:
+        return text
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "AUDIT_SIGNING_KEY_FILE is required when DEBUG is off: the path of an Ed25519 "
+            "private key (openssl genpkey -algorithm ed25519 -out FILE) that signs the audit "
+            "history; see docs/deploy.md."
+        )
+    # Debug only: a random seed kept in an untracked file, so the dev history stays verifiable.
+    dev_key_file = BASE_DIR / ".dev-audit-key"
+    if not dev_key_file.exists():
+        dev_key_file.write_text(base64.b64encode(os.urandom(32)).decode())
+        dev_key_file.chmod(0o600)
+    return dev_key_file.read_text()
+
+
+AUDIT_SIGNING_KEY = _audit_signing_key()
+# Signed checkpoints of the chain head go to the log and, one JSON line each, to a file per
+# day in this directory (keep it where the database's administrators cannot write).
+AUDIT_CHECKPOINT_DIR = env("AUDIT_CHECKPOINT_DIR") or None
+# A checkpoint every this many events, and on the first event after this many seconds.
+AUDIT_CHECKPOINT_EVERY_EVENTS = env_int("AUDIT_CHECKPOINT_EVERY_EVENTS", 1000)
+AUDIT_CHECKPOINT_EVERY_SECONDS = env_int("AUDIT_CHECKPOINT_EVERY_SECONDS", 60)
 
 KEYS_EXPIRY_REMINDER_DAYS = [int(d) for d in env_list("KEYS_EXPIRY_REMINDER_DAYS", "30,7,1")]
 

@@ -208,6 +208,7 @@ def manage_env(**extra: str) -> dict[str, str]:
     env.update(
         DJANGO_SETTINGS_MODULE="portal.settings",
         SECRET_KEY="test-subprocess-" + "k" * 50,
+        AUDIT_SIGNING_KEY=os.environ["AUDIT_SIGNING_KEY"],  # tests/settings.py's test key
         DEBUG="0",
         HTTPS="0",
         ALLOWED_HOSTS="127.0.0.1,localhost",

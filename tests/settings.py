@@ -8,6 +8,8 @@ os.environ.setdefault("SECRET_KEY", "test-only-not-a-secret-" + "x" * 40)
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("HTTPS", "0")
 os.environ.setdefault("LOG_LEVEL", "DEBUG")
+# A fixed audit signing key (the base64 of a 32-byte seed), known to everyone: tests only.
+os.environ.setdefault("AUDIT_SIGNING_KEY", "dGVzdC1vbmx5LWF1ZGl0LXNpZ25pbmcta2V5LXNlZWQ=")
 # Tests that run threads (50 concurrent key creations on the audit chain) need SQLite's real
 # file locking: an in-memory database shared between connections answers "table is locked"
 # instead of waiting. One file per test process, so parallel runs do not collide.
@@ -34,3 +36,6 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # own connection could not see a test's uncommitted data); the server tests use the thread.
 KEYS_USAGE_FLUSH_THREAD = False
 KEYS_USAGE_FLUSH_SECONDS = 0
+# The "tests" app only overrides `flush`: transactional tests empty the audit table, which the
+# database refuses outside the test run (tests/management/commands/flush.py).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests"]  # noqa: F405

@@ -1,5 +1,6 @@
 """The client IP of an API call (DESIGN §4): REMOTE_ADDR, or a trusted proxy's header only."""
 
+import base64
 import os
 import subprocess
 import sys
@@ -213,6 +214,7 @@ def test_a_last_hop_that_is_no_address_gives_no_ip_not_the_clients_choice(proxy_
 def start_portal(**env) -> subprocess.CompletedProcess:
     """Run `manage.py check` with production settings and these environment variables."""
     environ = {**os.environ, "SECRET_KEY": "x" * 50, "DEBUG": "0", **env}
+    environ["AUDIT_SIGNING_KEY"] = base64.b64encode(b"k" * 32).decode()
     environ.pop("DJANGO_SETTINGS_MODULE", None)
     command = [sys.executable, "manage.py", "check"]
     return subprocess.run(command, env=environ, capture_output=True, text=True, timeout=60)

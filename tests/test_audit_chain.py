@@ -11,12 +11,11 @@ from django.db import connection
 
 from keys import actions, audit
 from keys.models import Api, AuditEvent, AuditHead, latest_expiry_for, local_date
+from tests import db_admin
 
 
 def _raw(sql: str, params=()) -> None:
-    table = connection.ops.quote_name(AuditEvent._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(sql.format(table=table), params)
+    db_admin.raw(sql, params)  # the append-only trigger dropped first, as an admin could
 
 
 def _verify() -> str:
@@ -56,11 +55,11 @@ def test_each_event_chains_onto_the_previous_one_by_hash(history):
 
 def test_verify_audit_reports_an_intact_chain_with_its_head(history):
     head = AuditHead.objects.get()
-    assert _verify().strip() == f"OK: 4 events, head {head.hash}"
+    assert _verify().splitlines()[0] == f"OK: 4 events, head {head.hash}"
 
 
 def test_verify_audit_on_an_empty_history_is_ok(db):
-    assert _verify().strip() == f"OK: 0 events, head {audit.GENESIS_HASH}"
+    assert _verify().splitlines()[0] == f"OK: 0 events, head {audit.GENESIS_HASH}"
 
 
 def test_editing_a_row_by_hand_makes_verify_audit_fail_at_that_seq(history):
@@ -91,7 +90,7 @@ def _append_forged_event(seq: int) -> None:
     """A row written by hand after the head, which the head never took in."""
     _raw(
         "INSERT INTO {table} (seq, at, actor_label, key_identifier, action, details,"
-        " prev_hash, hash) VALUES (%s, %s, %s, '', %s, %s, %s, %s)",
+        " prev_hash, hash, signature) VALUES (%s, %s, %s, '', %s, %s, %s, %s, '')",
         [seq, "2030-01-01 12:00:00", "mallory", "key_created", "{}", "f" * 64, "e" * 64],
     )
 

@@ -39,13 +39,22 @@ def production_env(**overrides: str) -> dict[str, str]:
     env = manage_env(**documented_environment())
     env.pop("HTTPS", None)  # production: from the documented file alone
     env.update(documented_environment())
+    # The key file and checkpoint directory exist on the real host: here the test key from
+    # manage_env() stands in, and checkpoints go to the log only.
+    del env["AUDIT_SIGNING_KEY_FILE"], env["AUDIT_CHECKPOINT_DIR"]
     env.update(overrides)
     return env
 
 
 def test_the_documented_environment_sets_what_production_needs():
     env = documented_environment()
-    for name in ("SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CACHE_URL"):
+    for name in (
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "DATABASE_URL",
+        "CACHE_URL",
+        "AUDIT_SIGNING_KEY_FILE",
+    ):
         assert env.get(name), name
     assert env["DATABASE_URL"].startswith("postgres://")
     assert env["CACHE_URL"].startswith("redis://")

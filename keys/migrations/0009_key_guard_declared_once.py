@@ -12,7 +12,7 @@ from keys import guards
 
 
 class Migration(migrations.Migration):
-    dependencies = [("keys", "0006_revocation_is_final_in_the_database")]
+    dependencies = [("keys", "0007_audit_append_only_signed")]
 
     operations = [
         migrations.AlterField(

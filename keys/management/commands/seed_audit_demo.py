@@ -1,8 +1,8 @@
 """python manage.py seed_audit_demo N: a demo history of N events, for measuring the pages.
 
 Not for production data: it creates demo users and keys (with one shared hash of a discarded
-password, so no demo key can ever be used) and appends N events in bulk. The chain is
-computed here, batch by batch under the head lock, exactly as keys.audit.record() would, so
+password, so no demo key can ever be used) and appends N events in bulk through
+keys.audit.append_batch, which chains and signs them as keys.audit.record() would, so
 verify_audit passes afterwards.
 """
 
@@ -13,11 +13,10 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 from django.utils import timezone
 
 from keys import audit, tokens
-from keys.models import AllowedIp, Api, ApiKey, AuditEvent, AuditHead
+from keys.models import AllowedIp, Api, ApiKey, AuditEvent
 
 Action = AuditEvent.Action
 
@@ -72,23 +71,14 @@ class Command(BaseCommand):
         done = 0
         while done < n:
             size = min(batch, n - done)
-            with transaction.atomic():
-                head = AuditHead.objects.select_for_update().get(pk=1)
-                seq, prev = head.seq, head.hash
-                events = []
-                for i in range(done, done + size):
-                    if i < len(plan):
-                        action, key = plan[i]
-                    else:
-                        action, key = rng.choices(choices, weights)[0], rng.choice(keys)
-                    seq += 1
-                    event = self._event(action, key, seq, start + step * (i + 1), rng, apis)
-                    event.prev_hash = prev
-                    event.hash = prev = audit.chain_hash(prev, event)
-                    events.append(event)
-                AuditEvent.objects.bulk_create(events, batch_size=500)
-                head.seq, head.hash = seq, prev
-                head.save(update_fields=["seq", "hash"])
+            events = []
+            for i in range(done, done + size):
+                if i < len(plan):
+                    action, key = plan[i]
+                else:
+                    action, key = rng.choices(choices, weights)[0], rng.choice(keys)
+                events.append(self._event(action, key, start + step * (i + 1), rng, apis))
+            head = audit.append_batch(events)
             done += size
             self.stdout.write(f"  {done}/{n}")
         self.stdout.write(self.style.SUCCESS(f"Done: head #{head.seq} {head.hash}"))
@@ -136,10 +126,9 @@ class Command(BaseCommand):
         )
         return keys
 
-    def _event(self, action, key: ApiKey, seq: int, at, rng: random.Random, apis) -> AuditEvent:
+    def _event(self, action, key: ApiKey, at, rng: random.Random, apis) -> AuditEvent:
         person_acts = action in (Action.KEY_CREATED, Action.KEY_EDITED, Action.EXPIRY_SHORTENED)
         event = AuditEvent(
-            seq=seq,
             at=at,
             action=action,
             key=key,

@@ -1,17 +1,19 @@
-"""python manage.py verify_audit [--csv FILE]"""
+"""python manage.py verify_audit [--csv FILE] [--public-key PEM ...] [--checkpoints PATH ...]"""
 
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from keys import audit, audit_csv
+from keys import audit, audit_csv, signing
 
 
 class Command(BaseCommand):
     help = (
-        "Re-walk the hash chain of the audit history; print the first broken sequence number "
-        "and exit 1 on any edit, deletion, reordering or row past the head. With --csv, "
-        "check an exported file instead, without the database."
+        "Re-walk the hash chain of the audit history and check each event's signature and the "
+        "signed checkpoints; print the first broken sequence number and exit 1 on any edit, "
+        "insertion, deletion, reordering, truncation or row past the head. With --csv, check "
+        "an exported file instead, without the database."
     )
 
     def add_arguments(self, parser):
@@ -20,11 +22,28 @@ class Command(BaseCommand):
             metavar="FILE",
             help="Verify an export of /audit/export.csv offline ('-' reads standard input).",
         )
+        parser.add_argument(
+            "--public-key",
+            metavar="PEM",
+            action="append",
+            default=[],
+            help="A file of Ed25519 public key(s) to trust, old and new after a rotation "
+            "(repeatable). Default: this installation's key.",
+        )
+        parser.add_argument(
+            "--checkpoints",
+            metavar="PATH",
+            action="append",
+            default=[],
+            help="A directory of signed checkpoints (*.jsonl), or one file (a log file works); "
+            "repeatable, one per app server. Default: AUDIT_CHECKPOINT_DIR.",
+        )
 
-    def handle(self, *args, csv=None, **options):
+    def handle(self, *args, csv=None, public_key=(), checkpoints=(), **options):
+        proofs = self._proofs(public_key, checkpoints)
         if csv:
-            return self._verify_csv(csv)
-        breaks = audit.verify_chain()
+            return self._verify_csv(csv, proofs)
+        breaks = audit.verify_chain(proofs)
         try:
             first = next(breaks, None)
         finally:
@@ -34,15 +53,36 @@ class Command(BaseCommand):
         seq, head_hash = audit.count_and_head()
         # Keep the head hash somewhere else: it also detects a rewritten tail.
         self.stdout.write(f"OK: {seq} events, head {head_hash}")
+        self.stdout.write(proofs.summary())
 
-    def _verify_csv(self, path: str) -> None:
+    def _proofs(self, key_files: list[str], checkpoints: list[str]) -> audit.Proofs:
+        if key_files:
+            keys: signing.PublicKeys = {}
+            for path in key_files:
+                try:
+                    with open(path, encoding="utf-8") as file:
+                        keys.update(signing.load_public_keys(file.read()))
+                except (OSError, ValueError) as error:
+                    raise CommandError(f"--public-key {path}: {error}") from None
+        else:
+            signer = signing.signer()
+            keys = {signer.key_id: signer.public_key}
+        found = []
+        for path in checkpoints or filter(None, [settings.AUDIT_CHECKPOINT_DIR]):
+            try:
+                found.extend(audit.read_checkpoints(path))
+            except OSError as error:
+                raise CommandError(f"--checkpoints {path}: {error.strerror}") from None
+        return audit.Proofs(keys, found)
+
+    def _verify_csv(self, path: str, proofs: audit.Proofs) -> None:
         summary = audit_csv.CsvSummary()
         try:
             stream = sys.stdin if path == "-" else open(path, newline="", encoding="utf-8")  # noqa: SIM115
         except OSError as error:
             raise CommandError(f"Cannot read {path}: {error.strerror}") from None
         with stream:
-            first = next(audit_csv.verify_rows(stream, summary), None)
+            first = next(audit_csv.verify_rows(stream, summary, proofs), None)
         if first is not None:
             raise CommandError(f"BROKEN at seq {first.seq}: {first.reason}")
         if summary.complete:
@@ -52,3 +92,4 @@ class Command(BaseCommand):
                 f"OK: {summary.rows} rows each match their hash; {summary.gaps} gap(s) "
                 f"between them (a filtered export), starting at seq {summary.first_seq}"
             )
+        self.stdout.write(proofs.summary())
