@@ -7,12 +7,14 @@ these functions call them, so views, the admin and the shell obey the same rules
 
 import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -30,6 +32,7 @@ def _snapshot(key: ApiKey) -> dict:
             display_network(n) for n in key.allowed_ips.values_list("network", flat=True)
         ),
         "apis": sorted(key.apis.values_list("slug", flat=True)),
+        "may_rotate_itself": key.may_rotate_itself,
     }
 
 
@@ -44,6 +47,8 @@ def create_key(
     actor=None,
     ip: str | None = None,
     at: datetime.datetime | None = None,
+    may_rotate_itself: bool = False,
+    replaces: ApiKey | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its plaintext password, which is never stored."""
     actor = actor or owner
@@ -52,7 +57,13 @@ def create_key(
         owner=owner, name=name, expires_on=expires_on, networks=networks, apis=apis, created_at=at
     )
     networks, apis = fields.pop("networks"), fields.pop("apis")
-    key = ApiKey(owner=owner, created_at=at, **fields)
+    key = ApiKey(
+        owner=owner,
+        created_at=at,
+        may_rotate_itself=may_rotate_itself,
+        replaces=replaces,
+        **fields,
+    )
     password = tokens.generate_password()
     key.identifier = tokens.generate_identifier()
     key.password_hash = tokens.hash_password(password)
@@ -61,7 +72,10 @@ def create_key(
             key.save()
             AllowedIp.objects.bulk_create(AllowedIp(key=key, network=n) for n in networks)
             key.apis.set(apis)
-            audit.record(Action.KEY_CREATED, key=key, actor=actor, ip=ip, details=_snapshot(key))
+            details = _snapshot(key)
+            if replaces is not None:
+                details["replaces"] = replaces.identifier
+            audit.record(Action.KEY_CREATED, key=key, actor=actor, ip=ip, details=details)
     except IntegrityError:
         # Lost a race with a concurrent create of the same name.
         if ApiKey.objects.name_taken(owner, key.name):
@@ -79,8 +93,9 @@ def edit_key(
     networks: list[str],
     apis,
     ip: str | None = None,
+    may_rotate_itself: bool | None = None,
 ) -> ApiKey:
-    """Change a key's name, allowed IPs, APIs or (shorten) its expiration date."""
+    """Change a key's name, allowed IPs, APIs, self-rotation or (shorten) its expiry."""
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
         fields = ApiKey.validated(
@@ -95,6 +110,8 @@ def edit_key(
         before = _snapshot(key)
         old_expiry = key.expires_on
         key.name, key.expires_on = fields["name"], fields["expires_on"]
+        if may_rotate_itself is not None:
+            key.may_rotate_itself = may_rotate_itself
         key.revision += 1
         key.save()
         current = set(key.allowed_ips.values_list("network", flat=True))
@@ -129,8 +146,9 @@ def revoke_key(
     reason: str = "",
     ip: str | None = None,
     action: str = Action.KEY_REVOKED,
+    at: datetime.datetime | None = None,
 ) -> ApiKey:
-    """Revoke a key now and for good, recording who, when and why."""
+    """Revoke a key now (or at `at`, past) and for good, recording who, when and why."""
     reason = (reason or "").strip()
     if key.revocation_needs_reason(actor) and not reason:
         raise ValidationError({"reason": ["Give a reason for revoking someone else's key."]})
@@ -138,13 +156,143 @@ def revoke_key(
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
         if key.revoked_at is not None:
             raise ValidationError("This key is already revoked.")
-        key.revoked_at = timezone.now()
+        key.revoked_at = at or timezone.now()
         key.revoked_by = actor
         key.revoke_reason = reason
         key.revision += 1
         key.save()
         audit.record(action, key=key, actor=actor, ip=ip, details={"reason": reason})
     return key
+
+
+# --- the lifecycle: regenerate, renew, self-rotation (DESIGN §8) ---------------------------
+
+REGENERATE_OVERLAPS = {
+    "none": datetime.timedelta(0),
+    "1 hour": datetime.timedelta(hours=1),
+    "24 hours": datetime.timedelta(hours=24),
+    "7 days": datetime.timedelta(days=7),
+}
+MAX_SELF_ROTATION_OVERLAP = datetime.timedelta(hours=24)
+MAX_RENEWAL_OVERLAP = datetime.timedelta(days=30)
+
+
+def end_of_validity(key: ApiKey) -> datetime.datetime:
+    """The moment a key stops being valid: midnight after its expiration date, TIME_ZONE."""
+    midnight = datetime.datetime.combine(
+        key.expires_on + datetime.timedelta(days=1), datetime.time()
+    )
+    return timezone.make_aware(midnight)
+
+
+@sensitive_variables("password")
+def regenerate_password(
+    key: ApiKey,
+    *,
+    actor,
+    overlap: datetime.timedelta,
+    ip: str | None = None,
+    by_itself: bool = False,
+) -> tuple[ApiKey, str]:
+    """Give the key a new password (same identifier and settings); the old one keeps working
+    for `overlap` and then never again. Returns the key and the new password."""
+    limit = MAX_SELF_ROTATION_OVERLAP if by_itself else max(REGENERATE_OVERLAPS.values())
+    if not datetime.timedelta(0) <= overlap <= limit:
+        raise ValidationError({"overlap": [f"The overlap can be at most {limit}."]})
+    password = tokens.generate_password()
+    new_hash = tokens.hash_password(password)
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().select_related("owner").get(pk=key.pk)
+        if key.status() != ApiKey.Status.ACTIVE:
+            raise ValidationError("Only an active key gets a new password.")
+        if by_itself and not key.may_rotate_itself:
+            raise PermissionError("This key may not rotate itself.")
+        now = timezone.now()
+        if overlap:
+            key.previous_password_hash = key.password_hash
+            key.previous_password_valid_until = min(now + overlap, end_of_validity(key))
+        else:
+            key.previous_password_hash, key.previous_password_valid_until = "", None
+        key.password_hash = new_hash
+        key.revision += 1  # every cached verification of the old password is void
+        key.save()
+        until = key.previous_password_valid_until
+        audit.record(
+            Action.PASSWORD_REGENERATED,
+            key=key,
+            actor=None if by_itself else actor,
+            actor_label=f"api:{key.identifier}" if by_itself else None,
+            ip=ip,
+            details={
+                "overlap_seconds": int(overlap.total_seconds()),
+                "previous_password_valid_until": until.isoformat() if until else None,
+                "by": "the key itself" if by_itself else "owner",
+            },
+        )
+    return key, password
+
+
+@sensitive_variables("password")
+def renew_key(
+    key: ApiKey,
+    *,
+    actor,
+    expires_on: datetime.date,
+    overlap: datetime.timedelta,
+    ip: str | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key with the old one's name, IPs and APIs; the old one is revoked when the
+    overlap ends (at most 30 days, never past its own expiry). Returns the new key and
+    its password."""
+    if not datetime.timedelta(0) <= overlap <= MAX_RENEWAL_OVERLAP:
+        raise ValidationError({"overlap": ["The overlap can be at most 30 days."]})
+    with transaction.atomic():
+        old = ApiKey.objects.select_for_update().select_related("owner").get(pk=key.pk)
+        if old.is_revoked or old.revoke_at is not None or hasattr(old, "replaced_by"):
+            raise ValidationError("This key is revoked or already renewed.")
+        # The old key passes its name on before the new one takes it (ApiKey.name_taken).
+        old.revoke_at = min(timezone.now() + overlap, end_of_validity(old))
+        old.revision += 1
+        old.save()
+        new, password = create_key(
+            owner=old.owner,
+            name=old.name,
+            expires_on=expires_on,
+            networks=[str(entry) for entry in old.allowed_ips.all()],
+            apis=list(old.apis.all()),
+            actor=actor,
+            ip=ip,
+            may_rotate_itself=old.may_rotate_itself,
+            replaces=old,
+        )
+        audit.record(
+            Action.KEY_RENEWED,
+            key=old,
+            actor=actor,
+            ip=ip,
+            details={"replaced_by": new.identifier, "revoke_at": old.revoke_at.isoformat()},
+        )
+        if old.revoke_at <= timezone.now():  # no overlap
+            revoke_key(old, actor=None, reason=f"replaced by {new.identifier}", ip=ip)
+    return new, password
+
+
+def revoke_replaced_keys(at: datetime.datetime | None = None) -> int:
+    """Write the revocation of every replaced key whose overlap has ended.
+
+    The API refuses such a key already (it reads revoke_at on every call); this only makes
+    the record say so: revoked at the end of the overlap, reason "replaced by <id>".
+    """
+    done = 0
+    for key in ApiKey.objects.overlap_over(at).select_related("replaced_by"):
+        successor = getattr(key, "replaced_by", None)
+        reason = f"replaced by {successor.identifier}" if successor else "end of overlap"
+        try:
+            revoke_key(key, actor=None, reason=reason, at=key.revoke_at)
+        except ValidationError:
+            continue  # revoked meanwhile
+        done += 1
+    return done
 
 
 def deactivate_user(user, *, actor, ip: str | None = None, reason: str = "") -> int:
@@ -251,6 +399,11 @@ def delete_api(api: Api, *, actor, ip: str | None = None) -> None:
 # --- expiry reminders ------------------------------------------------------------------------
 
 
+def portal_url(view: str, key: ApiKey) -> str:
+    """The absolute address of a key's page, for mails (PORTAL_URL, e.g. https://keys.example)."""
+    return settings.PORTAL_URL.rstrip("/") + reverse(view, args=[key.identifier])
+
+
 def reminder_threshold(key: ApiKey, thresholds: list[int], today: datetime.date) -> int | None:
     """The tightest threshold (days before expiry) the key has reached, if any."""
     days_left = (key.expires_on - today).days
@@ -280,7 +433,10 @@ def send_expiry_reminder(key: ApiKey, *, threshold: int, today: datetime.date) -
     }
     send_mail(
         subject=f"Your API key “{key.name}” expires on {key.expires_on.isoformat()}",
-        message=render_to_string("keys/expiry_reminder.txt", {"key": key, "days_left": days_left}),
+        message=render_to_string(
+            "keys/expiry_reminder.txt",
+            {"key": key, "days_left": days_left, "renew_url": portal_url("keys:renew", key)},
+        ),
         from_email=None,
         recipient_list=[key.owner.email],
     )

@@ -37,7 +37,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from keys import tokens, usage
 from keys.client_ip import client_ip
-from keys.models import ApiKey, ip_in_networks, local_date
+from keys.models import ApiKey, ip_in_networks, key_status
 from keys.problems import problem
 from portal.cache_counters import cache_add, cache_incr
 
@@ -73,6 +73,11 @@ _KEY_COLUMNS = (
     "password_hash",
     "revoked_at",
     "expires_on",
+    "revoke_at",
+    "previous_password_hash",
+    "previous_password_valid_until",
+    "may_rotate_itself",
+    # Last: one row per (allowed IP x API); the columns above are the same in each.
     "allowed_ips__network",
     "apis__slug",
 )
@@ -117,6 +122,7 @@ class Caller:
     expires_on: datetime.date
     apis: frozenset[str]
     ip: str
+    may_rotate_itself: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,10 +132,20 @@ class _KeyRow:
     owner_active: bool
     revision: int
     password_hash: str
-    revoked: bool
+    revoked_at: datetime.datetime | None
     expires_on: datetime.date
+    revoke_at: datetime.datetime | None
+    previous_password_hash: str
+    previous_password_valid_until: datetime.datetime | None
+    may_rotate_itself: bool
     networks: frozenset[str]
     apis: frozenset[str]
+
+    def previous_password_works(self, now: datetime.datetime) -> bool:
+        """After a regeneration, the old password works until its overlap ends, on every
+        server at the same moment (the end is read from the database with each call)."""
+        until = self.previous_password_valid_until
+        return bool(self.previous_password_hash) and until is not None and now < until
 
 
 # --- counters (read by bench/api_auth.py; cheap enough to be always on) -------------------
@@ -184,15 +200,17 @@ def authenticate(request: HttpRequest, api: str) -> Caller:
             return _unauthorized(ip, reason)
         return Refusal(status, reason)
 
-    if row.revoked:
-        raise refuse("revoked")
-    if row.expires_on < local_date():
-        raise refuse("expired")
+    now = timezone.now()
+    match key_status(row.revoked_at, row.expires_on, now, revoke_at=row.revoke_at):
+        case ApiKey.Status.REVOKED:
+            raise refuse("revoked")
+        case ApiKey.Status.EXPIRED:
+            raise refuse("expired")
     if not row.owner_active:
         raise refuse("owner_inactive")
     if not _ip_allowed(ip, row.networks):
         raise refuse("ip_not_allowed")
-    if not _password_verified(password, row, verified_name, cached.get(verified_name)):
+    if not _password_verified(password, row, verified_name, cached.get(verified_name), now):
         # Counted per identifier only here, from an allowed IP: the identifier is public,
         # so counting failures from anywhere would let anyone lock a key out.
         _count_failure(_identifier_bucket(identifier))
@@ -206,6 +224,7 @@ def authenticate(request: HttpRequest, api: str) -> Caller:
         expires_on=row.expires_on,
         apis=row.apis,
         ip=ip,
+        may_rotate_itself=row.may_rotate_itself,
     )
 
 
@@ -295,21 +314,35 @@ def _load_key(identifier: str) -> _KeyRow | None:
         rows = cursor.fetchall()
     if not rows:
         return None
-    pk, name, owner_active, revision, password_hash, revoked_at, expires_on = rows[0][:7]
+    (pk, name, owner_active, revision, password_hash, revoked_at, expires_on, revoke_at,
+     previous_hash, previous_until, may_rotate_itself) = rows[0][:-2]  # fmt: skip
     return _KeyRow(
         key_id=pk,
         name=name,
         owner_active=bool(owner_active),
         revision=revision,
         password_hash=password_hash,
-        revoked=revoked_at is not None,
+        revoked_at=_moment(revoked_at),
         expires_on=_DATE.to_python(expires_on),  # SQLite returns text
-        networks=frozenset(row[7] for row in rows if row[7] is not None),
-        apis=frozenset(row[8] for row in rows if row[8] is not None),
+        revoke_at=_moment(revoke_at),
+        previous_password_hash=previous_hash,
+        previous_password_valid_until=_moment(previous_until),
+        may_rotate_itself=bool(may_rotate_itself),
+        networks=frozenset(row[-2] for row in rows if row[-2] is not None),
+        apis=frozenset(row[-1] for row in rows if row[-1] is not None),
     )
 
 
 _DATE = models.DateField()
+
+
+def _moment(value) -> datetime.datetime | None:
+    """A stored moment as an aware datetime (SQLite returns UTC, naive or as text)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime.datetime):
+        value = datetime.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
 
 
 def _ip_allowed(ip: str | None, networks: frozenset[str]) -> bool:
@@ -331,8 +364,11 @@ def _verified_cache_key(identifier: str, password: str) -> str:
     return "kp:verified:" + mac.hexdigest()
 
 
-def _verified_token(row: _KeyRow) -> str:
-    """What the cache remembers: this password verified for this key at this revision."""
+def _verified_token(row: _KeyRow, *, previous: bool = False) -> str:
+    """What the cache remembers: this password verified for this key at this revision
+    (as its current password, or as its previous one during an overlap)."""
+    if previous:
+        return f"{row.key_id}:{row.revision}:previous:{row.previous_password_hash[-12:]}"
     return f"{row.key_id}:{row.revision}:{row.password_hash[-12:]}"
 
 
@@ -364,30 +400,44 @@ def _read_cache(names: list[str]) -> dict:
 
 
 @sensitive_variables("password")
-def _password_verified(password: str, row: _KeyRow, cache_key: str, remembered: object) -> bool:
-    """True if password is the key's: remembered under cache_key for this revision (as read
-    by authenticate), or verified by Argon2 and then remembered."""
-    token = _verified_token(row)
-    if isinstance(remembered, str) and constant_time_compare(remembered, token):
-        return True
+def _password_verified(
+    password: str, row: _KeyRow, cache_key: str, remembered: object, now: datetime.datetime
+) -> bool:
+    """True if password is the key's current password, or its previous one while the
+    overlap after a regeneration runs: remembered under cache_key for this revision (as read
+    by authenticate), or verified by Argon2 and then remembered. The overlap's end is checked
+    against the database's value on every call, so no cache outlives it."""
+    previous_works = row.previous_password_works(now)
+    if isinstance(remembered, str):
+        if constant_time_compare(remembered, _verified_token(row)):
+            return True
+        if previous_works and constant_time_compare(
+            remembered, _verified_token(row, previous=True)
+        ):
+            return True
 
     slots = _verification_slots()
     if not slots.acquire(timeout=VERIFICATION_WAIT_SECONDS):
         raise Refusal(503, "busy", retry_after=1)
     try:
         _count_argon2()
-        verified = tokens.verify_password(row.password_hash, password)
-        if verified and tokens.needs_rehash(row.password_hash):
-            row = _upgrade_hash(row, password)
+        token = None
+        if tokens.verify_password(row.password_hash, password):
+            if tokens.needs_rehash(row.password_hash):
+                row = _upgrade_hash(row, password)
             token = _verified_token(row)
+        elif previous_works:
+            _count_argon2()
+            if tokens.verify_password(row.previous_password_hash, password):
+                token = _verified_token(row, previous=True)
     finally:
         slots.release()
-    if verified:
+    if token is not None:
         try:
             cache.set(cache_key, token, settings.KEYS_VERIFICATION_CACHE_SECONDS)
         except Exception:
             logger.warning("Verification cache unavailable", exc_info=True)
-    return verified
+    return token is not None
 
 
 @sensitive_variables("password")

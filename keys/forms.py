@@ -1,6 +1,9 @@
+import datetime
+
 from django import forms
 from django.core.exceptions import ValidationError
 
+from keys.actions import REGENERATE_OVERLAPS
 from keys.models import Api, ApiKey, display_network, latest_expiry_for, local_date
 
 
@@ -56,6 +59,12 @@ class KeyForm(forms.Form):
     )
     allowed_ips = AllowedIpsField(label="Allowed IPs", required=False)
     apis = ApiChoiceField(label="APIs", queryset=Api.objects.active(), required=False)
+    may_rotate_itself = forms.BooleanField(
+        label="This key may rotate itself",
+        required=False,
+        help_text="Automation may get a new password with this key's own credentials "
+        "(POST /api/v1/self/rotate); the old one keeps working for up to 24 hours.",
+    )
 
     def __init__(self, *args, owner=None, key: ApiKey | None = None, **kwargs):
         self.key = key
@@ -72,6 +81,7 @@ class KeyForm(forms.Form):
                     "expires_on": key.expires_on,
                     "allowed_ips": [display_network(e.network) for e in key.allowed_ips.all()],
                     "apis": list(key.apis.all()),
+                    "may_rotate_itself": key.may_rotate_itself,
                 },
             )
         super().__init__(*args, **kwargs)
@@ -113,7 +123,7 @@ class KeyForm(forms.Form):
 
     def key_fields(self) -> dict:
         """The checked values, named as keys.actions.create_key and edit_key take them."""
-        return self.validated
+        return {**self.validated, "may_rotate_itself": self.cleaned_data["may_rotate_itself"]}
 
     def add_model_errors(self, error: ValidationError) -> None:
         """Place errors raised by the model or an action next to the fields they concern."""
@@ -133,3 +143,39 @@ class RevokeForm(forms.Form):
     def __init__(self, *args, reason_required: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["reason"].required = reason_required
+
+
+class RegenerateForm(forms.Form):
+    overlap = forms.ChoiceField(
+        label="Keep the old password working for",
+        choices=[(name, name.capitalize()) for name in REGENERATE_OVERLAPS],
+        initial="1 hour",
+        widget=forms.RadioSelect,
+        help_text="Time to put the new password in place; then the old one stops everywhere.",
+    )
+
+    def overlap_delta(self) -> datetime.timedelta:
+        return REGENERATE_OVERLAPS[self.cleaned_data["overlap"]]
+
+
+class RenewForm(forms.Form):
+    expires_on = forms.DateField(
+        label="Expiration date of the new key",
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    overlap_days = forms.IntegerField(
+        label="Keep the old key working for (days)",
+        min_value=0,
+        max_value=30,
+        initial=7,
+        help_text="At most 30 days, and never past the old key's own expiration date; then "
+        "it is revoked automatically.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("initial", {"expires_on": latest_expiry_for(local_date())})
+        super().__init__(*args, **kwargs)
+        self.fields["expires_on"].help_text = (
+            f"At most one year from today: {latest_expiry_for(local_date()).isoformat()} "
+            "at the latest."
+        )

@@ -550,6 +550,14 @@ class ApiKey(models.Model):
         return self.status() == self.Status.REVOKED
 
     @property
+    def replaced_by_key(self) -> "ApiKey | None":
+        """The key that renewed this one, if any."""
+        try:
+            return self.replaced_by
+        except ApiKey.DoesNotExist:
+            return None
+
+    @property
     def previous_password_works(self) -> bool:
         """After a regeneration: the old password still works (its overlap is running)."""
         until = self.previous_password_valid_until
@@ -814,6 +822,8 @@ class AuditEvent(models.Model):
         KEY_USED = "key_used", "Key used"
         EXPIRY_REMINDER = "expiry_reminder", "Expiry reminder sent"
         CATALOGUE_CHANGED = "catalogue_changed", "API catalogue changed"
+        PASSWORD_REGENERATED = "password_regenerated", "Password regenerated"
+        KEY_RENEWED = "key_renewed", "Key renewed"
 
     class Outcome(models.TextChoices):
         """Whether a call with a key went through: denied ones are USE_DENIED events."""

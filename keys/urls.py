@@ -18,10 +18,13 @@ key_pages = [
     path("<str:identifier>/", views.key_detail, name="detail"),
     path("<str:identifier>/edit/", views.key_edit, name="edit"),
     path("<str:identifier>/revoke/", views.key_revoke, name="revoke"),
+    path("<str:identifier>/regenerate/", views.key_regenerate, name="regenerate"),
+    path("<str:identifier>/renew/", views.key_renew, name="renew"),
 ]
 
 api_routes = [
     re_path(r"^whoami/?$", api.whoami, name="whoami"),
+    re_path(r"^self/rotate/?$", api.self_rotate, name="self-rotate"),
     re_path(r"^risks/?$", api.demo_list("risks"), name="risks-list"),
     re_path(rf"^risks/{ITEM}/?$", api.demo_item("risks"), name="risks-item"),
     re_path(r"^controls/?$", api.demo_list("controls"), name="controls-list"),

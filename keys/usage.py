@@ -33,7 +33,7 @@ from django.db import DatabaseError, IntegrityError, close_old_connections, tran
 from django.db.models import F, Q
 from django.utils import timezone
 
-from keys import audit
+from keys import actions, audit
 from keys.models import ApiKey, AuditEvent, KeyCaller, KeyUsageDay, local_date
 
 logger = logging.getLogger(__name__)
@@ -211,6 +211,8 @@ def _close_days_now_and_then(now: datetime.datetime) -> None:
     global _last_day_close
     if not 0 <= now.timestamp() - _last_day_close < DAY_CLOSE_EVERY_SECONDS:
         close_finished_days(local_date(now))
+        # Renewed keys whose overlap ended: the API refuses them already; record it too.
+        actions.revoke_replaced_keys(now)
         _last_day_close = now.timestamp()
 
 

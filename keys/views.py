@@ -1,5 +1,6 @@
 """The API Keys pages of the profile: list, add (with the one-time page), detail, edit, revoke."""
 
+import datetime
 import logging
 
 from django.contrib import messages
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from keys import actions
 from keys.client_ip import client_ip
-from keys.forms import KeyForm, RevokeForm
+from keys.forms import KeyForm, RegenerateForm, RenewForm, RevokeForm
 from keys.models import ApiKey, AuditEvent, KeyUsageDay
 
 MANAGE_OWN_KEYS = "keys.manage_own_keys"
@@ -41,6 +42,25 @@ def _own_key(request: HttpRequest, identifier: str) -> ApiKey:
     if key.owner_id != request.user.pk:
         raise PermissionDenied("Only the key's owner can change it.")
     return key
+
+
+@sensitive_variables("password")
+def _show_password_once(
+    request: HttpRequest, key: ApiKey, password: str, *, regenerated=False, renewed=None
+) -> HttpResponse:
+    """The one response that ever holds a password (after Add, Regenerate or Renew).
+
+    Every variable the template reads is given: a missing one would make Django's template
+    engine log the whole context, password included, at DEBUG level.
+    """
+    context = {
+        "key": key,
+        "password": password,
+        "regenerated": regenerated,
+        "renewed": renewed,
+        "section": "keys",
+    }
+    return render(request, "keys/created.html", context)
 
 
 @require_GET
@@ -71,11 +91,7 @@ def key_add(request: HttpRequest) -> HttpResponse:
         else:
             # The one response that ever holds the password: rendered, never redirected to,
             # never stored (never_cache sends Cache-Control: no-store).
-            return render(
-                request,
-                "keys/created.html",
-                {"key": key, "password": password, "section": "keys"},
-            )
+            return _show_password_once(request, key, password)
     return render(request, "keys/add.html", {"form": form, "section": "keys"})
 
 
@@ -180,3 +196,69 @@ def key_revoke(request: HttpRequest, identifier: str) -> HttpResponse:
         "keys/revoke.html",
         {"key": key, "form": form, "reason_required": reason_required, "section": "keys"},
     )
+
+
+def _owner_may_change(request: HttpRequest, identifier: str) -> ApiKey:
+    """The key, if this user owns it and may still change it (regenerate, renew)."""
+    key = _own_key(request, identifier)
+    if not key.may_be_edited_by(request.user):
+        raise PermissionDenied("A revoked key cannot be changed.")
+    return key
+
+
+@sensitive_variables("password")
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required(MANAGE_OWN_KEYS, raise_exception=True)
+def key_regenerate(request: HttpRequest, identifier: str) -> HttpResponse:
+    """A new password for the same key, shown once; the old one works for the overlap."""
+    key = _owner_may_change(request, identifier)
+    form = RegenerateForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            key, password = actions.regenerate_password(
+                key, actor=request.user, overlap=form.overlap_delta(), ip=client_ip(request)
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        except DatabaseError:
+            logger.exception("Regenerating key %s failed; rolled back.", key.identifier)
+            form.add_error(None, NOT_SAVED)
+        else:
+            return _show_password_once(request, key, password, regenerated=True)
+    return render(request, "keys/regenerate.html", {"key": key, "form": form, "section": "keys"})
+
+
+@sensitive_variables("password")
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required(MANAGE_OWN_KEYS, raise_exception=True)
+def key_renew(request: HttpRequest, identifier: str) -> HttpResponse:
+    """A new key with this one's settings; this one is revoked when the overlap ends."""
+    key = _owner_may_change(request, identifier)
+    if key.revoke_at is not None:
+        messages.info(request, "This key is already renewed.")
+        return redirect("keys:detail", identifier=key.identifier)
+    form = RenewForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            new, password = actions.renew_key(
+                key,
+                actor=request.user,
+                expires_on=form.cleaned_data["expires_on"],
+                overlap=datetime.timedelta(days=form.cleaned_data["overlap_days"]),
+                ip=client_ip(request),
+            )
+        except ValidationError as error:
+            for field, errors in getattr(
+                error, "message_dict", {"__all__": error.messages}
+            ).items():
+                form.add_error(field if field in form.fields else None, errors)
+        except DatabaseError:
+            logger.exception("Renewing key %s failed; rolled back.", key.identifier)
+            form.add_error(None, NOT_SAVED)
+        else:
+            return _show_password_once(request, new, password, renewed=key)
+    return render(request, "keys/renew.html", {"key": key, "form": form, "section": "keys"})

@@ -386,6 +386,9 @@ AUDIT_CHECKPOINT_DIR = env("AUDIT_CHECKPOINT_DIR") or None
 AUDIT_CHECKPOINT_EVERY_EVENTS = env_int("AUDIT_CHECKPOINT_EVERY_EVENTS", 1000)
 AUDIT_CHECKPOINT_EVERY_SECONDS = env_int("AUDIT_CHECKPOINT_EVERY_SECONDS", 60)
 
+# The portal's public address, for links in mails (expiry reminders link to Renew).
+PORTAL_URL = env("PORTAL_URL", "http://127.0.0.1:8000")
+
 KEYS_EXPIRY_REMINDER_DAYS = [int(d) for d in env_list("KEYS_EXPIRY_REMINDER_DAYS", "30,7,1")]
 
 # Portal log-in throttling (portal/login.py): this many failures for one user name from one

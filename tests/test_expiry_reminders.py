@@ -55,6 +55,7 @@ def test_owner_is_mailed_when_a_key_expires_within_30_days(key_expiring):
     assert message.to == ["alice@example.com"]
     assert message.subject == "Your API key “Nightly export” expires on 2030-03-31"
     assert key.identifier in message.body and "in 30 days" in message.body
+    assert f"http://127.0.0.1:8000/keys/{key.identifier}/renew/" in message.body
     assert _reminders(key) == [30]
 
 

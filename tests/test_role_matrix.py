@@ -51,6 +51,14 @@ MATRIX = {
         "/keys/{key}/revoke/",
         {"GET": statuses(302, 200, 404, 200, 403), "POST": statuses(302, 302, 404, 200, 403)},
     ),
+    "keys/<str:identifier>/regenerate/": (
+        "/keys/{key}/regenerate/",
+        {"GET": statuses(302, 200, 404, 403, 403), "POST": statuses(302, 200, 404, 403, 403)},
+    ),
+    "keys/<str:identifier>/renew/": (
+        "/keys/{key}/renew/",
+        {"GET": statuses(302, 200, 404, 403, 403), "POST": statuses(302, 200, 404, 403, 403)},
+    ),
     "all-keys/": (
         "/all-keys/",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},

@@ -1,0 +1,211 @@
+"""Keys outlive their year without downtime (DESIGN §8): regenerate, renew, self-rotation.
+
+Driven as their users drive them: the owner through the key's pages, automation through
+POST /api/v1/self/rotate, callers through HTTP Basic. Time moves with time_machine.
+"""
+
+import datetime
+import json
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from keys.models import ApiKey, AuditEvent
+from tests.api_calls import basic, call
+
+WHOAMI = "/api/v1/whoami"
+
+
+@pytest.fixture
+def key(alice, make_key):
+    return make_key(alice, name="Nightly export", apis=("risks", "controls"))
+
+
+def status(identifier: str, password: str) -> int:
+    return call(Client(), WHOAMI, identifier, password).status_code
+
+
+def new_password_on(page) -> str:
+    assert page.status_code == 200
+    assert "no-store" in page["Cache-Control"]
+    return page.context["password"]
+
+
+def later(time_machine, **delta) -> None:
+    time_machine.move_to(datetime.datetime.now(tz=datetime.UTC) + datetime.timedelta(**delta))
+
+
+# --- regenerate -------------------------------------------------------------------------------
+
+
+def test_regenerating_keeps_the_identifier_and_shows_a_new_password_once(alice, login, key):
+    old_key, old_password = key
+    page = login(alice).post(f"/keys/{old_key.identifier}/regenerate/", {"overlap": "none"})
+    password = new_password_on(page)
+
+    assert password != old_password and old_key.identifier in page.text
+    assert status(old_key.identifier, password) == 200
+    assert status(old_key.identifier, old_password) == 401  # no overlap: at once
+    again = login(alice).get(f"/keys/{old_key.identifier}/")
+    assert password not in again.text
+    event = AuditEvent.objects.get(action="password_regenerated")
+    assert event.actor == alice and event.details["overlap_seconds"] == 0
+
+
+def test_the_old_password_works_for_the_overlap_and_then_never(alice, login, key, time_machine):
+    time_machine.move_to(datetime.datetime.now(tz=datetime.UTC), tick=False)
+    old_key, old_password = key
+    assert status(old_key.identifier, old_password) == 200  # remembered by the cache
+    page = login(alice).post(f"/keys/{old_key.identifier}/regenerate/", {"overlap": "1 hour"})
+    password = new_password_on(page)
+    assert "previous password keeps working until" in page.text
+
+    later(time_machine, minutes=59)
+    assert status(old_key.identifier, old_password) == 200
+    assert status(old_key.identifier, password) == 200
+    detail = login(alice).get(f"/keys/{old_key.identifier}/").text
+    assert "Previous password valid until" in detail
+
+    later(time_machine, minutes=2)  # the cache still remembers it: it must not count
+    assert status(old_key.identifier, old_password) == 401
+    assert status(old_key.identifier, password) == 200
+    denied = AuditEvent.objects.filter(key=old_key, action="use_denied").latest("seq")
+    assert denied.details["reason"] == "bad_password"
+
+
+def test_a_revoked_key_cannot_be_regenerated(alice, login, key):
+    login(alice).post(f"/keys/{key[0].identifier}/revoke/", {})
+    response = login(alice).post(f"/keys/{key[0].identifier}/regenerate/", {"overlap": "none"})
+    assert response.status_code == 403
+    assert status(key[0].identifier, key[1]) == 401
+    assert not AuditEvent.objects.filter(action="password_regenerated").exists()
+
+
+# --- renew ---------------------------------------------------------------------------------
+
+
+def test_renewing_makes_a_new_key_with_the_same_settings(alice, login, key, today):
+    old, old_password = key
+    expires = (today + datetime.timedelta(days=200)).isoformat()
+    page = login(alice).post(
+        f"/keys/{old.identifier}/renew/", {"expires_on": expires, "overlap_days": "7"}
+    )
+    password = new_password_on(page)
+    new = page.context["key"]
+
+    assert new.identifier != old.identifier and new.name == old.name
+    assert sorted(new.apis.values_list("slug", flat=True)) == ["controls", "risks"]
+    assert list(new.allowed_ips.values_list("network", flat=True)) == ["127.0.0.1/32"]
+    assert status(new.identifier, password) == 200
+    assert status(old.identifier, old_password) == 200  # the overlap runs
+    old_page = login(alice).get(f"/keys/{old.identifier}/").text
+    new_page = login(alice).get(f"/keys/{new.identifier}/").text
+    assert f'Replaced by <a href="/keys/{new.identifier}/">' in old_page
+    assert f"/keys/{old.identifier}/" in new_page and "Renews" in new_page
+    renewed = AuditEvent.objects.get(action="key_renewed")
+    assert renewed.key == old and renewed.details["replaced_by"] == new.identifier
+    created = AuditEvent.objects.filter(action="key_created").latest("seq")
+    assert created.details["replaces"] == old.identifier
+
+
+def test_the_replaced_key_is_revoked_when_the_overlap_ends(alice, login, key, time_machine):
+    old, old_password = key
+    page = login(alice).post(
+        f"/keys/{old.identifier}/renew/",
+        {"expires_on": old.expires_on.isoformat(), "overlap_days": "3"},
+    )
+    new = page.context["key"]
+    later(time_machine, days=3, minutes=1)
+
+    assert status(old.identifier, old_password) == 401  # no command had to run for this
+    assert ApiKey.objects.get(pk=old.pk).status() == ApiKey.Status.REVOKED
+    call_command("revoke_replaced_keys")
+    old.refresh_from_db()
+    assert old.revoked_at == old.revoke_at and old.revoked_by is None
+    assert old.revoke_reason == f"replaced by {new.identifier}"
+
+
+def test_the_overlap_never_outlasts_the_old_keys_expiry(alice, login, make_key, today):
+    old, _ = make_key(alice, name="Short", expires_on=today + datetime.timedelta(days=2))
+    login(alice).post(
+        f"/keys/{old.identifier}/renew/",
+        {"expires_on": (today + datetime.timedelta(days=300)).isoformat(), "overlap_days": "30"},
+    )
+    old.refresh_from_db()
+    end_of_expiry = datetime.datetime.combine(today + datetime.timedelta(days=3), datetime.time())
+    assert old.revoke_at.astimezone(end_of_expiry.tzinfo).replace(tzinfo=None) <= end_of_expiry
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "says"),
+    [
+        ({"overlap_days": "31"}, "overlap_days", "less than or equal to 30"),
+        ({"overlap_days": "1", "expires_on": "2999-01-01"}, "expires_on", "at most one year"),
+    ],
+)
+def test_a_renewal_out_of_bounds_is_an_error_next_to_its_field(
+    alice, login, key, today, fields, field, says
+):
+    data = {"expires_on": today.isoformat(), **fields}
+    page = login(alice).post(f"/keys/{key[0].identifier}/renew/", data)
+    assert page.status_code == 200
+    assert says in " ".join(page.context["form"].errors[field])
+    assert ApiKey.objects.count() == 1
+
+
+# --- self-rotation -------------------------------------------------------------------------------
+
+
+def rotate(identifier: str, password: str, body=None, ip="127.0.0.1"):
+    return Client().post(
+        "/api/v1/self/rotate",
+        data=json.dumps(body) if body is not None else "",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=basic(identifier, password),
+        REMOTE_ADDR=ip,
+    )
+
+
+def test_a_key_without_the_option_may_not_rotate_itself(key):
+    response = rotate(key[0].identifier, key[1])
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/problem+json"
+    assert status(key[0].identifier, key[1]) == 200  # its password is unchanged
+
+
+def test_a_key_with_the_option_rotates_itself(alice, make_key, time_machine):
+    time_machine.move_to(datetime.datetime.now(tz=datetime.UTC), tick=False)
+    key, old_password = make_key(alice, name="Robot", may_rotate_itself=True)
+    response = rotate(key.identifier, old_password, {"overlap_seconds": 600})
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    answer = response.json()
+    assert answer["identifier"] == key.identifier and answer["password"] != old_password
+
+    assert status(key.identifier, answer["password"]) == 200
+    assert status(key.identifier, old_password) == 200
+    later(time_machine, seconds=601)
+    assert status(key.identifier, old_password) == 401
+    event = AuditEvent.objects.get(action="password_regenerated")
+    assert event.actor is None and event.actor_label == f"api:{key.identifier}"
+    assert event.actor_ip == "127.0.0.1" and event.details["by"] == "the key itself"
+
+
+@pytest.mark.parametrize(
+    "body", [{"overlap_seconds": 86401}, {"overlap_seconds": -1}, {"overlap_seconds": "1h"}, [1]]
+)
+def test_self_rotation_refuses_an_overlap_past_24_hours_or_malformed(alice, make_key, body):
+    key, password = make_key(alice, name="Robot", may_rotate_itself=True)
+    response = rotate(key.identifier, password, body)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert status(key.identifier, password) == 200
+
+
+def test_self_rotation_needs_the_keys_own_valid_credentials(alice, make_key):
+    key, password = make_key(alice, name="Robot", may_rotate_itself=True)
+    _other, other_password = make_key(alice, name="Other")
+    assert rotate(key.identifier, other_password).status_code == 401
+    assert rotate(key.identifier, password, ip="192.0.2.1").status_code == 401
+    assert status(key.identifier, password) == 200
