@@ -581,6 +581,12 @@ class AuditEvent(models.Model):
         KEY_USED = "key_used", "Key used"
         EXPIRY_REMINDER = "expiry_reminder", "Expiry reminder sent"
         CATALOGUE_CHANGED = "catalogue_changed", "API catalogue changed"
+        USER_CREATED = "user_created", "User created"
+        USER_CHANGED = "user_changed", "User changed"
+        ROLES_CHANGED = "roles_changed", "Roles changed"
+        PASSWORD_SET = "password_set", "Password set"
+        LOGIN_SUCCEEDED = "login_succeeded", "Logged in"
+        LOGIN_FAILED = "login_failed", "Log-in failed"
 
     seq = models.PositiveBigIntegerField(unique=True, editable=False)
     at = models.DateTimeField(editable=False)
