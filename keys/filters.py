@@ -19,6 +19,12 @@ def _user_named(username: str):
     if user is None:
         user = User.objects.filter(username__iexact=username).first()
     if user is None:
+        # A former name: the history records each rename (user_changed, username before).
+        renamed = AuditEvent.objects.filter(
+            action=AuditEvent.Action.USER_CHANGED, details__username__before=username
+        )
+        user = User.objects.filter(pk__in=renamed.values("owner_id")).first()
+    if user is None:
         raise ValidationError("No user with this name.")
     return user
 

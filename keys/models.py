@@ -824,6 +824,12 @@ class AuditEvent(models.Model):
         CATALOGUE_CHANGED = "catalogue_changed", "API catalogue changed"
         PASSWORD_REGENERATED = "password_regenerated", "Password regenerated"
         KEY_RENEWED = "key_renewed", "Key renewed"
+        USER_CREATED = "user_created", "User created"
+        USER_CHANGED = "user_changed", "User changed"
+        ROLES_CHANGED = "roles_changed", "Roles changed"
+        PASSWORD_SET = "password_set", "Password set"
+        LOGIN_SUCCEEDED = "login_succeeded", "Logged in"
+        LOGIN_FAILED = "login_failed", "Log-in failed"
 
     class Outcome(models.TextChoices):
         """Whether a call with a key went through: denied ones are USE_DENIED events."""

@@ -2,9 +2,11 @@
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.db.models import Q
 
 from keys import actions
 from keys.client_ip import client_ip
+from keys.models import AuditEvent
 from portal.models import User
 
 
@@ -29,6 +31,8 @@ class PortalUserAdmin(UserAdmin):
     def has_delete_permission(self, request, obj=None):
         if obj is not None and obj.is_superuser and not request.user.is_superuser:
             return False
+        if obj is not None and AuditEvent.objects.filter(Q(actor=obj) | Q(owner=obj)).exists():
+            return False  # the history names them: deactivate instead (DESIGN §5)
         return super().has_delete_permission(request, obj)
 
     def save_model(self, request, obj, form, change):

@@ -96,6 +96,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # Signed-in pages show key metadata: no browser or proxy cache keeps them.
     "portal.middleware.NoStoreWhenSignedInMiddleware",
+    "portal.middleware.ActingUserMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, so it sees a view's exception first: database unreachable -> 503, not 500.
     "portal.errors.DatabaseUnavailableMiddleware",

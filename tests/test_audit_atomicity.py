@@ -56,7 +56,7 @@ def _add_form(today) -> dict:
     }
 
 
-def test_the_trigger_really_refuses_audit_inserts(audit_insert_fails, alice, make_key):
+def test_the_trigger_really_refuses_audit_inserts(alice, make_key, audit_insert_fails):
     with pytest.raises(DatabaseError):
         make_key(alice)
 

@@ -101,7 +101,7 @@ def test_the_revoke_action_needs_the_revoke_any_key_permission(carol, login, key
 
 
 def test_audit_events_are_read_only_in_the_django_admin(carol, root, client, key):
-    event = AuditEvent.objects.get()
+    event = AuditEvent.objects.get(action="key_created")
     for person in (carol, root):
         client.force_login(person)
         assert client.get("/admin/keys/auditevent/").status_code == 200
@@ -111,7 +111,7 @@ def test_audit_events_are_read_only_in_the_django_admin(carol, root, client, key
         response = client.post(f"/admin/keys/auditevent/{event.pk}/change/", {"seq": 9})
         assert response.status_code == 403
         assert client.post(f"/admin/keys/auditevent/{event.pk}/delete/").status_code == 403
-    assert AuditEvent.objects.get().seq == 1
+    assert AuditEvent.objects.get(pk=event.pk).seq == event.seq
 
 
 # --- the API catalogue -----------------------------------------------------------------------

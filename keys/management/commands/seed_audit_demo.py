@@ -84,18 +84,25 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Done: head #{head.seq} {head.hash}"))
 
     def _users(self, count: int) -> list:
+        """Demo people, written in bulk: their creation is not part of the N events."""
         User = get_user_model()
         staff = Group.objects.get(name="staff")
-        people = []
-        for number in range(1, count + 1):
-            person, created = User.objects.get_or_create(
-                username=f"demo-{number:04d}", defaults={"email": f"demo-{number:04d}@example.com"}
-            )
-            if created:
-                person.set_unusable_password()
-                person.save(update_fields=["password"])
-                person.groups.add(staff)
-            people.append(person)
+        names = [f"demo-{number:04d}" for number in range(1, count + 1)]
+        existing = set(User.objects.filter(username__in=names).values_list("username", flat=True))
+        new = [User(username=name, email=f"{name}@example.com") for name in names]
+        new = [person for person in new if person.username not in existing]
+        for person in new:
+            person.set_unusable_password()
+        User.objects.bulk_create(new)
+        people = list(User.objects.filter(username__in=names).order_by("username"))
+        membership = User.groups.through
+        membership.objects.bulk_create(
+            [
+                membership(user_id=p.pk, group_id=staff.pk)
+                for p in people
+                if p.username not in existing
+            ]
+        )
         return people
 
     def _keys(self, people: list, per_user: int, start, rng: random.Random) -> list[ApiKey]:

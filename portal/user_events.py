@@ -1,0 +1,101 @@
+"""Privileged acts on people reach the audit history (DESIGN §5), whatever path made them.
+
+The Django admin, the Users page, `adduser`, the shell: each saves the User model or its
+groups, so the receivers here see every such change and append it to the same hash chain as
+key events, naming who acted (the signed-in person of the request, else "system") and who
+was concerned, by stable id and by the name at the time.
+"""
+
+import contextvars
+from contextlib import contextmanager
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models.signals import m2m_changed, post_save, pre_save
+from django.dispatch import receiver
+
+from keys import audit
+from keys.models import AuditEvent
+
+Action = AuditEvent.Action
+User = get_user_model()
+# The flags and names whose change is a privileged act; last_login is the log-in's own record.
+WATCHED = ("username", "first_name", "last_name", "email", "is_active", "is_staff", "is_superuser")
+
+# Who is acting in this request or command: (user or None, client IP or None).
+_acting: contextvars.ContextVar[tuple] = contextvars.ContextVar("acting", default=(None, None))
+
+
+@contextmanager
+def acting(user, ip: str | None):
+    """Attribute the user changes made inside this block to `user` from `ip`."""
+    token = _acting.set((user, ip))
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
+def _record(action: str, user, details: dict) -> None:
+    actor, ip = _acting.get()
+    actor = actor if actor is not None and actor.is_authenticated else None
+    with transaction.atomic():
+        audit.record(action, actor=actor, ip=ip, owner=user, details=details)
+
+
+@receiver(pre_save, sender=User)
+def _remember_before(sender, instance, raw=False, **kwargs):
+    # Read what is stored now, to name each change before -> after once it is saved.
+    if raw or instance.pk is None:
+        instance._stored_before_save = None
+        return
+    instance._stored_before_save = (
+        User.objects.filter(pk=instance.pk).values(*WATCHED, "password").first()
+    )
+
+
+@receiver(post_save, sender=User)
+def _record_change(sender, instance, created, raw=False, **kwargs):
+    if raw:
+        return
+    before = getattr(instance, "_stored_before_save", None)
+    instance._stored_before_save = None
+    if created or before is None:
+        details = {field: getattr(instance, field) for field in WATCHED}
+        _record(Action.USER_CREATED, instance, details)
+        return
+    changes = {
+        field: {"before": before[field], "after": getattr(instance, field)}
+        for field in WATCHED
+        if before[field] != getattr(instance, field)
+    }
+    if changes:
+        _record(Action.USER_CHANGED, instance, {"user": instance.get_username(), **changes})
+    if before["password"] != instance.password:
+        actor, _ip = _acting.get()
+        by_self = actor is not None and actor.pk == instance.pk
+        _record(
+            Action.PASSWORD_SET,
+            instance,
+            {"user": instance.get_username(), "by": "self" if by_self else "someone else"},
+        )
+
+
+@receiver(m2m_changed, sender=User.groups.through)
+def _record_roles(sender, instance, action, reverse, pk_set, **kwargs):
+    if reverse or action not in {"pre_clear", "post_add", "post_remove", "post_clear"}:
+        return
+    if action == "pre_clear":
+        instance._groups_before_clear = list(instance.groups.values_list("name", flat=True))
+        return
+    if action == "post_clear":
+        removed = getattr(instance, "_groups_before_clear", [])
+        added = []
+    else:
+        names = sorted(
+            instance.groups.model.objects.filter(pk__in=pk_set or ()).values_list("name", flat=True)
+        )
+        added, removed = (names, []) if action == "post_add" else ([], names)
+    if added or removed:
+        details = {"user": instance.get_username(), "added": added, "removed": removed}
+        _record(Action.ROLES_CHANGED, instance, details)
