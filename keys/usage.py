@@ -20,9 +20,9 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from keys import audit
+from keys import audit, throttle
+from keys.cache_counters import cache_add, cache_incr
 from keys.models import ApiKey, AuditEvent, KeyUsageDay, local_date
-from portal.cache_counters import cache_add, cache_incr
 
 logger = logging.getLogger(__name__)
 
@@ -164,3 +164,20 @@ def record_refusal(*, identifier: str, reason: str, ip: str | None, path: str, k
         )
     except DatabaseError:
         logger.warning("Could not record a refused call (%s)", reason, exc_info=True)
+
+
+def record_throttled(*, identifier: str, ip: str | None, path: str) -> None:
+    """Record a 429 for the key the identifier names, if it names one.
+
+    The caller is already over a limit and the identifier may be made up: nothing is
+    written to the cache for an unknown one (a flood of made-up identifiers must not push
+    the throttle counters out of a size-bounded cache), and it is looked up at most once a
+    second per client network.
+    """
+    if count_repeat(identifier, "throttled"):
+        return
+    if not cache_add(f"kp:throttled-lookup:{throttle.network(ip)}", 1):
+        return
+    key_id = ApiKey.objects.filter(identifier=identifier).values_list("pk", flat=True).first()
+    if key_id is not None:
+        record_refusal(identifier=identifier, reason="throttled", ip=ip, path=path, key_id=key_id)

@@ -5,7 +5,11 @@ from django.contrib.auth.admin import UserAdmin
 
 from keys import actions
 from keys.client_ip import client_ip
+from portal.login import ThrottledAdminAuthenticationForm
 from portal.models import User
+
+# Throttled by the authentication backend like every log-in; this form says so.
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(User)
