@@ -7,21 +7,21 @@ first so that garbage, a throttled caller or an unknown IP never costs an Argon2
 
 Every refusal before the password is verified is the same 401, whatever its reason; the
 reason of each refusal of a known key is recorded for its owner (keys.usage), never sent.
+Failures are counted by keys.throttle, per client network and per identifier.
 
 Argon2 is only paid once per (key, password, revision): a successful verification is
 remembered in the cache under an HMAC of identifier and password. The cache never holds a
 decision: the key's status, allowlist and grants are read from the database on every request
 (one indexed query), so a revocation or an edit counts on the very next request everywhere.
+A remembered password also gets in while its network or identifier is throttled, so nobody
+else's failures can shut out an integration that works.
 """
 
 import base64
 import binascii
 import datetime
-import functools
-import ipaddress
 import json
 import logging
-import math
 import re
 import threading
 from dataclasses import dataclass, replace
@@ -29,17 +29,16 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connections, models
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
-from keys import tokens, usage
+from keys import throttle, tokens, usage
+from keys.cache_counters import cache_get_many
 from keys.client_ip import client_ip
-from keys.models import ApiKey, ip_in_networks, key_status
+from keys.models import ApiKey, KeyRow, ip_in_networks
 from keys.problems import problem
-from portal.cache_counters import cache_add, cache_incr
 
 logger = logging.getLogger(__name__)
 
@@ -60,27 +59,11 @@ _CREDENTIAL_NAME_RE = re.compile(
 )
 _VERIFIED_SALT = "keys.auth.verified-password"
 
+# The one 401 reason that is not a failure (see _check).
+NO_CREDENTIALS = "no_credentials"
+
 WWW_AUTHENTICATE = 'Basic realm="Key Portal API", charset="UTF-8"'
 UNAUTHORIZED_DETAIL = "Valid API key credentials are required (HTTP Basic: Identifier:Password)."
-
-# Columns every check needs, read in one query through the unique identifier index. A key
-# has few allowed IPs and APIs, so the joined rows (IPs x APIs) stay a handful.
-_KEY_COLUMNS = (
-    "pk",
-    "name",
-    "owner__is_active",
-    "revision",
-    "password_hash",
-    "revoked_at",
-    "expires_on",
-    "revoke_at",
-    "previous_password_hash",
-    "previous_password_valid_until",
-    "may_rotate_itself",
-    # Last: one row per (allowed IP x API); the columns above are the same in each.
-    "allowed_ips__network",
-    "apis__slug",
-)
 
 
 class Refusal(Exception):
@@ -125,98 +108,97 @@ class Caller:
     may_rotate_itself: bool = False
 
 
-@dataclass(frozen=True)
-class _KeyRow:
-    key_id: int
-    name: str
-    owner_active: bool
-    revision: int
-    password_hash: str
-    revoked_at: datetime.datetime | None
-    expires_on: datetime.date
-    revoke_at: datetime.datetime | None
-    previous_password_hash: str
-    previous_password_valid_until: datetime.datetime | None
-    may_rotate_itself: bool
-    networks: frozenset[str]
-    apis: frozenset[str]
-
-    def previous_password_works(self, now: datetime.datetime) -> bool:
-        """After a regeneration, the old password works until its overlap ends, on every
-        server at the same moment (the end is read from the database with each call)."""
-        until = self.previous_password_valid_until
-        return bool(self.previous_password_hash) and until is not None and now < until
-
-
-# --- counters (read by bench/api_auth.py; cheap enough to be always on) -------------------
-
-_counter_lock = threading.Lock()
-argon2_verifications = 0
-
-
-def _count_argon2() -> None:
-    global argon2_verifications
-    with _counter_lock:
-        argon2_verifications += 1
-
-
 # --- the checks --------------------------------------------------------------------------
 
 
-@sensitive_variables("header", "credentials", "password")
 def authenticate(request: HttpRequest, api: str) -> Caller:
-    """Return the verified caller of `api` (a catalogue slug or ANY_API), or raise Refusal."""
+    """Return the verified caller of `api` (a catalogue slug or ANY_API), or raise Refusal.
+
+    Every 401 for credentials the caller sent counts a failure against its client network.
+    """
     ip = client_ip(request)
+    try:
+        return _check(request, api, ip)
+    except Refusal as refusal:
+        if refusal.status == 401 and refusal.reason != NO_CREDENTIALS:
+            throttle.count_failure(throttle.api_network(ip))
+        raise
+
+
+@sensitive_variables("header", "credentials", "password")
+def _check(request: HttpRequest, api: str, ip: str | None) -> Caller:
     path = request.path_info[:200]
+
+    # 1. parse and checksum: no database, cache or Argon2 work for garbage
     if _credentials_outside_header(request):
-        raise _unauthorized(ip)
+        raise Refusal(401, "credentials_outside_header")
     header = request.META.get("HTTP_AUTHORIZATION")
     if not header:
-        # Not counted as a failure: many HTTP clients (Java's Authenticator, .NET without
+        # Not a failure: many HTTP clients (Java's Authenticator, .NET without
         # PreAuthenticate) first ask without credentials and send them after the 401. It
         # costs no database or Argon2 work.
-        raise Refusal(401, "no_credentials")
+        raise Refusal(401, NO_CREDENTIALS)
     credentials = parse_basic(header)
     if credentials is None:
-        raise _unauthorized(ip)
+        raise Refusal(401, "malformed")
     identifier, password = credentials
 
-    # One cache round trip reads both the throttle counters and the verification cache.
+    # 2. throttle, per client network and per identifier; the same cache round trip reads
+    # whether this password was verified before
+    buckets = throttle.api_buckets(ip, identifier)
     verified_name = _verified_cache_key(identifier, password)
-    cached = _read_cache([*_throttle_names(ip, identifier), verified_name])
-    if retry_after := throttled_for(ip, identifier, cached):
-        _record_throttled(identifier, ip, path)
+    cached = cache_get_many([*throttle.cache_names(buckets), verified_name])
+    remembered = cached.get(verified_name)
+    retry_after = throttle.retry_after(buckets, cached)
+    if retry_after and remembered is None:
+        usage.record_throttled(identifier=identifier, ip=ip, path=path)
         raise Refusal(429, "throttled", retry_after=retry_after)
+    # A caller whose password is remembered goes on while throttled, so that neither a
+    # misbehaving neighbour on its network nor someone hammering its (public) identifier
+    # shuts it out; step 6 accepts it only from the cache, never with Argon2.
 
-    row = _load_key(identifier)
+    # 3. identifier
+    row = ApiKey.objects.for_authentication(identifier)
     if row is None:
-        raise _unauthorized(ip)
+        raise Refusal(401, "unknown_identifier")
 
-    def refuse(reason: str, status: int = 401) -> Refusal:
+    def record_refusal(reason: str, status: int = 401, **kwargs) -> Refusal:
+        """The refusal of this known key, recorded for its owner (never sent)."""
         usage.record_refusal(
             identifier=identifier, reason=reason, ip=ip, path=path, key_id=row.key_id
         )
-        if status == 401:
-            return _unauthorized(ip, reason)
-        return Refusal(status, reason)
+        return Refusal(status, reason, **kwargs)
 
+    # 4. status: revoked (or replaced, past its overlap), expired; the owner still active
     now = timezone.now()
-    match key_status(row.revoked_at, row.expires_on, now, revoke_at=row.revoke_at):
+    match row.status(now):
         case ApiKey.Status.REVOKED:
-            raise refuse("revoked")
+            raise record_refusal("revoked")
         case ApiKey.Status.EXPIRED:
-            raise refuse("expired")
+            raise record_refusal("expired")
     if not row.owner_active:
-        raise refuse("owner_inactive")
+        raise record_refusal("owner_inactive")
+
+    # 5. client IP in the allowlist
     if not _ip_allowed(ip, row.networks):
-        raise refuse("ip_not_allowed")
-    if not _password_verified(password, row, verified_name, cached.get(verified_name), now):
+        raise record_refusal("ip_not_allowed")
+
+    # 6. password (the current one, or the previous one while its overlap runs): remembered
+    # for this revision of the key, else Argon2 (not while throttled)
+    if _remembered(remembered, row, now):
+        if retry_after:
+            _remember_longer(verified_name)  # an integration under attack stays in
+    elif retry_after:
+        raise record_refusal("throttled", 429, retry_after=retry_after)
+    elif not _verify_password(password, row, verified_name, now):
         # Counted per identifier only here, from an allowed IP: the identifier is public,
         # so counting failures from anywhere would let anyone lock a key out.
-        _count_failure(_identifier_bucket(identifier))
-        raise refuse("bad_password")
+        throttle.count_failure(throttle.api_identifier(identifier))
+        raise record_refusal("bad_password")
+
+    # 7. API granted
     if api != ANY_API and api not in row.apis:
-        raise refuse("api_not_granted", 403)
+        raise record_refusal("api_not_granted", 403)
     return Caller(
         key_id=row.key_id,
         identifier=identifier,
@@ -287,64 +269,6 @@ def _looks_like_credentials(text: str) -> bool:
     return any(_CREDENTIAL_NAME_RE.search(name) for name in names)
 
 
-def _key_query() -> models.QuerySet:
-    return ApiKey.objects.filter(identifier=_PLACEHOLDER).order_by().values_list(*_KEY_COLUMNS)
-
-
-_PLACEHOLDER = "identifier"
-
-
-@functools.cache
-def _key_sql(alias: str) -> str:
-    """The SQL of _key_query(), compiled by the ORM once per process and database.
-
-    Building and compiling the queryset costs several times what SQLite needs to run it,
-    on every call of the API; the SQL itself never changes, only its one parameter.
-    """
-    sql, params = _key_query().query.get_compiler(using=alias).as_sql()
-    assert params == (_PLACEHOLDER,), params
-    return sql
-
-
-def _load_key(identifier: str) -> _KeyRow | None:
-    """Everything the checks need, in one query through the unique identifier index."""
-    connection = connections[ApiKey.objects.db]
-    with connection.cursor() as cursor:
-        cursor.execute(_key_sql(connection.alias), [identifier])
-        rows = cursor.fetchall()
-    if not rows:
-        return None
-    (pk, name, owner_active, revision, password_hash, revoked_at, expires_on, revoke_at,
-     previous_hash, previous_until, may_rotate_itself) = rows[0][:-2]  # fmt: skip
-    return _KeyRow(
-        key_id=pk,
-        name=name,
-        owner_active=bool(owner_active),
-        revision=revision,
-        password_hash=password_hash,
-        revoked_at=_moment(revoked_at),
-        expires_on=_DATE.to_python(expires_on),  # SQLite returns text
-        revoke_at=_moment(revoke_at),
-        previous_password_hash=previous_hash,
-        previous_password_valid_until=_moment(previous_until),
-        may_rotate_itself=bool(may_rotate_itself),
-        networks=frozenset(row[-2] for row in rows if row[-2] is not None),
-        apis=frozenset(row[-1] for row in rows if row[-1] is not None),
-    )
-
-
-_DATE = models.DateField()
-
-
-def _moment(value) -> datetime.datetime | None:
-    """A stored moment as an aware datetime (SQLite returns UTC, naive or as text)."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime.datetime):
-        value = datetime.datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
-
-
 def _ip_allowed(ip: str | None, networks: frozenset[str]) -> bool:
     if ip is None:
         return False  # no client IP determined: refused (DESIGN §4)
@@ -364,12 +288,33 @@ def _verified_cache_key(identifier: str, password: str) -> str:
     return "kp:verified:" + mac.hexdigest()
 
 
-def _verified_token(row: _KeyRow, *, previous: bool = False) -> str:
-    """What the cache remembers: this password verified for this key at this revision
-    (as its current password, or as its previous one during an overlap)."""
+def _verified_token(row: KeyRow, *, previous: bool = False) -> str:
+    """What the cache remembers: this password verified for this key at this revision, as
+    its current password or as its previous one (during the overlap after a regeneration)."""
     if previous:
         return f"{row.key_id}:{row.revision}:previous:{row.previous_password_hash[-12:]}"
     return f"{row.key_id}:{row.revision}:{row.password_hash[-12:]}"
+
+
+def _remembered(remembered: object, row: KeyRow, now: datetime.datetime) -> bool:
+    """True if the cache remembers the password as verified for the key's current revision.
+
+    A previous password counts only while its overlap runs: the end is the database's value
+    read with this call, so no cache entry outlives it on any server."""
+    if not isinstance(remembered, str):
+        return False
+    if constant_time_compare(remembered, _verified_token(row)):
+        return True
+    return row.previous_password_works(now) and constant_time_compare(
+        remembered, _verified_token(row, previous=True)
+    )
+
+
+def _remember_longer(cache_key: str) -> None:
+    try:
+        cache.touch(cache_key, settings.KEYS_VERIFICATION_CACHE_SECONDS)
+    except Exception:
+        logger.warning("Verification cache unavailable", exc_info=True)
 
 
 _slots_lock = threading.Lock()
@@ -386,50 +331,24 @@ def _verification_slots() -> threading.BoundedSemaphore:
         return _slots[1]
 
 
-def _read_cache(names: list[str]) -> dict:
-    """The cached values of names; none at all while the cache is unavailable.
-
-    A cache outage is a miss, never a pass: no throttle counts (Argon2 stays capped by the
-    slots) and no remembered verification (the password is verified with Argon2).
-    """
-    try:
-        return cache.get_many(names)
-    except Exception:
-        logger.warning("Cache unavailable; throttling off, verifying with Argon2", exc_info=True)
-        return {}
-
-
 @sensitive_variables("password")
-def _password_verified(
-    password: str, row: _KeyRow, cache_key: str, remembered: object, now: datetime.datetime
-) -> bool:
-    """True if password is the key's current password, or its previous one while the
-    overlap after a regeneration runs: remembered under cache_key for this revision (as read
-    by authenticate), or verified by Argon2 and then remembered. The overlap's end is checked
-    against the database's value on every call, so no cache outlives it."""
-    previous_works = row.previous_password_works(now)
-    if isinstance(remembered, str):
-        if constant_time_compare(remembered, _verified_token(row)):
-            return True
-        if previous_works and constant_time_compare(
-            remembered, _verified_token(row, previous=True)
-        ):
-            return True
-
+def _verify_password(password: str, row: KeyRow, cache_key: str, now: datetime.datetime) -> bool:
+    """True if Argon2 verifies password against the key's hash (or, during an overlap, its
+    previous hash); then it is remembered under cache_key. At most
+    KEYS_MAX_CONCURRENT_VERIFICATIONS run at once in a process."""
     slots = _verification_slots()
     if not slots.acquire(timeout=VERIFICATION_WAIT_SECONDS):
         raise Refusal(503, "busy", retry_after=1)
+    token = None
     try:
-        _count_argon2()
-        token = None
         if tokens.verify_password(row.password_hash, password):
             if tokens.needs_rehash(row.password_hash):
                 row = _upgrade_hash(row, password)
             token = _verified_token(row)
-        elif previous_works:
-            _count_argon2()
-            if tokens.verify_password(row.previous_password_hash, password):
-                token = _verified_token(row, previous=True)
+        elif row.previous_password_works(now) and tokens.verify_password(
+            row.previous_password_hash, password
+        ):
+            token = _verified_token(row, previous=True)
     finally:
         slots.release()
     if token is not None:
@@ -441,7 +360,7 @@ def _password_verified(
 
 
 @sensitive_variables("password")
-def _upgrade_hash(row: _KeyRow, password: str) -> _KeyRow:
+def _upgrade_hash(row: KeyRow, password: str) -> KeyRow:
     """Re-hash with the current Argon2 parameters (only if nobody changed it meanwhile)."""
     new_hash = tokens.hash_password(password)
     updated = ApiKey.objects.filter(pk=row.key_id, password_hash=row.password_hash).update(
@@ -450,92 +369,3 @@ def _upgrade_hash(row: _KeyRow, password: str) -> _KeyRow:
     if not updated:
         return row
     return replace(row, password_hash=new_hash)
-
-
-# --- throttling --------------------------------------------------------------------------
-
-
-def _ip_bucket(ip: str | None) -> str | None:
-    if ip is None:
-        return None
-    try:
-        address = ipaddress.ip_address(ip.partition("%")[0])
-    except ValueError:
-        return f"kp:fail-ip:{ip}"
-    if address.version == 6:
-        # One IPv6 host usually holds a whole /64: count the /64, not each address in it.
-        return "kp:fail-ip:" + str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return f"kp:fail-ip:{address}"
-
-
-def _identifier_bucket(identifier: str) -> str:
-    return f"kp:fail-id:{identifier}"
-
-
-def _throttle_limits(ip: str | None, identifier: str) -> dict[str, int]:
-    return {
-        bucket: limit
-        for bucket, limit in (
-            (_ip_bucket(ip), settings.KEYS_THROTTLE_MAX_FAILURES_PER_IP),
-            (_identifier_bucket(identifier), settings.KEYS_THROTTLE_MAX_FAILURES_PER_KEY),
-        )
-        if bucket is not None
-    }
-
-
-def _throttle_names(ip: str | None, identifier: str) -> list[str]:
-    """The cache entries throttled_for() reads."""
-    return [
-        name for bucket in _throttle_limits(ip, identifier) for name in (bucket, bucket + ":since")
-    ]
-
-
-def throttled_for(ip: str | None, identifier: str, values: dict) -> int:
-    """Seconds the caller must wait, or 0 if neither its IP nor the identifier is throttled.
-
-    Each bucket's window opens at its first failure and lasts KEYS_THROTTLE_WINDOW_SECONDS;
-    its `:since` entry says when it opened, so Retry-After tells exactly when it closes.
-    `values` holds the entries of _throttle_names() as read from the cache.
-    """
-    limits = _throttle_limits(ip, identifier)
-    now = timezone.now().timestamp()
-    window = settings.KEYS_THROTTLE_WINDOW_SECONDS
-    waits = [
-        math.ceil(values.get(bucket + ":since", now) + window - now)
-        for bucket, limit in limits.items()
-        if values.get(bucket, 0) >= limit
-    ]
-    return max(1, *waits) if waits else 0
-
-
-def _record_throttled(identifier: str, ip: str | None, path: str) -> None:
-    """Record a 429 for the key the identifier names, if it names one.
-
-    The caller is already over a limit and the identifier may be made up: nothing is
-    written to the cache for an unknown one (a flood of made-up identifiers must not push
-    the throttle counters out of a size-bounded cache), and it is looked up at most once a
-    second per client network.
-    """
-    if usage.count_repeat(identifier, "throttled"):
-        return
-    if not cache_add(f"kp:throttled-lookup:{_ip_bucket(ip)}", 1):
-        return
-    key_id = ApiKey.objects.filter(identifier=identifier).values_list("pk", flat=True).first()
-    if key_id is not None:
-        usage.record_refusal(
-            identifier=identifier, reason="throttled", ip=ip, path=path, key_id=key_id
-        )
-
-
-def _count_failure(bucket: str | None) -> None:
-    if bucket is None:
-        return
-    window = settings.KEYS_THROTTLE_WINDOW_SECONDS
-    if cache_incr(bucket, timeout=window) == 1:  # this failure opens the window
-        cache_add(bucket + ":since", window, value=timezone.now().timestamp())
-
-
-def _unauthorized(ip: str | None, reason: str = "unauthorized") -> Refusal:
-    """The one 401 for every failure before the password is verified; counted per IP."""
-    _count_failure(_ip_bucket(ip))
-    return Refusal(401, reason)

@@ -4,6 +4,7 @@ Every key rule of DESIGN §3 lives here: `clean()` explains a broken rule to a p
 refuses it from any code path, and CheckConstraints refuse it in the database itself.
 """
 
+import dataclasses
 import datetime
 import functools
 import ipaddress
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connections, models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -234,6 +235,106 @@ class ApiKeyQuerySet(models.QuerySet):
         if expiring_within is not None:
             keys = keys.expiring_within(expiring_within)
         return keys
+
+    def for_authentication(self, identifier: str) -> "KeyRow | None":
+        """Everything the API checks need of the key `identifier`, from all keys (whatever
+        this queryset filters), in one query through the unique identifier index."""
+        connection = connections[self.db]
+        with connection.cursor() as cursor:
+            cursor.execute(_key_row_sql(self.model, connection.alias), [identifier])
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        (pk, name, owner_active, revision, password_hash, revoked_at, expires_on, revoke_at,
+         previous_hash, previous_until, may_rotate_itself) = rows[0][:-2]  # fmt: skip
+        return KeyRow(
+            key_id=pk,
+            name=name,
+            owner_active=bool(owner_active),
+            revision=revision,
+            password_hash=password_hash,
+            revoked_at=_moment(revoked_at),
+            expires_on=_DATE.to_python(expires_on),  # SQLite returns text
+            revoke_at=_moment(revoke_at),
+            previous_password_hash=previous_hash,
+            previous_password_valid_until=_moment(previous_until),
+            may_rotate_itself=bool(may_rotate_itself),
+            networks=frozenset(row[-2] for row in rows if row[-2] is not None),
+            apis=frozenset(row[-1] for row in rows if row[-1] is not None),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyRow:
+    """What the API checks read of a key (ApiKeyQuerySet.for_authentication)."""
+
+    key_id: int
+    name: str
+    owner_active: bool
+    revision: int
+    password_hash: str
+    revoked_at: datetime.datetime | None
+    expires_on: datetime.date
+    revoke_at: datetime.datetime | None
+    previous_password_hash: str
+    previous_password_valid_until: datetime.datetime | None
+    may_rotate_itself: bool
+    networks: frozenset[str]
+    apis: frozenset[str]
+
+    def status(self, at: datetime.datetime) -> str:
+        """The key's status at `at`: the same rule as ApiKey.status()."""
+        return key_status(self.revoked_at, self.expires_on, at, revoke_at=self.revoke_at)
+
+    def previous_password_works(self, at: datetime.datetime) -> bool:
+        """After a regeneration the old password works until its overlap ends, on every
+        server at the same moment (the end is read from the database with each call)."""
+        until = self.previous_password_valid_until
+        return bool(self.previous_password_hash) and until is not None and at < until
+
+
+# Columns every check needs. A key has few allowed IPs and APIs, so the joined rows
+# (IPs x APIs) stay a handful.
+_KEY_ROW_COLUMNS = (
+    "pk",
+    "name",
+    "owner__is_active",
+    "revision",
+    "password_hash",
+    "revoked_at",
+    "expires_on",
+    "revoke_at",
+    "previous_password_hash",
+    "previous_password_valid_until",
+    "may_rotate_itself",
+    # Last: one row per (allowed IP x API); the columns above are the same in each.
+    "allowed_ips__network",
+    "apis__slug",
+)
+_PLACEHOLDER = "identifier"
+_DATE = models.DateField()
+
+
+def _moment(value) -> datetime.datetime | None:
+    """A stored moment as an aware datetime (SQLite returns UTC, naive or as text)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime.datetime):
+        value = datetime.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+
+
+@functools.cache
+def _key_row_sql(model: type[models.Model], alias: str) -> str:
+    """The SQL of for_authentication(), compiled by the ORM once per process and database.
+
+    Building and compiling the queryset costs several times what SQLite needs to run it,
+    on every call of the API; the SQL itself never changes, only its one parameter.
+    """
+    query = model._base_manager.filter(identifier=_PLACEHOLDER).order_by()
+    sql, params = query.values_list(*_KEY_ROW_COLUMNS).query.get_compiler(using=alias).as_sql()
+    assert params == (_PLACEHOLDER,), params
+    return sql
 
 
 class ApiKey(models.Model):

@@ -33,7 +33,8 @@ from django.db import DatabaseError, IntegrityError, close_old_connections, tran
 from django.db.models import F, Q
 from django.utils import timezone
 
-from keys import actions, audit
+from keys import actions, audit, throttle
+from keys.cache_counters import cache_add
 from keys.models import ApiKey, AuditEvent, KeyCaller, KeyUsageDay, local_date
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,22 @@ def record_refusal(*, identifier: str, reason: str, ip: str | None, path: str, k
         entry.count += 1
         entry.ip, entry.path = ip, path
     _after_recording()
+
+
+def record_throttled(*, identifier: str, ip: str | None, path: str) -> None:
+    """Record a 429 for the key the identifier names, if it names one.
+
+    The caller is already over a limit and the identifier may be made up: it is looked up
+    at most once a second per client network (a cache gate), and an unknown one leaves
+    nothing behind.
+    """
+    if count_repeat(identifier, "throttled"):
+        return
+    if not cache_add(f"kp:throttled-lookup:{throttle.network(ip)}", 1):
+        return
+    key_id = ApiKey.objects.filter(identifier=identifier).values_list("pk", flat=True).first()
+    if key_id is not None:
+        record_refusal(identifier=identifier, reason="throttled", ip=ip, path=path, key_id=key_id)
 
 
 def count_repeat(identifier: str, reason: str) -> bool:

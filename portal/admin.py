@@ -7,7 +7,11 @@ from django.db.models import Q
 from keys import actions
 from keys.client_ip import client_ip
 from keys.models import AuditEvent
+from portal.login import ThrottledAdminAuthenticationForm
 from portal.models import User
+
+# Throttled by the authentication backend like every log-in; this form says so.
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(User)

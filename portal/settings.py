@@ -152,7 +152,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "portal.User"
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    "portal.backends.ThrottledModelBackend",
     "portal.backends.EveryActiveUserIsStaff",
 ]
 
@@ -333,7 +333,8 @@ def _check_proxies(entries: list[str], header: str) -> None:
 
 _check_proxies(KEYS_TRUSTED_PROXIES, KEYS_PROXY_HEADER)
 
-# Throttling of failed API attempts (DESIGN §4).
+# Throttling of failed API attempts (DESIGN §4, keys/throttle.py): per client network (IPv4
+# address or IPv6 /64) and per identifier.
 KEYS_THROTTLE_WINDOW_SECONDS = env_int("KEYS_THROTTLE_WINDOW_SECONDS", 300)
 KEYS_THROTTLE_MAX_FAILURES_PER_IP = env_int("KEYS_THROTTLE_MAX_FAILURES_PER_IP", 50)
 KEYS_THROTTLE_MAX_FAILURES_PER_KEY = env_int("KEYS_THROTTLE_MAX_FAILURES_PER_KEY", 20)
@@ -392,7 +393,9 @@ PORTAL_URL = env("PORTAL_URL", "http://127.0.0.1:8000")
 
 KEYS_EXPIRY_REMINDER_DAYS = [int(d) for d in env_list("KEYS_EXPIRY_REMINDER_DAYS", "30,7,1")]
 
-# Portal log-in throttling (portal/login.py): this many failures for one user name from one
-# IP lock that pair out for the window.
+# Log-in throttling on every log-in path (keys/throttle.py): this many failures for one user
+# name (from any address), or for any user names from one client network (IPv4 address or
+# IPv6 /64), lock that name, or that network, out until the window closes.
 LOGIN_THROTTLE_MAX_FAILURES = env_int("LOGIN_THROTTLE_MAX_FAILURES", 5)
+LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK = env_int("LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK", 50)
 LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_SECONDS", 15 * 60)

@@ -15,6 +15,7 @@ from django.db.models.signals import m2m_changed, post_save, pre_save
 from django.dispatch import receiver
 
 from keys import audit
+from keys.client_ip import client_ip
 from keys.models import AuditEvent
 
 Action = AuditEvent.Action
@@ -99,3 +100,20 @@ def _record_roles(sender, instance, action, reverse, pk_set, **kwargs):
     if added or removed:
         details = {"user": instance.get_username(), "added": added, "removed": removed}
         _record(Action.ROLES_CHANGED, instance, details)
+
+
+def record_log_in(request, username: str, *, succeeded: bool, user=None, failures=None) -> None:
+    """A log-in on any path (portal.backends.ThrottledModelBackend), on the record.
+
+    A failed one names the account only if it exists: what was typed as a user name may be
+    a password typed into the wrong field, and the history keeps it forever.
+    """
+    ip = client_ip(request) if request is not None else None
+    if succeeded:
+        with acting(user, ip):
+            _record(Action.LOGIN_SUCCEEDED, user, {"user": user.get_username()})
+        return
+    known = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
+    details = {"user": known.get_username() if known else None, "failures_in_window": failures}
+    with acting(None, ip):
+        _record(Action.LOGIN_FAILED, known, details)

@@ -1,9 +1,11 @@
 """Calling the protected API from tests: the Basic header, and what every refusal shares."""
 
 import base64
+import contextlib
 import json
+from unittest import mock
 
-from keys import auth
+from keys import tokens
 
 
 def basic(identifier: str, password: str) -> str:
@@ -33,5 +35,8 @@ def assert_the_401(response) -> None:
     }
 
 
-def argon2_count() -> int:
-    return auth.argon2_verifications
+@contextlib.contextmanager
+def argon2_verifications():
+    """Count the Argon2 verifications made inside the block: a spy on the real one."""
+    with mock.patch.object(tokens, "verify_password", wraps=tokens.verify_password) as spy:
+        yield spy

@@ -6,8 +6,8 @@ import json
 import pytest
 import time_machine
 
-from keys import tokens
-from tests.api_calls import argon2_count, assert_the_401, call
+from keys import actions, tokens
+from tests.api_calls import argon2_verifications, assert_the_401, call
 
 RISKS = "/api/v1/risks/"
 WINDOW = 300
@@ -54,10 +54,9 @@ def assert_the_429(response, retry_after: int) -> None:
 def test_an_ip_past_its_failure_limit_gets_429_even_with_a_valid_key_and_no_argon2(client, key):
     for _ in range(3):
         assert_the_401(garbage(client))
-    before = argon2_count()
-
-    assert_the_429(right_password(client, key), retry_after=WINDOW)
-    assert argon2_count() == before
+    with argon2_verifications() as argon2:
+        assert_the_429(right_password(client, key), retry_after=WINDOW)
+    assert argon2.call_count == 0
 
 
 def test_an_ip_one_failure_below_its_limit_is_still_served(client, key):
@@ -98,10 +97,9 @@ def test_another_ip_is_not_throttled_by_a_failing_neighbour(client, key):
 def test_a_key_past_its_bad_password_limit_gets_429_from_every_ip(client, key):
     wrong_password(client, key, ip="127.0.0.1")
     wrong_password(client, key, ip="127.0.0.2")
-    before = argon2_count()
-
-    assert_the_429(right_password(client, key, ip="2001:db8::1"), retry_after=WINDOW)
-    assert argon2_count() == before
+    with argon2_verifications() as argon2:
+        assert_the_429(right_password(client, key, ip="2001:db8::1"), retry_after=WINDOW)
+    assert argon2.call_count == 0
 
 
 def test_bad_passwords_from_ips_not_allowed_cannot_lock_a_key_out(client, key):
@@ -169,3 +167,61 @@ def test_a_throttled_known_key_is_recorded_even_after_made_up_identifiers(client
 
     events = AuditEvent.objects.filter(key=key[0], action=AuditEvent.Action.USE_DENIED)
     assert [e.details["count"] for e in events.order_by("seq")] == [1, 3]
+
+
+# --- throttles never lock out the innocent --------------------------------------------------
+
+
+def test_a_verified_password_still_gets_in_while_a_neighbour_throttles_its_network(
+    client, key, alice, make_key
+):
+    assert right_password(client, key).status_code == 200  # verified, remembered
+    for _ in range(3):
+        garbage(client)  # someone else behind the same address
+    with argon2_verifications() as argon2:
+        assert right_password(client, key).status_code == 200
+    assert argon2.call_count == 0
+    # A key whose password was not verified before waits, without Argon2.
+    other = make_key(alice, name="Other", networks=("127.0.0.1",))
+    with argon2_verifications() as argon2:
+        assert_the_429(right_password(client, other), retry_after=WINDOW)
+    assert argon2.call_count == 0
+
+
+def test_a_verified_password_still_gets_in_while_someone_hammers_its_identifier(client, key):
+    assert right_password(client, key).status_code == 200
+    for _ in range(2):
+        wrong_password(client, key, ip="127.0.0.2")  # an allowed address, a wrong password
+    assert_the_429(wrong_password(client, key, ip="127.0.0.2"), retry_after=WINDOW)
+    assert right_password(client, key).status_code == 200
+    assert right_password(client, key, ip="127.0.0.2").status_code == 200
+
+
+def test_a_password_verified_for_an_older_revision_waits_while_throttled(client, key):
+    assert right_password(client, key).status_code == 200
+    for _ in range(3):
+        garbage(client)
+    api_key = key[0]
+    actions.edit_key(  # a new revision: the remembered verification no longer counts
+        api_key,
+        actor=api_key.owner,
+        name="Renamed",
+        expires_on=api_key.expires_on,
+        networks=list(api_key.allowed_ips.values_list("network", flat=True)),
+        apis=list(api_key.apis.all()),
+    )
+    with argon2_verifications() as argon2:
+        assert_the_429(right_password(client, key), retry_after=WINDOW)
+    assert argon2.call_count == 0
+
+
+def test_an_integration_under_a_lasting_attack_stays_in_while_it_keeps_calling(
+    client, key, clock, settings
+):
+    settings.KEYS_VERIFICATION_CACHE_SECONDS = 300
+    assert right_password(client, key).status_code == 200
+    for minute in range(1, 10):  # the identifier is hammered all along
+        clock.shift(60)
+        wrong_password(client, key, ip="127.0.0.2")
+        wrong_password(client, key, ip="127.0.0.2")
+        assert right_password(client, key).status_code == 200, f"minute {minute}"

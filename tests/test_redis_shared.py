@@ -146,7 +146,7 @@ def test_portal_log_in_failures_on_two_servers_add_up_to_one_lock(servers):
 
     assert "Too many" not in failed_log_in(a)
     assert "Too many" not in failed_log_in(c)
-    # The third failure, on either server, locks the name from this IP on both.
+    # The third failure, on either server, locks the account on both.
     assert "Too many failed log-in attempts" in failed_log_in(a)
     assert "Too many failed log-in attempts" in failed_log_in(c)
 

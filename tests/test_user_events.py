@@ -42,7 +42,24 @@ def test_an_admin_resetting_a_password_and_signing_in_as_them_is_on_the_record(
     assert reset.actor == carol and reset.actor_label == "carol"
     assert reset.actor_ip == "198.51.100.7"
     assert reset.details == {"user": "alice", "by": "someone else"}
+    (logged_in,) = events("login_succeeded", owner=alice)
+    assert logged_in.seq > reset.seq and logged_in.actor == alice
     assert list(audit.verify_chain()) == []
+
+
+def test_failed_log_ins_are_recorded_once_a_window_and_when_the_account_locks(alice, client):
+    for _ in range(7):
+        client.post("/login/", {"username": "alice", "password": "wrong-guess-123"})
+    failed = events("login_failed", owner=alice)
+    assert [event.details["failures_in_window"] for event in failed] == [1, 5]
+    assert all(event.actor is None and event.actor_ip == "127.0.0.1" for event in failed)
+
+
+def test_a_failed_log_in_as_nobody_never_records_what_was_typed(client, db):
+    client.post("/login/", {"username": "Secret-Typed-Here", "password": "x"})
+    (failed,) = events("login_failed")
+    assert failed.owner is None and failed.details["user"] is None
+    assert "Secret-Typed-Here" not in str(failed.details)
 
 
 def test_a_user_changing_their_own_password_is_recorded_as_by_themselves(carol, login):

@@ -1,7 +1,7 @@
-"""Counters and gates in the cache that throttles and usage records share.
+"""Counters, gates and reads in the cache that the throttle and usage records share.
 
 An unavailable cache degrades what they count, never the answer a caller gets: the
-functions log and report "nothing counted" instead of raising.
+functions log and report "nothing counted" (or "nothing cached") instead of raising.
 """
 
 import logging
@@ -26,7 +26,7 @@ def cache_incr(name: str, delta: int = 1, *, timeout: int) -> int | None:
             cache.touch(name, timeout)
         return value
     except Exception:
-        logger.warning("Cache unavailable for %s", ":".join(name.split(":")[:2]), exc_info=True)
+        _unavailable(name)
         return None
 
 
@@ -35,5 +35,26 @@ def cache_add(name: str, timeout: int, value: object = 1) -> bool:
     try:
         return cache.add(name, value, timeout)
     except Exception:
-        logger.warning("Cache unavailable for %s", ":".join(name.split(":")[:2]), exc_info=True)
+        _unavailable(name)
         return False
+
+
+def cache_get_many(names: list[str]) -> dict:
+    """The cached values of names, in one round trip; none while the cache is unavailable."""
+    try:
+        return cache.get_many(names)
+    except Exception:
+        _unavailable(names[0])
+        return {}
+
+
+def cache_delete_many(names: list[str]) -> None:
+    try:
+        cache.delete_many(names)
+    except Exception:
+        _unavailable(names[0])
+
+
+def _unavailable(name: str) -> None:
+    # The name's first two parts say what was lost (e.g. "kp:fail-ip"), never its subject.
+    logger.warning("Cache unavailable for %s", ":".join(name.split(":")[:2]), exc_info=True)
