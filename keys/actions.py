@@ -37,6 +37,7 @@ def _normalise_all(networks: list[str]) -> list[str]:
 def _snapshot(key: ApiKey) -> dict:
     return {
         "name": key.name,
+        "description": key.description,
         "expires_on": key.expires_on.isoformat(),
         "allowed_ips": sorted(
             display_network(n) for n in key.allowed_ips.values_list("network", flat=True)
@@ -57,6 +58,7 @@ def create_key(
     expires_on: datetime.date,
     networks: list[str],
     apis,
+    description: str = "",
     actor=None,
     ip: str | None = None,
     at: datetime.datetime | None = None,
@@ -65,7 +67,9 @@ def create_key(
     actor = actor or owner
     networks = _normalise_all(networks)
     apis = list(apis)
-    key = ApiKey(owner=owner, name=name.strip(), expires_on=expires_on)
+    key = ApiKey(
+        owner=owner, name=name.strip(), description=description.strip(), expires_on=expires_on
+    )
     key.created_at = at or timezone.now()
     errors = ApiKey.access_errors(networks, apis)
     try:
@@ -102,9 +106,10 @@ def edit_key(
     expires_on: datetime.date,
     networks: list[str],
     apis,
+    description: str | None = None,
     ip: str | None = None,
 ) -> ApiKey:
-    """Change a key's name, allowed IPs, APIs or (shorten) its expiration date."""
+    """Change a key's name, description, allowed IPs, APIs or (shorten) its expiration date."""
     networks = _normalise_all(networks)
     apis = list(apis)
     with transaction.atomic():
@@ -112,6 +117,8 @@ def edit_key(
         before = _snapshot(key)
         old_expiry = key.expires_on
         key.name, key.expires_on = name.strip(), expires_on
+        if description is not None:  # None: keep it, for callers that do not show it
+            key.description = description.strip()
         errors = ApiKey.access_errors(networks, apis)
         try:
             key.clean()

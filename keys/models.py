@@ -169,6 +169,11 @@ class ApiKey(models.Model):
     name = models.CharField(
         max_length=100, help_text="Descriptive; unique among your keys that are not revoked."
     )
+    description = models.TextField(
+        blank=True,
+        max_length=1000,
+        help_text="Optional: what the key is for and who runs the integration.",
+    )
     identifier = models.CharField(max_length=tokens.IDENTIFIER_LENGTH, unique=True, editable=False)
     password_hash = models.CharField(max_length=200, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
