@@ -41,6 +41,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     fields = [
         "identifier",
         "name",
+        "description",
         "owner",
         "created_at",
         "expires_on",

@@ -358,6 +358,19 @@ def test_remove_without_javascript_shows_the_form_again_without_that_row(alice, 
     assert not ApiKey.objects.exists()
 
 
+def test_remove_on_the_edit_form_without_javascript_shows_the_edit_form_again(
+    alice, login, make_key, today
+):
+    key, _ = make_key(alice, networks=("192.0.2.1", "192.0.2.2"))
+    data = add_form_data(
+        today, key=key.identifier, allowed_ips=["192.0.2.1", "192.0.2.2"], remove="1"
+    )
+    html = login(alice).post("/keys/add/ip-row/remove/", data).content.decode()
+    assert "<h1>Edit API key</h1>" in html
+    assert ip_rows(html) == [("Allowed IP 1", "192.0.2.1")]
+    assert key.allowed_ips.count() == 2  # nothing is saved before Save
+
+
 def test_removing_the_last_row_leaves_one_empty_row(alice, login, today):
     data = add_form_data(today, allowed_ips=["192.0.2.1"], remove="0")
     html = login(alice).post("/keys/add/ip-row/remove/", data).content.decode()
