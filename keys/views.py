@@ -124,11 +124,12 @@ def ip_row(request: HttpRequest, rows: list[str]) -> tuple[list[str], int]:
 @_ip_rows_view
 def ip_row_remove(request: HttpRequest, rows: list[str]) -> tuple[list[str], int]:
     """Remove the row numbered by `remove` (counting from 0); the focus goes to its successor."""
-    index = request.POST.get("remove", "")
-    if index.isdigit() and int(index) < len(rows):
-        del rows[int(index)]
+    text = request.POST.get("remove", "")
+    index = int(text) if text.isdecimal() else len(rows)  # isdecimal: what int() reads
+    if index < len(rows):
+        del rows[index]
     rows = rows or [""]
-    return rows, min(int(index) if index.isdigit() else 0, len(rows) - 1)
+    return rows, min(index, len(rows) - 1)
 
 
 @_ip_rows_view

@@ -377,7 +377,7 @@ def test_removing_the_last_row_leaves_one_empty_row(alice, login, today):
     assert ip_rows(html) == [("Allowed IP 1", "")]
 
 
-@pytest.mark.parametrize("remove", ["", "7", "-1", "one"])
+@pytest.mark.parametrize("remove", ["", "7", "-1", "one", "²"])
 def test_remove_of_no_such_row_changes_nothing(alice, login, today, remove):
     data = add_form_data(today, allowed_ips=["192.0.2.1"], remove=remove)
     response = login(alice).post("/keys/add/ip-row/remove/", data)
