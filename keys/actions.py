@@ -27,6 +27,7 @@ Action = AuditEvent.Action
 def _snapshot(key: ApiKey) -> dict:
     return {
         "name": key.name,
+        "description": key.description,
         "expires_on": key.expires_on.isoformat(),
         "allowed_ips": sorted(
             display_network(n) for n in key.allowed_ips.values_list("network", flat=True)
@@ -44,6 +45,7 @@ def create_key(
     expires_on: datetime.date,
     networks: list[str],
     apis,
+    description: str = "",
     actor=None,
     ip: str | None = None,
     at: datetime.datetime | None = None,
@@ -54,7 +56,13 @@ def create_key(
     actor = actor or owner
     at = at or timezone.now()
     fields = ApiKey.validated(
-        owner=owner, name=name, expires_on=expires_on, networks=networks, apis=apis, created_at=at
+        owner=owner,
+        name=name,
+        description=description,
+        expires_on=expires_on,
+        networks=networks,
+        apis=apis,
+        created_at=at,
     )
     networks, apis = fields.pop("networks"), fields.pop("apis")
     key = ApiKey(
@@ -92,6 +100,7 @@ def edit_key(
     expires_on: datetime.date,
     networks: list[str],
     apis,
+    description: str | None = None,
     ip: str | None = None,
     may_rotate_itself: bool | None = None,
 ) -> ApiKey:
@@ -101,6 +110,7 @@ def edit_key(
         fields = ApiKey.validated(
             owner=key.owner,
             name=name,
+            description=key.description if description is None else description,
             expires_on=expires_on,
             networks=networks,
             apis=apis,
@@ -110,6 +120,7 @@ def edit_key(
         before = _snapshot(key)
         old_expiry = key.expires_on
         key.name, key.expires_on = fields["name"], fields["expires_on"]
+        key.description = fields["description"]  # None above: kept as it is
         if may_rotate_itself is not None:
             key.may_rotate_itself = may_rotate_itself
         key.revision += 1

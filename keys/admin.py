@@ -34,6 +34,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     fields = [
         "identifier",
         "name",
+        "description",
         "owner",
         "created_at",
         "expires_on",

@@ -1,16 +1,25 @@
 import datetime
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils import dateformat
 
 from keys.actions import REGENERATE_OVERLAPS
 from keys.models import Api, ApiKey, display_network, latest_expiry_for, local_date
 
 
 class IpListWidget(forms.Widget):
-    """One text input per entry, all under the same name; rendered by _ip_row.html."""
+    """One text input per entry, all under the same name, each with its own Remove button.
+
+    KeyForm sets `current_ip` (offered by "Use my current IP") and `focus_row` (the row a
+    row button leaves the focus on).
+    """
 
     template_name = "keys/_ip_list.html"
+    use_fieldset = True
+    current_ip: str | None = None
+    focus_row: int | None = None
 
     def value_from_datadict(self, data, files, name):
         if hasattr(data, "getlist"):
@@ -26,8 +35,10 @@ class IpListWidget(forms.Widget):
 
     def get_context(self, name, value, attrs):
         context = super().get_context(name, value, attrs)
-        rows = [v for v in context["widget"]["value"]] or [""]
-        context["widget"]["rows"] = rows
+        context["widget"]["rows"] = context["widget"]["value"] or [""]
+        context["widget"]["current_ip"] = self.current_ip
+        context["widget"]["focus_row"] = self.focus_row
+        context["widget"]["invalid"] = context["widget"]["attrs"].get("aria-invalid") == "true"
         return context
 
 
@@ -43,22 +54,62 @@ class AllowedIpsField(forms.Field):
         pass  # every allowlist rule is the model's (keys.models.allowlist)
 
 
+class ApiCheckboxes(forms.CheckboxSelectMultiple):
+    """One checkbox per API, labelled with its name and description."""
+
+    template_name = "keys/_api_choices.html"
+    option_template_name = "keys/_api_choice.html"
+
+
 class ApiChoiceField(forms.ModelMultipleChoiceField):
-    widget = forms.CheckboxSelectMultiple
+    widget = ApiCheckboxes
 
     def label_from_instance(self, api):
-        return api
+        return api  # the option template shows its name and description
+
+
+class ExpiryDateInput(forms.DateInput):
+    """A date input with preset buttons, which static/forms.js shows and makes work."""
+
+    template_name = "keys/_expiry_input.html"
+    input_type = "date"
+    presets: list[tuple[str, datetime.date]] = []
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        context["widget"]["presets"] = [
+            (label, day.isoformat(), dateformat.format(day, "j F Y")) for label, day in self.presets
+        ]
+        return context
+
+
+def expiry_presets(today: datetime.date, latest: datetime.date) -> list[tuple[str, datetime.date]]:
+    """The preset expiration dates that lie between today and the latest allowed date."""
+    presets = [(f"{days} days", today + datetime.timedelta(days=days)) for days in (30, 90, 180)]
+    presets.append(("Latest allowed date", latest))
+    return [(label, day) for label, day in presets if today <= day <= latest]
 
 
 class KeyForm(forms.Form):
     """The Add and edit form; its rules come from the model through keys.actions."""
 
     name = forms.CharField(label="Name", max_length=100)
-    expires_on = forms.DateField(
-        label="Expiration date", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    expires_on = forms.DateField(label="Expiration date", widget=ExpiryDateInput(format="%Y-%m-%d"))
+    allowed_ips = AllowedIpsField(
+        label="Allowed IPs",
+        required=False,
+        help_text="The IPv4 or IPv6 address, or CIDR range, of each system that will use "
+        "this key. Empty rows are ignored.",
     )
-    allowed_ips = AllowedIpsField(label="Allowed IPs", required=False)
-    apis = ApiChoiceField(label="APIs", queryset=Api.objects.active(), required=False)
+    apis = ApiChoiceField(
+        label="APIs",
+        queryset=Api.objects.active(),
+        required=False,
+        help_text="Only the selected APIs can be called with this key.",
+    )
+    description = ApiKey._meta.get_field("description").formfield(
+        widget=forms.Textarea(attrs={"rows": 3})
+    )
     may_rotate_itself = forms.BooleanField(
         label="This key may rotate itself",
         required=False,
@@ -66,11 +117,19 @@ class KeyForm(forms.Form):
         "(POST /api/v1/self/rotate); the old one keeps working for up to 24 hours.",
     )
 
-    def __init__(self, *args, owner=None, key: ApiKey | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        owner=None,
+        key: ApiKey | None = None,
+        current_ip: str | None = None,
+        **kwargs,
+    ):
         self.key = key
         self.owner = key.owner if key is not None else owner
+        today = local_date()
         if key is None:
-            latest = latest_expiry_for(local_date())
+            latest = latest_expiry_for(today)
             kwargs.setdefault("initial", {"expires_on": latest})
         else:
             latest = key.expires_on
@@ -78,6 +137,7 @@ class KeyForm(forms.Form):
                 "initial",
                 {
                     "name": key.name,
+                    "description": key.description,
                     "expires_on": key.expires_on,
                     "allowed_ips": [display_network(e.network) for e in key.allowed_ips.all()],
                     "apis": list(key.apis.all()),
@@ -86,14 +146,18 @@ class KeyForm(forms.Form):
             )
         super().__init__(*args, **kwargs)
         self.latest_expires_on = latest
-        self.fields["expires_on"].widget.attrs.update(
-            {"min": local_date().isoformat(), "max": latest.isoformat()}
-        )
-        self.fields["expires_on"].help_text = (
-            f"At most one year after creation: {latest.isoformat()} at the latest."
+        expiry = self.fields["expires_on"]
+        expiry.widget.attrs.update({"min": today.isoformat(), "max": latest.isoformat()})
+        expiry.widget.presets = expiry_presets(today, latest)
+        # The date in words: a browser shows its picker's value in its own locale's format,
+        # which an ISO date here would contradict.
+        limit = (
+            f"At most one year after creation: {dateformat.format(latest, 'j F Y')} at the latest."
             if key is None
-            else f"May only be shortened: {latest.isoformat()} at the latest."
+            else f"May only be shortened: {dateformat.format(latest, 'j F Y')} at the latest."
         )
+        expiry.help_text = f"Valid through the end of this day, {settings.TIME_ZONE}. {limit}"
+        self.fields["allowed_ips"].widget.current_ip = current_ip
         if key is not None:
             # A key keeps an API it holds even if the catalogue entry was later deactivated.
             self.fields["apis"].queryset = Api.objects.filter(
@@ -110,6 +174,7 @@ class KeyForm(forms.Form):
             self.validated = ApiKey.validated(
                 owner=self.owner,
                 name=cleaned.get("name", ""),
+                description=cleaned.get("description", ""),
                 expires_on=cleaned.get("expires_on"),
                 networks=cleaned.get("allowed_ips", []),
                 apis=cleaned.get("apis", []),

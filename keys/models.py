@@ -22,6 +22,7 @@ from django.utils.functional import cached_property
 from keys import tokens
 
 MAX_ALLOWED_IPS = 50
+MAX_DESCRIPTION = 1000
 
 
 def local_date(at: datetime.datetime | None = None) -> datetime.date:
@@ -351,6 +352,11 @@ class ApiKey(models.Model):
         validators=[validate_no_control_characters],
         help_text="Descriptive; unique among your keys that are not revoked.",
     )
+    description = models.TextField(
+        blank=True,
+        max_length=1000,
+        help_text="Optional: what the key is for and who runs the integration.",
+    )
     identifier = models.CharField(max_length=tokens.IDENTIFIER_LENGTH, unique=True, editable=False)
     password_hash = models.CharField(max_length=200, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -512,6 +518,7 @@ class ApiKey(models.Model):
         expires_on,
         networks,
         apis,
+        description: str = "",
         key: "ApiKey | None" = None,
         created_at: datetime.datetime | None = None,
     ) -> dict:
@@ -546,11 +553,20 @@ class ApiKey(models.Model):
         apis = list(apis)
         if not apis:
             errors["apis"] = ["Select at least one API."]
+        description = (description or "").strip()
+        if len(description) > MAX_DESCRIPTION:
+            errors["description"] = [f"At most {MAX_DESCRIPTION} characters."]
         if key is not None and key.is_revoked:
             errors["__all__"] = ["A revoked key cannot be changed."]
         if errors:
             raise ValidationError(errors)
-        return {"name": name, "expires_on": expires_on, "networks": networks, "apis": apis}
+        return {
+            "name": name,
+            "description": description,
+            "expires_on": expires_on,
+            "networks": networks,
+            "apis": apis,
+        }
 
     def clean(self) -> None:
         """The expiry rules of this row alone, for full_clean() (the admin, the shell)."""

@@ -2,6 +2,7 @@
 
 import datetime
 import logging
+from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
@@ -77,7 +78,11 @@ def key_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required(MANAGE_OWN_KEYS, raise_exception=True)
 def key_add(request: HttpRequest) -> HttpResponse:
-    form = KeyForm(request.POST if request.method == "POST" else None, owner=request.user)
+    form = KeyForm(
+        request.POST if request.method == "POST" else None,
+        owner=request.user,
+        current_ip=client_ip(request),
+    )
     if request.method == "POST" and form.is_valid():
         try:
             key, password = actions.create_key(
@@ -95,28 +100,66 @@ def key_add(request: HttpRequest) -> HttpResponse:
     return render(request, "keys/add.html", {"form": form, "section": "keys"})
 
 
-@never_cache
-@require_http_methods(["GET", "POST"])
-@login_required
-@permission_required(MANAGE_OWN_KEYS, raise_exception=True)
-def ip_row(request: HttpRequest) -> HttpResponse:
-    """Add a row to Allowed IPs: a fragment for htmx, the whole form again without JavaScript."""
-    if request.htmx:
-        return render(request, "keys/_ip_row.html", {"value": "", "name": "allowed_ips"})
-    if request.method == "GET":
-        return redirect("keys:add")
-    # No JavaScript: the Add button submitted the form here; show it again, unvalidated,
-    # with what was typed and one more empty row.
-    key = None
-    if identifier := request.POST.get("key"):
-        key = _own_key(request, identifier)
-    data = request.POST.copy()
-    data.setlist("allowed_ips", [*data.getlist("allowed_ips"), ""])
-    form = KeyForm(key=key, owner=request.user)
-    form.data, form.is_bound = data, True
-    form._errors = {}  # a half-filled form: show it, do not judge it yet
-    template = "keys/edit.html" if key else "keys/add.html"
-    return render(request, template, {"form": form, "key": key, "section": "keys"})
+def _ip_rows_view(change):
+    """Decorate `change(request, rows) -> (rows, focus_row)`, an Allowed IPs row button.
+
+    The button posts the whole form. With htmx the answer is the list of rows again; without
+    JavaScript it is the whole form again, unjudged, with what was typed and the rows changed.
+    """
+
+    @never_cache
+    @require_http_methods(["GET", "POST"])
+    @login_required
+    @permission_required(MANAGE_OWN_KEYS, raise_exception=True)
+    @wraps(change)
+    def view(request: HttpRequest) -> HttpResponse:
+        if request.method == "GET":
+            return redirect("keys:add")
+        key = None
+        if identifier := request.POST.get("key"):
+            key = _own_key(request, identifier)
+        rows, focus_row = change(request, request.POST.getlist("allowed_ips"))
+        data = request.POST.copy()
+        data.setlist("allowed_ips", rows)
+        form = KeyForm(data, key=key, owner=request.user, current_ip=client_ip(request))
+        form._errors = {}  # a half-filled form: show it, do not judge it yet
+        form.fields["allowed_ips"].widget.focus_row = focus_row
+        if request.htmx:
+            return HttpResponse(str(form["allowed_ips"]))
+        template = "keys/edit.html" if key else "keys/add.html"
+        return render(request, template, {"form": form, "key": key, "section": "keys"})
+
+    return view
+
+
+@_ip_rows_view
+def ip_row(request: HttpRequest, rows: list[str]) -> tuple[list[str], int]:
+    """Add an empty row to Allowed IPs."""
+    return [*rows, ""], len(rows)
+
+
+@_ip_rows_view
+def ip_row_remove(request: HttpRequest, rows: list[str]) -> tuple[list[str], int]:
+    """Remove the row numbered by `remove` (counting from 0); the focus goes to its successor."""
+    text = request.POST.get("remove", "")
+    index = int(text) if text.isdecimal() else len(rows)  # isdecimal: what int() reads
+    if index < len(rows):
+        del rows[index]
+    rows = rows or [""]
+    return rows, min(index, len(rows) - 1)
+
+
+@_ip_rows_view
+def ip_row_mine(request: HttpRequest, rows: list[str]) -> tuple[list[str], int]:
+    """Put the address the portal sees for this browser in the first empty row."""
+    ip = client_ip(request)
+    if ip is None:
+        return rows or [""], 0
+    if ip in rows:
+        return rows, rows.index(ip)
+    empty = next((i for i, row in enumerate(rows) if not row.strip()), len(rows))
+    rows[empty : empty + 1] = [ip]
+    return rows, empty
 
 
 @require_GET
@@ -147,7 +190,9 @@ def key_edit(request: HttpRequest, identifier: str) -> HttpResponse:
     if key.is_revoked:
         messages.error(request, "A revoked key cannot be changed.")
         return redirect("keys:detail", identifier=key.identifier)
-    form = KeyForm(request.POST if request.method == "POST" else None, key=key)
+    form = KeyForm(
+        request.POST if request.method == "POST" else None, key=key, current_ip=client_ip(request)
+    )
     if request.method == "POST" and form.is_valid():
         try:
             actions.edit_key(key, actor=request.user, ip=client_ip(request), **form.key_fields())

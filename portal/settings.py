@@ -103,7 +103,7 @@ MIDDLEWARE = [
 ]
 
 # Widget templates (keys/_ip_list.html) live with the other templates.
-FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
+FORM_RENDERER = "portal.renderers.FormRenderer"
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"

@@ -206,7 +206,8 @@ def test_older_and_newer_together_are_refused(dave, login):
 
 def test_a_user_filter_error_stands_next_to_the_user_field(dave, login):
     response = login(dave).get(HISTORY, {"user": "nobody"})
-    assert 'id="id_user_errors"' in response.text
+    assert 'id="id_user_error"' in response.text
+    assert 'aria-describedby="id_user_helptext id_user_error"' in response.text
 
 
 # --- keyset pagination -----------------------------------------------------------------------

@@ -5,6 +5,7 @@ Screenshots are kept in test-artifacts/ for people to look at.
 """
 
 import base64
+import datetime
 import json
 import re
 import shutil
@@ -78,6 +79,13 @@ def log_in(page, base_url):
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("alice-portal-pw")
     page.get_by_role("button", name="Log in").click()
+
+
+def console_errors(page) -> list[str]:
+    """The page's console errors (CSP violations included), as they come."""
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    return errors
 
 
 def shot(page, name):
@@ -194,11 +202,22 @@ def test_allowed_ips_add_works_without_javascript(browser, live_server, staff_us
     expect(ips.get_by_label("Allowed IP").first).to_have_value("192.0.2.10")
     expect(page.get_by_label("Name")).to_have_value("No script")
     ips.get_by_label("Allowed IP").nth(1).fill("192.0.2.11")
+    ips.get_by_role("button", name="Add", exact=True).click()
+    ips = page.get_by_role("group", name="Allowed IPs")
+    ips.get_by_label("Allowed IP 3").fill("192.0.2.12")
+    ips.get_by_role("button", name="Remove allowed IP 1").click()  # a plain form post too
+    ips = page.get_by_role("group", name="Allowed IPs")
+    expect(ips.get_by_label("Allowed IP 1")).to_have_value("192.0.2.11")
+    expect(ips.get_by_label("Allowed IP 2")).to_have_value("192.0.2.12")
+    expect(page.get_by_role("button", name="30 days")).to_be_hidden()  # presets need script
     page.get_by_role("group", name="APIs").get_by_label("Controls").check()
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_label("Identifier")).to_have_value(re.compile(r"^ckid_"))
     key = ApiKey.objects.get(name="No script")
-    assert key.allowed_ips.count() == 2
+    assert sorted(key.allowed_ips.values_list("network", flat=True)) == [
+        "192.0.2.11/32",
+        "192.0.2.12/32",
+    ]
     context.close()
 
 
@@ -211,9 +230,95 @@ def test_form_errors_show_next_to_their_fields_in_the_browser(browser, live_serv
         "10.0.0.1/8"
     )
     page.get_by_role("button", name="Save").click()
-    expect(page.locator("#id_name_errors")).to_contain_text("This field is required")
-    expect(page.locator("#id_allowed_ips_errors")).to_contain_text("did you mean 10.0.0.0/8?")
-    expect(page.locator("#id_apis_errors")).to_contain_text("Select at least one API")
+    expect(page.locator("#id_name_error")).to_contain_text("This field is required")
+    expect(page.locator("#id_allowed_ips_error")).to_contain_text("did you mean 10.0.0.0/8?")
+    expect(page.locator("#id_apis_error")).to_contain_text("Select at least one API")
     shot(page, "journey-4-errors")
     assert not ApiKey.objects.exists()
+    context.close()
+
+
+def test_a_failed_save_focuses_a_summary_whose_links_lead_to_each_field(
+    browser, live_server, staff_user
+):
+    for width in (1280, 320):
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        page = context.new_page()
+        errors = console_errors(page)
+        log_in(page, live_server.url)
+        page.goto(live_server.url + "/keys/add/")
+        page.get_by_label("Allowed IP 1").fill("10.0.0.1/8")
+        page.get_by_label("Allowed IP 1").press("Enter")
+
+        expect(page).to_have_title(re.compile(r"^Error: Add API key"))
+        summary = page.locator("[data-error-summary]")
+        expect(summary).to_be_focused()
+        expect(summary.get_by_role("link")).to_have_count(3)
+        shot(page, f"add-errors-{width}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+        summary.get_by_role("link", name="APIs: Select at least one API.").click()
+        expect(page.get_by_role("group", name="APIs").get_by_role("checkbox").first).to_be_focused()
+        summary.get_by_role("link", name=re.compile("^Name:")).click()
+        expect(page.get_by_label("Name")).to_be_focused()
+        assert not errors, errors
+        context.close()
+    assert not ApiKey.objects.exists()
+
+
+def test_the_add_form_helps_enter_saves_rows_are_removed_presets_and_my_ip_fill(
+    browser, live_server, staff_user
+):
+    from keys.models import local_date
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors = console_errors(page)
+    log_in(page, live_server.url)
+    page.goto(live_server.url + "/keys/add/")
+    page.evaluate("window.stillTheSamePage = true")
+
+    # Presets put their date in the date input.
+    expiry = page.get_by_label("Expiration date")
+    page.get_by_role("button", name="90 days").click()
+    in_90_days = local_date() + datetime.timedelta(days=90)
+    expect(expiry).to_have_value(in_90_days.isoformat())
+    page.get_by_role("button", name="30 days").click()
+    expect(expiry).to_have_value((local_date() + datetime.timedelta(days=30)).isoformat())
+    expect(page.get_by_text("Valid through the end of this day, Europe/Amsterdam.")).to_be_visible()
+
+    # "Use my current IP" fills the empty row with the address the portal sees.
+    ips = page.get_by_role("group", name="Allowed IPs")
+    ips.get_by_role("button", name="Use my current IP (127.0.0.1)").click()
+    expect(ips.get_by_label("Allowed IP 1")).to_have_value("127.0.0.1")
+    expect(ips.get_by_label("Allowed IP 1")).to_be_focused()
+
+    # Add two rows, then remove the middle one: the rows are renumbered, the focus moves on.
+    ips.get_by_role("button", name="Add", exact=True).click()
+    expect(ips.get_by_label("Allowed IP 2")).to_be_focused()
+    ips.get_by_label("Allowed IP 2").fill("192.0.2.99")
+    ips.get_by_role("button", name="Add", exact=True).click()
+    ips.get_by_label("Allowed IP 3").fill("2001:db8::/48")
+    ips.get_by_role("button", name="Remove allowed IP 2").click()
+    expect(ips.get_by_label(re.compile(r"^Allowed IP \d$"))).to_have_count(2)
+    expect(ips.get_by_label("Allowed IP 2")).to_have_value("2001:db8::/48")
+    expect(ips.get_by_label("Allowed IP 2")).to_be_focused()
+    assert page.evaluate("window.stillTheSamePage === true")  # htmx, no page load
+
+    page.get_by_role("group", name="APIs").get_by_label("Risks").check()
+    page.get_by_label("Description").fill("Exports risks nightly; run by the BI team.")
+    shot(page, "add-helped-1280")
+
+    # Enter in a text field saves; it does not add a row.
+    page.get_by_label("Name").fill("Entered")
+    page.get_by_label("Name").press("Enter")
+    expect(page.get_by_label("Identifier")).to_have_value(re.compile(r"^ckid_"))
+    key = ApiKey.objects.get(name="Entered")
+    assert key.expires_on == local_date() + datetime.timedelta(days=30)
+    assert key.description == "Exports risks nightly; run by the BI team."
+    assert sorted(key.allowed_ips.values_list("network", flat=True)) == [
+        "127.0.0.1/32",
+        "2001:db8::/48",
+    ]
+    assert not errors, errors
     context.close()

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from keys.models import Api, ApiKey, AuditEvent
+from keys.models import Api, ApiKey, AuditEvent, latest_expiry_for
 
 
 def add_form_data(today, **overrides):
@@ -23,9 +23,14 @@ def add_form_data(today, **overrides):
 
 
 def field_errors(response, field):
+    """The words of a field's errors, checking that its input or group points at them."""
     html = response.content.decode()
-    match = re.search(rf'<ul class="errorlist" id="id_{field}_errors">(.*?)</ul>', html, re.S)
-    return re.sub(r"<[^>]+>", " ", match.group(1)).split() if match else []
+    match = re.search(rf'<ul class="errorlist" id="id_{field}_error">(.*?)</ul>', html, re.S)
+    if not match:
+        return []
+    described = re.findall(r'aria-describedby="([^"]*)"', html)
+    assert any(f"id_{field}_error" in ids.split() for ids in described), "error not linked"
+    return re.sub(r"<[^>]+>", " ", match.group(1)).split()
 
 
 # --- home, log in, profile -------------------------------------------------------------------
@@ -183,6 +188,99 @@ def test_errors_stand_next_to_their_fields_and_nothing_is_created(alice, login, 
     assert not AuditEvent.objects.exists()
 
 
+def test_a_failed_save_titles_the_page_error_and_sums_up_each_error_linked_to_its_field(
+    alice, login, today
+):
+    response = login(alice).post(
+        "/keys/add/", add_form_data(today, name="", allowed_ips=["not-an-ip"], apis=[])
+    )
+    html = response.content.decode()
+    assert re.search(r"<title>Error: Add API key", html)
+    summary = re.search(
+        r'<div class="error-summary"[^>]*data-error-summary>(.*?)</div>', html, re.S
+    )
+    assert 'tabindex="-1"' in summary.group(0)  # static/forms.js gives it the focus
+    links = re.findall(r'<a href="#([\w-]+)">([^<]*)</a>', summary.group(1))
+    assert links == [
+        ("id_name", "Name: This field is required."),
+        (
+            "id_allowed_ips_0",
+            "Allowed IPs: “not-an-ip” is not an IPv4 or IPv6 address or CIDR range.",
+        ),
+        ("id_apis_0", "APIs: Select at least one API."),
+    ]
+    for target, _ in links:
+        assert f'id="{target}"' in html
+
+
+def test_a_valid_page_has_no_error_summary_and_a_plain_title(alice, login, make_key):
+    key, _ = make_key(alice)
+    client = login(alice)
+    for path in ("/keys/add/", f"/keys/{key.identifier}/edit/"):
+        html = client.get(path).content.decode()
+        assert "data-error-summary" not in html and "<title>Error:" not in html
+
+
+def test_a_failed_edit_titles_the_page_error(alice, login, make_key):
+    key, _ = make_key(alice)
+    response = login(alice).post(f"/keys/{key.identifier}/edit/", {"name": ""})
+    assert "<title>Error: Edit CI pipeline" in response.content.decode()
+
+
+def test_expiry_says_through_which_day_and_zone_with_presets_up_to_the_latest_date(
+    alice, login, today
+):
+    html = login(alice).get("/keys/add/").content.decode()
+    assert "Valid through the end of this day, Europe/Amsterdam." in html
+    assert today.isoformat() not in re.search(r'id="id_expires_on_helptext">[^<]*', html).group(0)
+    presets = re.findall(r'data-date="([\d-]+)"[^>]*>([^<]+)</button>', html)
+    assert [label for _, label in presets] == [
+        "30 days",
+        "90 days",
+        "180 days",
+        "Latest allowed date",
+    ]
+    assert presets[0][0] == (today + datetime.timedelta(days=30)).isoformat()
+    assert presets[-1][0] == latest_expiry_for(today).isoformat()
+
+
+def test_edit_offers_only_presets_before_the_keys_expiry(alice, login, make_key, today):
+    key, _ = make_key(alice, expires_on=today + datetime.timedelta(days=100))
+    html = login(alice).get(f"/keys/{key.identifier}/edit/").content.decode()
+    presets = re.findall(r'data-date="([\d-]+)"[^>]*>([^<]+)</button>', html)
+    assert [label for _, label in presets] == ["30 days", "90 days", "Latest allowed date"]
+    assert presets[-1][0] == key.expires_on.isoformat()
+    assert "May only be shortened" in html
+
+
+def test_description_is_saved_audited_and_shown_on_the_key_page(alice, login, today):
+    client = login(alice)
+    description = "Nightly export to the data warehouse; run by the BI team."
+    client.post("/keys/add/", add_form_data(today, description=description))
+    key = ApiKey.objects.get()
+    assert key.description == description
+    created = AuditEvent.objects.get(key=key, action="key_created")
+    assert created.details["description"] == description
+    assert description in client.get(f"/keys/{key.identifier}/").content.decode()
+
+    data = add_form_data(today, description="Now run by the platform team.")
+    assert client.post(f"/keys/{key.identifier}/edit/", data).status_code == 302
+    edited = AuditEvent.objects.get(key=key, action="key_edited")
+    assert edited.details["description"] == {
+        "before": description,
+        "after": "Now run by the platform team.",
+    }
+
+
+def test_description_is_optional_and_its_length_is_limited(alice, login, today):
+    client = login(alice)
+    response = client.post("/keys/add/", add_form_data(today, description="x" * 1001))
+    assert "at most 1000 characters" in " ".join(field_errors(response, "description"))
+    assert not ApiKey.objects.exists()
+    client.post("/keys/add/", add_form_data(today))
+    assert ApiKey.objects.get().description == ""
+
+
 def test_expiry_past_a_year_is_refused_next_to_the_date(alice, login, today):
     too_late = today + datetime.timedelta(days=367)
     response = login(alice).post(
@@ -208,11 +306,123 @@ def test_typed_values_are_kept_after_an_error(alice, login, today):
 # --- the Allowed IPs Add button ---------------------------------------------------------------
 
 
-def test_add_ip_row_with_htmx_returns_one_row(alice, login):
-    response = login(alice).get("/keys/add/ip-row/", headers={"HX-Request": "true"})
+def ip_rows(html):
+    """The Allowed IP rows as (label, value) pairs, in order."""
+    return re.findall(
+        r'<label for="id_allowed_ips_\d+">(Allowed IP \d+)</label>\s*'
+        r'<input type="text" name="allowed_ips" id="id_allowed_ips_\d+" value="([^"]*)"',
+        html,
+    )
+
+
+def focused_row(html):
+    match = re.search(r'id="id_allowed_ips_(\d+)" value="[^"]*"[^>]*autofocus', html)
+    return int(match.group(1)) if match else None
+
+
+def test_add_ip_row_with_htmx_returns_the_rows_with_one_more_numbered_and_focused(
+    alice, login, today
+):
+    data = add_form_data(today, allowed_ips=["203.0.113.7"])
+    response = login(alice).post("/keys/add/ip-row/", data, headers={"HX-Request": "true"})
     html = response.content.decode()
-    assert html.count('name="allowed_ips"') == 1
+    assert ip_rows(html) == [("Allowed IP 1", "203.0.113.7"), ("Allowed IP 2", "")]
+    assert focused_row(html) == 1
     assert "<html" not in html
+    assert not ApiKey.objects.exists()
+
+
+def test_each_ip_row_has_a_remove_button_named_by_its_number(alice, login, today):
+    html = login(alice).post("/keys/add/", add_form_data(today, name="")).content.decode()
+    assert '>Remove<span class="visually-hidden"> allowed IP 1</span></button>' in html
+    assert '>Remove<span class="visually-hidden"> allowed IP 2</span></button>' in html
+
+
+def test_remove_with_htmx_drops_that_row_renumbers_the_rest_and_focuses_the_next(
+    alice, login, today
+):
+    data = add_form_data(today, allowed_ips=["192.0.2.1", "192.0.2.2", "192.0.2.3"], remove="1")
+    response = login(alice).post("/keys/add/ip-row/remove/", data, headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert ip_rows(html) == [("Allowed IP 1", "192.0.2.1"), ("Allowed IP 2", "192.0.2.3")]
+    assert focused_row(html) == 1
+    assert "<html" not in html
+
+
+def test_remove_without_javascript_shows_the_form_again_without_that_row(alice, login, today):
+    data = add_form_data(today, allowed_ips=["192.0.2.1", "192.0.2.2"], remove="0")
+    html = login(alice).post("/keys/add/ip-row/remove/", data).content.decode()
+    assert ip_rows(html) == [("Allowed IP 1", "192.0.2.2")]
+    assert 'value="Nightly export"' in html
+    assert 'class="errorlist"' not in html  # a half-filled form is not judged yet
+    assert not ApiKey.objects.exists()
+
+
+def test_remove_on_the_edit_form_without_javascript_shows_the_edit_form_again(
+    alice, login, make_key, today
+):
+    key, _ = make_key(alice, networks=("192.0.2.1", "192.0.2.2"))
+    data = add_form_data(
+        today, key=key.identifier, allowed_ips=["192.0.2.1", "192.0.2.2"], remove="1"
+    )
+    html = login(alice).post("/keys/add/ip-row/remove/", data).content.decode()
+    assert "<h1>Edit API key</h1>" in html
+    assert ip_rows(html) == [("Allowed IP 1", "192.0.2.1")]
+    assert key.allowed_ips.count() == 2  # nothing is saved before Save
+
+
+def test_removing_the_last_row_leaves_one_empty_row(alice, login, today):
+    data = add_form_data(today, allowed_ips=["192.0.2.1"], remove="0")
+    html = login(alice).post("/keys/add/ip-row/remove/", data).content.decode()
+    assert ip_rows(html) == [("Allowed IP 1", "")]
+
+
+@pytest.mark.parametrize("remove", ["", "7", "-1", "one", "²"])
+def test_remove_of_no_such_row_changes_nothing(alice, login, today, remove):
+    data = add_form_data(today, allowed_ips=["192.0.2.1"], remove=remove)
+    response = login(alice).post("/keys/add/ip-row/remove/", data)
+    assert response.status_code == 200
+    assert ip_rows(response.content.decode()) == [("Allowed IP 1", "192.0.2.1")]
+
+
+def test_the_form_offers_the_address_the_portal_sees(alice, login):
+    html = login(alice).get("/keys/add/", REMOTE_ADDR="198.51.100.4").content.decode()
+    assert ">Use my current IP (198.51.100.4)</button>" in html
+
+
+def test_use_my_current_ip_fills_the_first_empty_row(alice, login, today):
+    data = add_form_data(today, allowed_ips=["192.0.2.1", "", ""])
+    response = login(alice).post(
+        "/keys/add/ip-row/mine/",
+        data,
+        headers={"HX-Request": "true"},
+        REMOTE_ADDR="198.51.100.4",
+    )
+    html = response.content.decode()
+    assert [value for _, value in ip_rows(html)] == ["192.0.2.1", "198.51.100.4", ""]
+    assert focused_row(html) == 1
+
+
+def test_use_my_current_ip_adds_a_row_when_none_is_empty_and_never_twice(alice, login, today):
+    client = login(alice)
+    data = add_form_data(today, allowed_ips=["192.0.2.1"])
+    html = client.post("/keys/add/ip-row/mine/", data, REMOTE_ADDR="198.51.100.4").content
+    rows = [value for _, value in ip_rows(html.decode())]
+    assert rows == ["192.0.2.1", "198.51.100.4"]
+    data = add_form_data(today, allowed_ips=rows)
+    html = client.post("/keys/add/ip-row/mine/", data, REMOTE_ADDR="198.51.100.4").content
+    assert [value for _, value in ip_rows(html.decode())] == rows
+    assert 'value="Nightly export"' in html.decode()
+
+
+def test_enter_in_a_field_presses_save_the_forms_first_submit_button(alice, login, make_key):
+    key, _ = make_key(alice)
+    client = login(alice)
+    for path in ("/keys/add/", f"/keys/{key.identifier}/edit/"):
+        html = client.get(path).content.decode()
+        form = html[html.index('class="card form"') :]
+        first_submit = re.search(r"<button type=\"submit\"[^>]*>[^<]*", form).group(0)
+        assert "formaction" not in first_submit and first_submit.endswith(">Save")
 
 
 def test_add_ip_row_without_javascript_shows_the_form_again_with_one_more_row(alice, login, today):

@@ -39,6 +39,14 @@ MATRIX = {
         "/keys/add/ip-row/",
         {"GET": statuses(302, 302, 302, 302, 403), "POST": statuses(302, 200, 200, 200, 403)},
     ),
+    "keys/add/ip-row/remove/": (
+        "/keys/add/ip-row/remove/",
+        {"GET": statuses(302, 302, 302, 302, 403), "POST": statuses(302, 200, 200, 200, 403)},
+    ),
+    "keys/add/ip-row/mine/": (
+        "/keys/add/ip-row/mine/",
+        {"GET": statuses(302, 302, 302, 302, 403), "POST": statuses(302, 200, 200, 200, 403)},
+    ),
     "keys/<str:identifier>/": (
         "/keys/{key}/",
         {"GET": statuses(302, 200, 404, 200, 200), "POST": everyone(405)},

@@ -137,7 +137,7 @@ def test_make_serve_serves_the_portal_with_hashed_static_files(make_serve):
     assert headers["Content-Type"].startswith("text/css")
     assert "immutable" in headers["Cache-Control"]
     assert headers.get("Content-Encoding") == "gzip"
-    htmx = re.search(r'src="(/static/vendor/htmx-2\.0\.8\.min\.[0-9a-f]{12}\.js)"', html)
+    htmx = re.search(r'src="(/static/django_htmx/htmx-2\.min\.[0-9a-f]{12}\.js)"', html)
     assert htmx and https(port, htmx.group(1))[0] == 200
 
 

@@ -12,7 +12,7 @@ from keys import guards
 
 
 class Migration(migrations.Migration):
-    dependencies = [("keys", "0007_audit_append_only_signed")]
+    dependencies = [("keys", "0008_key_description")]
 
     operations = [
         migrations.AlterField(
