@@ -77,8 +77,8 @@ def create_key(
     if errors:
         raise ValidationError(errors)
 
-    password = tokens.generate_password()
     key.identifier = tokens.generate_identifier()
+    password = tokens.generate_password(key.identifier)
     key.password_hash = tokens.hash_password(password)
     try:
         with transaction.atomic():
@@ -155,8 +155,12 @@ def revoke_key(
     reason: str = "",
     ip: str | None = None,
     action: str = Action.KEY_REVOKED,
+    actor_label: str | None = None,
 ) -> ApiKey:
-    """Revoke a key now and for good, recording who, when and why."""
+    """Revoke a key now and for good, recording who, when and why.
+
+    actor=None is the system acting on its own (a leak report), named by actor_label.
+    """
     reason = (reason or "").strip()
     if actor is not None and actor.pk != key.owner_id and not reason:
         raise ValidationError({"reason": ["Give a reason for revoking someone else's key."]})
@@ -169,7 +173,14 @@ def revoke_key(
         key.revoke_reason = reason
         key.revision += 1
         key.save()
-        audit.record(action, key=key, actor=actor, ip=ip, details={"reason": reason})
+        audit.record(
+            action,
+            key=key,
+            actor=actor,
+            actor_label=actor_label,
+            ip=ip,
+            details={"reason": reason},
+        )
     return key
 
 

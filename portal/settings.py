@@ -296,6 +296,11 @@ KEYS_VERIFICATION_CACHE_SECONDS = env_int("KEYS_VERIFICATION_CACHE_SECONDS", 300
 
 KEYS_EXPIRY_REMINDER_DAYS = [int(d) for d in env_list("KEYS_EXPIRY_REMINDER_DAYS", "30,7,1")]
 
+# Leak reports (POST /api/v1/leaks, keys/leaks.py): the public keys whose ECDSA signatures are
+# accepted, as a JSON file in the form of https://api.github.com/meta/public_keys/secret_scanning
+# (save that document here). Unset: every report is refused with 401.
+KEYS_LEAK_REPORT_PUBLIC_KEYS_FILE = env("KEYS_LEAK_REPORT_PUBLIC_KEYS_FILE", "")
+
 # Portal log-in throttling (portal/login.py): this many failures for one user name from one
 # IP lock that pair out for the window.
 LOGIN_THROTTLE_MAX_FAILURES = env_int("LOGIN_THROTTLE_MAX_FAILURES", 5)
