@@ -93,24 +93,27 @@ def prepare_database(env: dict[str, str]) -> dict:
         owner=owner, name="bench", expires_on=latest, networks=[ALLOWED_IP], apis=[risks]
     )
 
-    # Cold keys share one password, hence one hash (a bench shortcut, never done for real
-    # keys): each is still verified with Argon2 on its first call, which is what we measure.
-    cold_password = tokens.generate_password()
-    cold_hash = tokens.hash_password(cold_password)
+    # Cold keys are made in bulk (a bench shortcut past create_key), each with its own
+    # password, since a password names its key: each is verified with Argon2 on its first
+    # call, which is what we measure.
+    cold_identifiers = [tokens.generate_identifier() for _ in range(COLD_KEYS)]
+    cold_passwords = [tokens.generate_password(identifier) for identifier in cold_identifiers]
     now = timezone.now()
     with transaction.atomic():
         cold = ApiKey.objects.bulk_create(
             ApiKey(
                 owner=owner,
                 name=f"cold {n}",
-                identifier=tokens.generate_identifier(),
-                password_hash=cold_hash,
+                identifier=cold_identifier,
+                password_hash=tokens.hash_password(cold_password),
                 created_at=now,
                 created_on=local_date(now),
                 latest_expires_on=latest,
                 expires_on=latest,
             )
-            for n in range(COLD_KEYS)
+            for n, (cold_identifier, cold_password) in enumerate(
+                zip(cold_identifiers, cold_passwords, strict=True)
+            )
         )
         AllowedIp.objects.bulk_create(AllowedIp(key=k, network=f"{ALLOWED_IP}/32") for k in cold)
         ApiKey.apis.through.objects.bulk_create(
@@ -120,8 +123,8 @@ def prepare_database(env: dict[str, str]) -> dict:
     return {
         "identifier": key.identifier,
         "password": password,
-        "other_password": tokens.generate_password(),
-        "cold": [(k.identifier, cold_password) for k in cold],
+        "other_password": tokens.generate_password(key.identifier),
+        "cold": list(zip(cold_identifiers, cold_passwords, strict=True)),
     }
 
 

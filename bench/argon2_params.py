@@ -29,7 +29,7 @@ def median_ms(fn, rounds: int) -> float:
 
 
 def main() -> None:
-    password = tokens.generate_password()
+    password = tokens.generate_password(tokens.generate_identifier())
     print(f"{'parameters':40} {'hash ms':>8} {'verify ms':>10}")
     for label, hasher in CANDIDATES:
         stored = hasher.hash(password)

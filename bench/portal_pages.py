@@ -70,7 +70,9 @@ def seed_keys(count: int) -> None:
     )
     staff.user_set.add(*owners)
     apis = list(Api.objects.values_list("pk", flat=True))
-    shared_hash = tokens.hash_password(tokens.generate_password())  # the password is discarded
+    shared_hash = tokens.hash_password(
+        tokens.generate_password(tokens.generate_identifier())
+    )  # the password is discarded
     now = timezone.now()
     rows_per_day = count / 360
     for start in range(0, count, BATCH):

@@ -72,8 +72,8 @@ def create_key(
         replaces=replaces,
         **fields,
     )
-    password = tokens.generate_password()
     key.identifier = tokens.generate_identifier()
+    password = tokens.generate_password(key.identifier)  # names its key (leak reports)
     key.password_hash = tokens.hash_password(password)
     try:
         with transaction.atomic():
@@ -158,8 +158,13 @@ def revoke_key(
     ip: str | None = None,
     action: str = Action.KEY_REVOKED,
     at: datetime.datetime | None = None,
+    actor_label: str | None = None,
 ) -> ApiKey:
-    """Revoke a key now (or at `at`, past) and for good, recording who, when and why."""
+    """Revoke a key now (or at `at`, past) and for good, recording who, when and why.
+
+    actor=None is the system acting on its own (a leak report, a renewal), named by
+    actor_label.
+    """
     reason = (reason or "").strip()
     if key.revocation_needs_reason(actor) and not reason:
         raise ValidationError({"reason": ["Give a reason for revoking someone else's key."]})
@@ -172,7 +177,14 @@ def revoke_key(
         key.revoke_reason = reason
         key.revision += 1
         key.save()
-        audit.record(action, key=key, actor=actor, ip=ip, details={"reason": reason})
+        audit.record(
+            action,
+            key=key,
+            actor=actor,
+            actor_label=actor_label,
+            ip=ip,
+            details={"reason": reason},
+        )
     return key
 
 
@@ -210,7 +222,7 @@ def regenerate_password(
     limit = MAX_SELF_ROTATION_OVERLAP if by_itself else max(REGENERATE_OVERLAPS.values())
     if not datetime.timedelta(0) <= overlap <= limit:
         raise ValidationError({"overlap": [f"The overlap can be at most {limit}."]})
-    password = tokens.generate_password()
+    password = tokens.generate_password(key.identifier)
     new_hash = tokens.hash_password(password)
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().select_related("owner").get(pk=key.pk)

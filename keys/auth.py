@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 # The marker an endpoint declares when any valid key may call it (whoami).
 ANY_API = "*"
 
-# Longest Authorization header worth decoding: "Basic " + base64 of ID:PASSWORD is 118.
+# Longest Authorization header worth decoding: "Basic " + base64 of ID:PASSWORD is 146.
 MAX_AUTHORIZATION_LENGTH = 200
 # Longest body inspected for stray credentials; the API is read-only, bodies are never needed.
 MAX_INSPECTED_BODY = 64 * 1024
@@ -215,7 +215,8 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     """(identifier, password) from an HTTP Basic header whose tokens check out, else None.
 
     Fails closed on anything odd: another scheme, stray whitespace, bad base64, non-ASCII,
-    no colon, a token of the wrong shape or checksum. Length is capped before decoding.
+    no colon, a token of the wrong shape or checksum, a password naming another key.
+    Length is capped before decoding.
     """
     if not header or len(header) > MAX_AUTHORIZATION_LENGTH:
         return None
@@ -229,6 +230,8 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     identifier, colon, password = decoded.partition(":")
     if not colon or not tokens.is_identifier(identifier) or not tokens.is_password(password):
         return None
+    if not tokens.may_belong_to(password, identifier):
+        return None  # a password that names another key: refused before any lookup
     return identifier, password
 
 

@@ -2,8 +2,16 @@
 
 Both tokens look like GitHub's: a recognisable prefix, base62 random characters from
 `secrets`, and a 6-character base62 CRC32 of everything before it. Secret scanners can find a
-leaked token by its shape, and `parse_*` rejects a mistyped one without touching the database
+leaked token by its shape, and `is_*` rejects a mistyped one without touching the database
 or Argon2.
+
+    Identifier  ckid_ + 20 random + checksum                          (31 characters)
+    Password    ckpw_ + the Identifier's 20 random + 40 random + checksum  (71 characters)
+
+A Password names its key: only its Argon2 hash is stored, so a password found alone (a leak
+report) leads to its key through that public part, never by trying every hash. Its secret is
+the 40 random characters (~238 bits). Passwords made before this layout (ckpw_ + 40 random +
+checksum, 51 characters) still authenticate, but a leaked one cannot be traced to its key.
 """
 
 import binascii
@@ -20,16 +28,20 @@ CHECKSUM_LENGTH = 6  # 62**6 > 2**32, so every CRC32 fits
 IDENTIFIER_PREFIX = "ckid_"
 IDENTIFIER_RANDOM_LENGTH = 20  # ~119 bits: unguessable, though the Identifier is not secret
 PASSWORD_PREFIX = "ckpw_"  # noqa: S105 (a public prefix, not a secret)
-PASSWORD_RANDOM_LENGTH = 40  # 40 * log2(62) ~ 238 bits
+PASSWORD_RANDOM_LENGTH = 40  # 40 * log2(62) ~ 238 bits: the secret part
 
 IDENTIFIER_LENGTH = len(IDENTIFIER_PREFIX) + IDENTIFIER_RANDOM_LENGTH + CHECKSUM_LENGTH
-PASSWORD_LENGTH = len(PASSWORD_PREFIX) + PASSWORD_RANDOM_LENGTH + CHECKSUM_LENGTH
+PASSWORD_LENGTH = (
+    len(PASSWORD_PREFIX) + IDENTIFIER_RANDOM_LENGTH + PASSWORD_RANDOM_LENGTH + CHECKSUM_LENGTH
+)
+LEGACY_PASSWORD_LENGTH = len(PASSWORD_PREFIX) + PASSWORD_RANDOM_LENGTH + CHECKSUM_LENGTH
 
 _IDENTIFIER_RE = re.compile(
     rf"{IDENTIFIER_PREFIX}[0-9A-Za-z]{{{IDENTIFIER_RANDOM_LENGTH + CHECKSUM_LENGTH}}}"
 )
 _PASSWORD_RE = re.compile(
-    rf"{PASSWORD_PREFIX}[0-9A-Za-z]{{{PASSWORD_RANDOM_LENGTH + CHECKSUM_LENGTH}}}"
+    rf"{PASSWORD_PREFIX}(?:[0-9A-Za-z]{{{IDENTIFIER_RANDOM_LENGTH}}})?"
+    rf"[0-9A-Za-z]{{{PASSWORD_RANDOM_LENGTH + CHECKSUM_LENGTH}}}"
 )
 
 
@@ -45,8 +57,11 @@ def _checksum(body: str) -> str:
     return _base62(binascii.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
 
 
-def _generate(prefix: str, length: int) -> str:
-    body = prefix + "".join(secrets.choice(BASE62) for _ in range(length))
+def _random(length: int) -> str:
+    return "".join(secrets.choice(BASE62) for _ in range(length))
+
+
+def _with_checksum(body: str) -> str:
     return body + _checksum(body)
 
 
@@ -58,11 +73,15 @@ def _well_formed(token: str, pattern: re.Pattern) -> bool:
 
 
 def generate_identifier() -> str:
-    return _generate(IDENTIFIER_PREFIX, IDENTIFIER_RANDOM_LENGTH)
+    return _with_checksum(IDENTIFIER_PREFIX + _random(IDENTIFIER_RANDOM_LENGTH))
 
 
-def generate_password() -> str:
-    return _generate(PASSWORD_PREFIX, PASSWORD_RANDOM_LENGTH)
+def generate_password(identifier: str) -> str:
+    """A new password for the key `identifier`, naming it by the identifier's random part."""
+    if not is_identifier(identifier):
+        raise ValueError("Not a well-formed identifier.")
+    key_part = identifier[len(IDENTIFIER_PREFIX) : -CHECKSUM_LENGTH]
+    return _with_checksum(PASSWORD_PREFIX + key_part + _random(PASSWORD_RANDOM_LENGTH))
 
 
 def is_identifier(token: str) -> bool:
@@ -71,8 +90,25 @@ def is_identifier(token: str) -> bool:
 
 
 def is_password(token: str) -> bool:
-    """True if token has the Password's shape and a correct checksum."""
+    """True if token has a Password's shape (either layout) and a correct checksum."""
     return _well_formed(token, _PASSWORD_RE)
+
+
+def identifier_of(password: str) -> str | None:
+    """The identifier of the key a well-formed password names; None for the old layout.
+
+    Cheap and public: it tells which key to check, never whether the password is right.
+    """
+    if not is_password(password) or len(password) != PASSWORD_LENGTH:
+        return None
+    key_part = password[len(PASSWORD_PREFIX) :][:IDENTIFIER_RANDOM_LENGTH]
+    return _with_checksum(IDENTIFIER_PREFIX + key_part)
+
+
+def may_belong_to(password: str, identifier: str) -> bool:
+    """False if password names another key than `identifier` (an old-layout one names none)."""
+    named = identifier_of(password)
+    return named is None or named == identifier
 
 
 # Argon2id parameters for a 238-bit random secret. Memory- and time-hardness exist to slow an

@@ -393,6 +393,11 @@ PORTAL_URL = env("PORTAL_URL", "http://127.0.0.1:8000")
 
 KEYS_EXPIRY_REMINDER_DAYS = [int(d) for d in env_list("KEYS_EXPIRY_REMINDER_DAYS", "30,7,1")]
 
+# Leak reports (POST /api/v1/leaks, keys/leaks.py): the public keys whose ECDSA signatures are
+# accepted, as a JSON file in the form of https://api.github.com/meta/public_keys/secret_scanning
+# (save that document here). Unset: every report is refused with 401.
+KEYS_LEAK_REPORT_PUBLIC_KEYS_FILE = env("KEYS_LEAK_REPORT_PUBLIC_KEYS_FILE", "")
+
 # Log-in throttling on every log-in path (keys/throttle.py): this many failures for one user
 # name (from any address), or for any user names from one client network (IPv4 address or
 # IPv6 /64), lock that name, or that network, out until the window closes.

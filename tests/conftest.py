@@ -90,3 +90,17 @@ def make_key(db):
 @pytest.fixture
 def today() -> datetime.date:
     return local_date()
+
+
+@pytest.fixture
+def scanner(settings, tmp_path):
+    """A secret scanner whose public key the operator configured (tests/leak_reports.py)."""
+    import json
+
+    from tests.leak_reports import Scanner
+
+    found = Scanner()
+    path = tmp_path / "secret_scanning_keys.json"
+    path.write_text(json.dumps(found.public_keys_document()))
+    settings.KEYS_LEAK_REPORT_PUBLIC_KEYS_FILE = str(path)
+    return found

@@ -128,13 +128,13 @@ def test_a_mistyped_identifier_or_password_is_refused_by_its_checksum_without_a_
 
 
 def test_an_unknown_identifier_gets_the_401(client, alices_key):
-    _key, password = alices_key
-    assert_the_401(call(client, RISKS, tokens.generate_identifier(), password))
+    made_up = tokens.generate_identifier()
+    assert_the_401(call(client, RISKS, made_up, tokens.generate_password(made_up)))
 
 
 def test_a_wrong_password_gets_the_401(client, alices_key):
     key, _password = alices_key
-    assert_the_401(call(client, RISKS, key.identifier, tokens.generate_password()))
+    assert_the_401(call(client, RISKS, key.identifier, tokens.generate_password(key.identifier)))
 
 
 def test_revoked_key_gets_the_same_401_as_an_unknown_one(client, alice, alices_key):
@@ -191,7 +191,7 @@ def test_a_verified_key_lacking_the_api_gets_403(client, alices_key):
 
 def test_a_wrong_password_for_an_api_not_granted_gets_401_not_403(client, alices_key):
     key, _password = alices_key
-    wrong = tokens.generate_password()
+    wrong = tokens.generate_password(key.identifier)
     assert_the_401(call(client, "/api/v1/findings/", key.identifier, wrong))
 
 
@@ -250,7 +250,7 @@ def test_an_edit_makes_the_next_call_verify_the_password_again(client, alices_ke
 
 def test_a_wrong_password_is_never_remembered(client, alices_key):
     key, _password = alices_key
-    wrong = tokens.generate_password()
+    wrong = tokens.generate_password(key.identifier)
     call(client, RISKS, key.identifier, wrong)
     with argon2_verifications() as argon2:
         assert_the_401(call(client, RISKS, key.identifier, wrong))
@@ -290,7 +290,9 @@ def test_a_cache_outage_never_fails_open(client, alices_key, cache_down):
     key, password = alices_key
     with argon2_verifications() as argon2:
         assert call(client, RISKS, key.identifier, password).status_code == 200
-        assert_the_401(call(client, RISKS, key.identifier, tokens.generate_password()))
+        assert_the_401(
+            call(client, RISKS, key.identifier, tokens.generate_password(key.identifier))
+        )
     assert argon2.call_count == 2
 
 

@@ -133,3 +133,62 @@ def test_any_client_address_and_forwarded_header_get_a_proper_answer(
         extra["HTTP_X_FORWARDED_FOR"] = forwarded
     response = get(client, "/api/v1/risks/", basic(api_key.identifier, password), **extra)
     assert_answered_properly(response)
+
+
+# --- leak reports (keys/leaks.py): signed by a scanner, not made with a key ----------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(any_text, children, max_size=4)
+    ),
+    max_leaves=20,
+)
+matches = st.lists(
+    st.fixed_dictionaries(
+        {"token": any_text},
+        optional={"type": json_values, "url": json_values, "source": json_values},
+    ),
+    max_size=5,
+)
+
+
+def post_report(client, body: bytes, key_identifier: str, signature: str):
+    return client.generic(
+        "POST",
+        "/api/v1/leaks",
+        body,
+        content_type="application/json",
+        HTTP_GITHUB_PUBLIC_KEY_IDENTIFIER=key_identifier,
+        HTTP_GITHUB_PUBLIC_KEY_SIGNATURE=signature,
+    )
+
+
+def assert_a_proper_report_answer(response, expected: set[int]) -> None:
+    assert response.status_code in expected, response.status_code
+    if response.status_code == 200:
+        assert isinstance(json.loads(response.content), list)
+    else:
+        assert response["Content-Type"] == "application/problem+json"
+        assert json.loads(response.content)["status"] == response.status_code
+
+
+@fuzz
+@given(
+    body=st.binary(max_size=300),
+    key_identifier=st.one_of(latin1, st.just("test-scanner-key-1")),
+    signature=latin1,
+)
+def test_any_unsigned_leak_report_gets_a_401(client, key, scanner, body, key_identifier, signature):
+    response = post_report(client, body, key_identifier, signature)
+    assert_a_proper_report_answer(response, {401})
+
+
+@fuzz
+@given(
+    body=st.one_of(st.binary(max_size=300), json_values.map(json.dumps), matches.map(json.dumps))
+)
+def test_any_signed_leak_report_gets_a_label_list_or_a_400(client, key, scanner, body):
+    raw = body if isinstance(body, bytes) else body.encode()
+    response = post_report(client, raw, scanner.key_identifier, scanner.sign(raw))
+    assert_a_proper_report_answer(response, {200, 400})

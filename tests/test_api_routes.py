@@ -37,7 +37,8 @@ def sample_paths(regex: str) -> list[str]:
     return ["/" + path, "/" + path + "/"]
 
 
-ROUTES = api_routes()
+# Routes a key calls; the others (api = None) are authorised otherwise, e.g. a signature.
+ROUTES = [(regex, view) for regex, view in api_routes() if view.api is not None]
 CASES = [(path, view.api) for regex, view in ROUTES for path in sample_paths(regex)]
 # Routes that read (GET and HEAD); the one that writes (self/rotate) has tests of its own.
 READ_CASES = [
@@ -51,6 +52,11 @@ READ_CASES = [
 def test_there_are_api_routes_for_every_demo_api_and_whoami():
     declared = {getattr(view, "api", None) for _regex, view in ROUTES}
     assert declared == {*DEMO_DATA, api.ANY_API}
+
+
+def test_the_only_api_route_no_key_calls_is_the_signed_leak_report():
+    keyless = [regex for regex, view in api_routes() if view.api is None]
+    assert keyless == [r"api/v1/leaks/?$"]
 
 
 @pytest.mark.django_db

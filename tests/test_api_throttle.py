@@ -37,7 +37,13 @@ def garbage(client, ip="127.0.0.1"):
 
 
 def wrong_password(client, key, ip="127.0.0.1"):
-    return call(client, RISKS, key[0].identifier, tokens.generate_password(), REMOTE_ADDR=ip)
+    return call(
+        client,
+        RISKS,
+        key[0].identifier,
+        tokens.generate_password(key[0].identifier),
+        REMOTE_ADDR=ip,
+    )
 
 
 def right_password(client, key, ip="127.0.0.1"):
@@ -66,10 +72,11 @@ def test_an_ip_one_failure_below_its_limit_is_still_served(client, key):
 
 
 def test_every_kind_of_401_with_credentials_counts_against_the_ip(client, key, alice, make_key):
-    other, _password = make_key(alice, name="Other", networks=("192.0.2.1",))
+    other, other_password = make_key(alice, name="Other", networks=("192.0.2.1",))
+    made_up = tokens.generate_identifier()
     garbage(client)  # malformed credentials
-    call(client, RISKS, tokens.generate_identifier(), key[1])  # unknown identifier
-    call(client, RISKS, other.identifier, key[1])  # IP not allowed for that key
+    call(client, RISKS, made_up, tokens.generate_password(made_up))  # unknown identifier
+    call(client, RISKS, other.identifier, other_password)  # IP not allowed for that key
     assert_the_429(right_password(client, key), retry_after=WINDOW)
 
 
@@ -148,7 +155,8 @@ def test_made_up_identifiers_from_a_throttled_ip_cost_no_cache_entries_and_few_q
     entries = len(cache._cache)  # LocMemCache internals: what a flood could push out
     with django_assert_max_num_queries(1):  # one lookup a second per client network
         for _ in range(50):
-            response = call(client, RISKS, tokens.generate_identifier(), key[1])
+            made_up = tokens.generate_identifier()
+            response = call(client, RISKS, made_up, tokens.generate_password(made_up))
             assert response.status_code == 429
     assert len(cache._cache) <= entries + 1
 
@@ -158,7 +166,8 @@ def test_a_throttled_known_key_is_recorded_even_after_made_up_identifiers(client
 
     for _ in range(3):
         garbage(client)
-    call(client, RISKS, tokens.generate_identifier(), key[1])  # uses this second's lookup
+    made_up = tokens.generate_identifier()
+    call(client, RISKS, made_up, tokens.generate_password(made_up))  # uses this second's lookup
     clock.shift(1)
     for _ in range(3):
         assert right_password(client, key).status_code == 429

@@ -177,7 +177,7 @@ def test_each_refusal_of_a_known_key_is_recorded_with_its_reason(
 ):
     identifier = key[0].identifier
     use(client, key, REMOTE_ADDR="192.0.2.1")
-    call(client, RISKS, identifier, tokens.generate_password())
+    call(client, RISKS, identifier, tokens.generate_password(identifier))
     use(client, key, "/api/v1/findings/")
 
     event = AuditEvent.objects.filter(key=key[0], action=DENIED).order_by("seq").first()
@@ -211,7 +211,7 @@ def test_a_throttled_call_of_a_known_key_is_recorded(client, key, settings):
 
 
 def test_a_flood_of_refusals_is_recorded_at_once_and_then_exactly_each_minute(client, key, clock):
-    wrong = tokens.generate_password()
+    wrong = tokens.generate_password(key[0].identifier)
     for _ in range(15):
         call(client, RISKS, key[0].identifier, wrong)
         later(clock, 1)
@@ -234,7 +234,8 @@ def test_refusals_are_aggregated_per_reason(client, key):
 
 def test_refusals_of_unknown_identifiers_are_not_recorded(client, key):
     before = AuditEvent.objects.count()
-    call(client, RISKS, tokens.generate_identifier(), key[1])
+    made_up = tokens.generate_identifier()
+    call(client, RISKS, made_up, tokens.generate_password(made_up))
     client.get(RISKS, HTTP_AUTHORIZATION="Basic Z2FyYmFnZQ==")
     assert AuditEvent.objects.count() == before
 

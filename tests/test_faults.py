@@ -20,8 +20,8 @@ def generated_passwords(monkeypatch) -> list[str]:
     seen: list[str] = []
     real = tokens.generate_password
 
-    def remembering():
-        seen.append(real())
+    def remembering(identifier):
+        seen.append(real(identifier))
         return seen[-1]
 
     monkeypatch.setattr(tokens, "generate_password", remembering)

@@ -138,19 +138,20 @@ def test_only_an_argon2id_hash_of_the_password_is_stored(alice, make_key):
     assert key.password_hash.startswith("$argon2id$v=19$m=8192,t=1,p=1$")
     assert password not in key.password_hash
     assert tokens.verify_password(key.password_hash, password)
-    assert not tokens.verify_password(key.password_hash, tokens.generate_password())
+    assert not tokens.verify_password(key.password_hash, tokens.generate_password(key.identifier))
 
 
 def test_identifier_and_password_have_prefix_base62_and_checksum():
-    identifier, password = tokens.generate_identifier(), tokens.generate_password()
+    identifier = tokens.generate_identifier()
+    password = tokens.generate_password(identifier)
     assert identifier.startswith("ckid_") and tokens.is_identifier(identifier)
     assert password.startswith("ckpw_") and tokens.is_password(password)
-    assert len(password) == len("ckpw_") + 40 + 6
+    assert len(password) == len("ckpw_") + 20 + 40 + 6
     assert not tokens.is_password(identifier) and not tokens.is_identifier(password)
 
 
 def test_a_mistyped_password_fails_its_checksum():
-    password = tokens.generate_password()
+    password = tokens.generate_password(tokens.generate_identifier())
     i = 10
     typo = password[:i] + ("a" if password[i] != "a" else "b") + password[i + 1 :]
     assert not tokens.is_password(typo)

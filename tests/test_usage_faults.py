@@ -61,8 +61,10 @@ def set_up(tmp_path, database_url, cache_url) -> tuple[Keys, dict]:
     return Keys(json.loads(secrets_file.read_text())), env
 
 
-def calls(server: AppServer, keys: Keys, n: int, *, password_of: str | None = None) -> list[int]:
-    return [call(server, keys, "first", password_of=password_of) for _ in range(n)]
+def calls(server: AppServer, keys: Keys, n: int, *, wrong: bool = False) -> list[int]:
+    """n calls with key "first": its password, or a well-formed wrong one."""
+    name = "wrong first" if wrong else "first"
+    return [call(server, keys, name) for _ in range(n)]
 
 
 def test_no_use_or_refusal_is_lost_when_redis_is_killed_and_restarted(
@@ -72,11 +74,11 @@ def test_no_use_or_refusal_is_lost_when_redis_is_killed_and_restarted(
     server = gunicorn(env, tmp_path, "redis-killed")
     try:
         statuses = calls(server, keys, 40)
-        refused = calls(server, keys, 3, password_of="second")
+        refused = calls(server, keys, 3, wrong=True)
         own_redis_server.proc.send_signal(signal.SIGKILL)
         own_redis_server.proc.wait()
         statuses += calls(server, keys, 40)
-        refused += calls(server, keys, 3, password_of="second")
+        refused += calls(server, keys, 3, wrong=True)
         own_redis_server.start_on_same_port()
         statuses += calls(server, keys, 40)
     finally:
@@ -110,7 +112,7 @@ def test_refusals_reach_the_record_with_their_true_count_without_another_call(
     keys, env = set_up(tmp_path, own_server_database_url, own_redis_server.url)
     server = gunicorn(env, tmp_path, "refusals")
     try:
-        refused = calls(server, keys, 15, password_of="second")
+        refused = calls(server, keys, 15, wrong=True)
         # No further call: the flushers record the rest when their window (2 s) ends.
         assert eventually_stored(env, {"uses": 0, "refused": 15}) == {"uses": 0, "refused": 15}
     finally:
