@@ -189,8 +189,7 @@ def _judge(token: str, url: str, ip: str | None) -> bool:
     # either still opens the key, so either leaked is a leak of the key.
     current = tokens.verify_password(key.password_hash, token)
     if not current and not (
-        key.previous_password_works
-        and tokens.verify_password(key.previous_password_hash, token)
+        key.previous_password_works and tokens.verify_password(key.previous_password_hash, token)
     ):
         return False
     if key.status() != ApiKey.Status.ACTIVE:
