@@ -42,7 +42,7 @@ def api_endpoint(api: str, *, methods: tuple[str, ...] = ALLOWED_METHODS):
                 return refusal.response()
             if request.method not in methods:
                 return problem(405, headers={"Allow": ", ".join(methods)})
-            usage.record_use(caller.key_id, caller.ip)
+            usage.record_use(caller.key_id, caller.ip, api=None if api == ANY_API else api)
             response = view(request, caller, **kwargs)
             response["Cache-Control"] = "no-store"
             return response

@@ -23,6 +23,8 @@ from keys import tokens
 
 MAX_ALLOWED_IPS = 50
 MAX_DESCRIPTION = 1000
+REFUSED_ADDRESSES_SHOWN = datetime.timedelta(days=30)
+UNUSED_AFTER = datetime.timedelta(days=90)
 
 
 def local_date(at: datetime.datetime | None = None) -> datetime.date:
@@ -121,6 +123,12 @@ def validate_no_control_characters(value: str) -> None:
             "Names cannot hold control or invisible formatting characters.",
             code="control_characters",
         )
+
+
+def widened(address: str) -> str:
+    """The usual network around an address: its /24 (IPv4) or /64 (IPv6)."""
+    ip = ipaddress.ip_address(address)
+    return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 64}", strict=False))
 
 
 def display_network(network: str) -> str:
@@ -583,6 +591,34 @@ class ApiKey(models.Model):
             return user.has_perm("keys.manage_own_keys")
         return user.has_perm("keys.revoke_any_key")
 
+    # --- least privilege: what the door saw ----------------------------------------------
+
+    def refused_addresses(self, at: datetime.datetime | None = None):
+        """Addresses refused as not allowed in the last 30 days, newest first."""
+        since = (at or timezone.now()) - REFUSED_ADDRESSES_SHOWN
+        return self.callers.filter(refused=True, last_seen__gte=since).order_by("-last_seen")
+
+    def unused_networks(self, at: datetime.datetime | None = None) -> list[str]:
+        """Allowed entries no successful call came from in 90 days (a key that old)."""
+        since = (at or timezone.now()) - UNUSED_AFTER
+        if self.created_at > since:
+            return []
+        used = self.callers.filter(refused=False, last_seen__gte=since).values_list("ip", flat=True)
+        used = list(used)
+        return [
+            entry.network
+            for entry in self.allowed_ips.all()
+            if not any(ip_in_networks(ip, [entry.network]) for ip in used)
+        ]
+
+    def unused_apis(self, at: datetime.datetime | None = None) -> list["Api"]:
+        """Granted APIs not called in 90 days (a key that old)."""
+        since = (at or timezone.now()) - UNUSED_AFTER
+        if self.created_at > since:
+            return []
+        used = set(self.api_uses.filter(last_used_at__gte=since).values_list("api_id", flat=True))
+        return [api for api in self.apis.all() if api.pk not in used]
+
     def may_be_edited_by(self, user) -> bool:
         """Only the owner edits a key, and only while it is not revoked."""
         return (
@@ -765,21 +801,42 @@ class KeyUsageDay(models.Model):
 
 
 class KeyCaller(models.Model):
-    """An address a key was used from: when first and (to the minute) last."""
+    """An address a key was used from, or refused from as not allowed: how often, when
+    first and (to the minute) last. The key page turns these into least-privilege advice."""
 
     key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="callers")
     ip = models.GenericIPAddressField()
+    refused = models.BooleanField(default=False, help_text="Refused: not in the allowlist.")
+    calls = models.PositiveBigIntegerField(default=0)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
 
     class Meta:
         ordering = ["-last_seen"]
         constraints = [
-            models.UniqueConstraint(fields=["key", "ip"], name="caller_one_row_per_key_and_ip")
+            models.UniqueConstraint(
+                fields=["key", "ip", "refused"], name="caller_one_row_per_key_ip_outcome"
+            )
         ]
 
     def __str__(self) -> str:
         return self.ip
+
+
+class KeyApiUse(models.Model):
+    """When a key last called one of its APIs (to the minute): unused grants can go."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="api_uses")
+    api = models.ForeignKey(Api, on_delete=models.CASCADE, related_name="+")
+    last_used_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "api"], name="api_use_one_row_per_key_and_api")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_id} {self.last_used_at}"
 
 
 AUDIT_PAGE_SIZE = 50

@@ -22,6 +22,9 @@ key_pages = [
     path("<str:identifier>/revoke/", views.key_revoke, name="revoke"),
     path("<str:identifier>/regenerate/", views.key_regenerate, name="regenerate"),
     path("<str:identifier>/renew/", views.key_renew, name="renew"),
+    path("<str:identifier>/allow/", views.key_allow_address, name="allow_address"),
+    path("<str:identifier>/remove-ip/", views.key_remove_network, name="remove_network"),
+    path("<str:identifier>/remove-api/", views.key_remove_api, name="remove_api"),
 ]
 
 api_routes = [

@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from keys import actions, audit, throttle
 from keys.cache_counters import cache_add
-from keys.models import ApiKey, AuditEvent, KeyCaller, KeyUsageDay, local_date
+from keys.models import Api, ApiKey, AuditEvent, KeyApiUse, KeyCaller, KeyUsageDay, local_date
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,20 @@ class _Buffer:
     def __init__(self) -> None:
         self.uses: dict[tuple[int, datetime.date], int] = {}
         self.last_use: dict[int, tuple[datetime.datetime, str]] = {}
-        self.callers: dict[tuple[int, str], datetime.datetime] = {}
+        # (key, address, refused as not allowed) -> [calls, first, last]
+        self.callers: dict[tuple[int, str, bool], list] = {}
+        self.api_uses: dict[tuple[int, str], datetime.datetime] = {}
         self.refusals: dict[tuple[str, str], _Refusals] = {}
+
+    def count_caller(self, key_id: int, ip: str | None, refused: bool, at) -> None:
+        if ip is None:
+            return
+        name = (key_id, ip, refused)
+        if name in self.callers:
+            seen = self.callers[name]
+            seen[0], seen[2] = seen[0] + 1, at
+        elif len(self.callers) < MAX_ADDRESSES:
+            self.callers[name] = [1, at, at]
 
     def merge_back(self, taken: "_Buffer") -> None:
         """Put counts whose flush failed back, in front of what came since."""
@@ -72,8 +84,11 @@ class _Buffer:
             self.uses[name] = self.uses.get(name, 0) + uses
         for key_id, last in taken.last_use.items():
             self.last_use.setdefault(key_id, last)
-        for name, at in taken.callers.items():
-            self.callers.setdefault(name, at)
+        for name, (calls, first, last) in taken.callers.items():
+            seen = self.callers.setdefault(name, [0, first, last])
+            seen[0], seen[1] = seen[0] + calls, first
+        for name, at in taken.api_uses.items():
+            self.api_uses.setdefault(name, at)
 
 
 _lock = threading.Lock()
@@ -90,15 +105,18 @@ def _now() -> float:
 # --- recording (on the API path) ----------------------------------------------------------
 
 
-def record_use(key_id: int, ip: str, at: datetime.datetime | None = None) -> None:
-    """Count one successful call of the key from `ip`."""
+def record_use(
+    key_id: int, ip: str, at: datetime.datetime | None = None, *, api: str | None = None
+) -> None:
+    """Count one successful call of the key from `ip` (to catalogue API `api`, if one)."""
     at = at or timezone.now()
     with _lock:
         name = (key_id, local_date(at))
         _buffer.uses[name] = _buffer.uses.get(name, 0) + 1
         _buffer.last_use[key_id] = (at, ip)
-        if (key_id, ip) in _buffer.callers or len(_buffer.callers) < MAX_ADDRESSES:
-            _buffer.callers.setdefault((key_id, ip), at)
+        _buffer.count_caller(key_id, ip, False, at)
+        if api is not None:
+            _buffer.api_uses[(key_id, api)] = at
     _after_recording()
 
 
@@ -110,6 +128,8 @@ def record_refusal(*, identifier: str, reason: str, ip: str | None, path: str, k
             entry = _buffer.refusals[(identifier, reason)] = _Refusals(key_id, since=_now())
         entry.count += 1
         entry.ip, entry.path = ip, path
+        if reason == "ip_not_allowed":  # the key page offers to allow it
+            _buffer.count_caller(key_id, ip, True, timezone.now())
     _after_recording()
 
 
@@ -162,7 +182,7 @@ def flush() -> None:
         taken, _buffer = _buffer, _Buffer()
         _buffer.refusals = taken.refusals  # windows outlive a flush
         due = _due_refusals(now.timestamp())
-    if not (taken.uses or taken.last_use or taken.callers or due):
+    if not (taken.uses or taken.last_use or taken.callers or taken.api_uses or due):
         if not 0 <= now.timestamp() - _last_day_close < DAY_CLOSE_EVERY_SECONDS:
             with transaction.atomic():
                 _close_days_now_and_then(now)
@@ -205,11 +225,13 @@ def _store(taken: _Buffer, due: list, now: datetime.datetime) -> None:
             | Q(last_used_at__lte=at - datetime.timedelta(seconds=LAST_USE_EVERY_SECONDS))
         ).update(last_used_at=at, last_used_ip=ip)
     keys = ApiKey.objects.select_related("owner").in_bulk(
-        {key_id for key_id, _ip in taken.callers} | {entry.key_id for _name, entry in due}
+        {name[0] for name in taken.callers} | {entry.key_id for _name, entry in due}
     )
-    for (key_id, ip), at in taken.callers.items():
+    for (key_id, ip, refused), (calls, first, last) in taken.callers.items():
         if key_id in keys:
-            _seen(keys[key_id], ip, at)
+            _seen(keys[key_id], ip, refused, calls, first, last)
+    for (key_id, slug), at in taken.api_uses.items():
+        _api_used(key_id, slug, at)
     for (identifier, reason), entry in due:
         if entry.key_id not in keys:
             continue  # keys are never deleted, but a test database is
@@ -244,29 +266,43 @@ def _add_uses(key_id: int, day: datetime.date, uses: int) -> None:
         rows.update(uses=F("uses") + uses)
 
 
-def _seen(key: ApiKey, ip: str, at: datetime.datetime) -> None:
-    """Note the caller's address; a first call from it reaches the history."""
-    known = KeyCaller.objects.filter(key=key, ip=ip)
-    if (
-        known.filter(last_seen__lte=at - datetime.timedelta(seconds=LAST_USE_EVERY_SECONDS)).update(
-            last_seen=at
-        )
-        or known.exists()
-    ):
+def _seen(key: ApiKey, ip: str, refused: bool, calls: int, first, last) -> None:
+    """Count the caller's address; a first successful call from it reaches the history."""
+    known = KeyCaller.objects.filter(key=key, ip=ip, refused=refused)
+    if known.update(calls=F("calls") + calls, last_seen=last):
         return
     try:
         with transaction.atomic():
-            KeyCaller.objects.create(key=key, ip=ip, first_seen=at, last_seen=at)
+            KeyCaller.objects.create(
+                key=key, ip=ip, refused=refused, calls=calls, first_seen=first, last_seen=last
+            )
     except IntegrityError:  # another process saw it first, and recorded it
+        known.update(calls=F("calls") + calls, last_seen=last)
         return
+    if refused:
+        return  # refusals are in the history as USE_DENIED events already
     audit.record(
         AuditEvent.Action.KEY_USED,
         key=key,
         actor_label=f"api:{key.identifier}",
         ip=ip,
-        details={"first_call_from": ip, "day": local_date(at).isoformat()},
-        at=at,
+        details={"first_call_from": ip, "day": local_date(first).isoformat()},
+        at=first,
     )
+
+
+def _api_used(key_id: int, slug: str, at: datetime.datetime) -> None:
+    api = Api.objects.filter(slug=slug).values_list("pk", flat=True).first()
+    if api is None:
+        return
+    rows = KeyApiUse.objects.filter(key_id=key_id, api_id=api)
+    if rows.update(last_used_at=at):
+        return
+    try:
+        with transaction.atomic():
+            KeyApiUse.objects.create(key_id=key_id, api_id=api, last_used_at=at)
+    except IntegrityError:
+        rows.update(last_used_at=at)
 
 
 def close_finished_days(today: datetime.date) -> int:

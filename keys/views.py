@@ -12,12 +12,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from keys import actions
 from keys.client_ip import client_ip
 from keys.forms import KeyForm, RegenerateForm, RenewForm, RevokeForm
-from keys.models import ApiKey, AuditEvent, KeyUsageDay
+from keys.models import ApiKey, AuditEvent, KeyUsageDay, display_network, widened
 
 MANAGE_OWN_KEYS = "keys.manage_own_keys"
 logger = logging.getLogger(__name__)
@@ -177,6 +177,11 @@ def key_detail(request: HttpRequest, identifier: str) -> HttpResponse:
         "usage": usage,
         "refusals": refusals,
         "is_owner": key.owner_id == request.user.pk,
+        "refused_addresses": [
+            (caller, widened(caller.ip)) for caller in key.refused_addresses()[:20]
+        ],
+        "unused_networks": key.unused_networks(),
+        "unused_apis": key.unused_apis(),
         "section": "keys",
     }
     return render(request, "keys/detail.html", context)
@@ -307,3 +312,67 @@ def key_renew(request: HttpRequest, identifier: str) -> HttpResponse:
         else:
             return _show_password_once(request, new, password, renewed=key)
     return render(request, "keys/renew.html", {"key": key, "form": form, "section": "keys"})
+
+
+def _narrow(change):
+    """Decorate `change(key, request) -> (networks, apis, message)`: a one-click edit of the
+    key page's least-privilege advice, made through actions.edit_key like any edit."""
+
+    @login_required
+    @permission_required(MANAGE_OWN_KEYS, raise_exception=True)
+    @require_POST
+    @wraps(change)
+    def view(request: HttpRequest, identifier: str) -> HttpResponse:
+        key = _owner_may_change(request, identifier)
+        try:
+            networks, apis, done = change(key, request)
+            actions.edit_key(
+                key,
+                actor=request.user,
+                name=key.name,
+                expires_on=key.expires_on,
+                networks=networks,
+                apis=apis,
+                ip=client_ip(request),
+            )
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        except DatabaseError:
+            logger.exception("Editing key %s failed; rolled back.", key.identifier)
+            messages.error(request, NOT_SAVED)
+        else:
+            messages.success(request, done)
+        return redirect("keys:detail", identifier=key.identifier)
+
+    return view
+
+
+def _networks(key: ApiKey) -> list[str]:
+    return [entry.network for entry in key.allowed_ips.all()]
+
+
+@_narrow
+def key_allow_address(key: ApiKey, request: HttpRequest):
+    """Add a refused address (or its /24 or /64) to the allowed IPs."""
+    network = request.POST.get("network", "")
+    return [*_networks(key), network], list(key.apis.all()), f"{network} is now allowed."
+
+
+@_narrow
+def key_remove_network(key: ApiKey, request: HttpRequest):
+    """Remove an allowed IP entry (offered when unused for 90 days)."""
+    network = request.POST.get("network", "")
+    if network not in _networks(key):
+        raise ValidationError("This key has no such allowed IP entry.")
+    kept = [entry for entry in _networks(key) if entry != network]
+    return kept, list(key.apis.all()), f"{display_network(network)} is no longer allowed."
+
+
+@_narrow
+def key_remove_api(key: ApiKey, request: HttpRequest):
+    """Withdraw an API from the key (offered when unused for 90 days)."""
+    slug = request.POST.get("api", "")
+    kept = [api for api in key.apis.all() if api.slug != slug]
+    if len(kept) == key.apis.count():
+        raise ValidationError("This key does not hold that API.")
+    return _networks(key), kept, "The API was removed from this key."

@@ -209,3 +209,62 @@ def test_self_rotation_needs_the_keys_own_valid_credentials(alice, make_key):
     assert rotate(key.identifier, other_password).status_code == 401
     assert rotate(key.identifier, password, ip="192.0.2.1").status_code == 401
     assert status(key.identifier, password) == 200
+
+
+# --- least privilege from what the door sees ------------------------------------------------
+
+
+def test_a_refused_address_is_listed_and_allowed_with_one_click(alice, login, key):
+    identifier, password = key[0].identifier, key[1]
+    for _ in range(3):
+        assert (
+            call(Client(), WHOAMI, identifier, password, REMOTE_ADDR="192.0.2.44").status_code
+            == 401
+        )
+    page = login(alice).get(f"/keys/{identifier}/")
+    refused = page.context["refused_addresses"]
+    assert [(caller.ip, caller.calls, wider) for caller, wider in refused] == [
+        ("192.0.2.44", 3, "192.0.2.0/24")
+    ]
+    assert "Allow this address" in page.text
+
+    login(alice).post(f"/keys/{identifier}/allow/", {"network": "192.0.2.0/24"})
+    assert call(Client(), WHOAMI, identifier, password, REMOTE_ADDR="192.0.2.44").status_code == 200
+    edited = AuditEvent.objects.filter(key=key[0], action="key_edited").latest("seq")
+    assert edited.actor == alice
+    assert edited.details["allowed_ips"]["after"] == ["127.0.0.1", "192.0.2.0/24"]
+
+
+def test_allowing_a_catch_all_through_the_button_is_refused_by_the_key_rules(alice, login, key):
+    page = login(alice).post(f"/keys/{key[0].identifier}/allow/", {"network": "0.0.0.0/0"})
+    assert page.status_code == 302
+    messages = [str(m) for m in login(alice).get(page.url).context["messages"]]
+    assert any("too wide" in m for m in messages)
+    assert list(key[0].allowed_ips.values_list("network", flat=True)) == ["127.0.0.1/32"]
+
+
+def test_entries_and_apis_unused_for_90_days_are_marked_and_removed_with_one_click(
+    alice, login, make_key, time_machine
+):
+    time_machine.move_to(datetime.datetime.now(tz=datetime.UTC), tick=False)
+    key, password = make_key(
+        alice, name="Old", networks=("127.0.0.1", "198.51.100.0/24"), apis=("risks", "kris")
+    )
+    later(time_machine, days=91)
+    assert status(key.identifier, password) == 200  # from 127.0.0.1, whoami
+    assert call(Client(), "/api/v1/risks/", key.identifier, password).status_code == 200
+
+    page = login(alice).get(f"/keys/{key.identifier}/")
+    assert page.context["unused_networks"] == ["198.51.100.0/24"]
+    assert [api.slug for api in page.context["unused_apis"]] == ["kris"]
+
+    login(alice).post(f"/keys/{key.identifier}/remove-ip/", {"network": "198.51.100.0/24"})
+    login(alice).post(f"/keys/{key.identifier}/remove-api/", {"api": "kris"})
+    assert list(key.allowed_ips.values_list("network", flat=True)) == ["127.0.0.1/32"]
+    assert list(key.apis.values_list("slug", flat=True)) == ["risks"]
+    assert AuditEvent.objects.filter(key=key, action="key_edited").count() == 2
+
+
+def test_a_young_key_has_nothing_marked_unused(alice, login, key):
+    page = login(alice).get(f"/keys/{key[0].identifier}/")
+    assert page.context["unused_networks"] == [] and page.context["unused_apis"] == []

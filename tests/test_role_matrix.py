@@ -67,6 +67,18 @@ MATRIX = {
         "/keys/{key}/renew/",
         {"GET": statuses(302, 200, 404, 403, 403), "POST": statuses(302, 200, 404, 403, 403)},
     ),
+    "keys/<str:identifier>/allow/": (
+        "/keys/{key}/allow/",
+        {"GET": statuses(302, 405, 405, 405, 403), "POST": statuses(302, 302, 404, 403, 403)},
+    ),
+    "keys/<str:identifier>/remove-ip/": (
+        "/keys/{key}/remove-ip/",
+        {"GET": statuses(302, 405, 405, 405, 403), "POST": statuses(302, 302, 404, 403, 403)},
+    ),
+    "keys/<str:identifier>/remove-api/": (
+        "/keys/{key}/remove-api/",
+        {"GET": statuses(302, 405, 405, 405, 403), "POST": statuses(302, 302, 404, 403, 403)},
+    ),
     "all-keys/": (
         "/all-keys/",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
