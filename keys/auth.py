@@ -61,6 +61,9 @@ _VERIFIED_SALT = "keys.auth.verified-password"
 
 # The one 401 reason that is not a failure (see _check).
 NO_CREDENTIALS = "no_credentials"
+# 401s that cost nothing but parsing (no cache, database or Argon2 work), so counting them
+# would only add a cache round trip to a flood of garbage: they are not counted.
+FREE_REFUSALS = {NO_CREDENTIALS, "malformed", "credentials_outside_header"}
 
 WWW_AUTHENTICATE = 'Basic realm="Key Portal API", charset="UTF-8"'
 UNAUTHORIZED_DETAIL = "Valid API key credentials are required (HTTP Basic: Identifier:Password)."
@@ -114,13 +117,14 @@ class Caller:
 def authenticate(request: HttpRequest, api: str) -> Caller:
     """Return the verified caller of `api` (a catalogue slug or ANY_API), or raise Refusal.
 
-    Every 401 for credentials the caller sent counts a failure against its client network.
+    Every 401 that cost a lookup counts a failure against the client network; garbage that
+    fails its parse or checksum costs nothing and is not counted.
     """
     ip = client_ip(request)
     try:
         return _check(request, api, ip)
     except Refusal as refusal:
-        if refusal.status == 401 and refusal.reason != NO_CREDENTIALS:
+        if refusal.status == 401 and refusal.reason not in FREE_REFUSALS:
             throttle.count_failure(throttle.api_network(ip))
         raise
 

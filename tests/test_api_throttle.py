@@ -33,6 +33,12 @@ def key(alice, make_key, clock):
 
 
 def garbage(client, ip="127.0.0.1"):
+    """A failure that costs the server a lookup: well-formed credentials of no key."""
+    made_up = tokens.generate_identifier()
+    return call(client, RISKS, made_up, tokens.generate_password(made_up), REMOTE_ADDR=ip)
+
+
+def malformed(client, ip="127.0.0.1"):
     return client.get(RISKS, HTTP_AUTHORIZATION="Basic Z2FyYmFnZQ==", REMOTE_ADDR=ip)
 
 
@@ -71,13 +77,22 @@ def test_an_ip_one_failure_below_its_limit_is_still_served(client, key):
     assert right_password(client, key).status_code == 200
 
 
-def test_every_kind_of_401_with_credentials_counts_against_the_ip(client, key, alice, make_key):
+def test_every_401_that_costs_a_lookup_counts_against_the_ip(client, key, alice, make_key):
     other, other_password = make_key(alice, name="Other", networks=("192.0.2.1",))
     made_up = tokens.generate_identifier()
-    garbage(client)  # malformed credentials
     call(client, RISKS, made_up, tokens.generate_password(made_up))  # unknown identifier
     call(client, RISKS, other.identifier, other_password)  # IP not allowed for that key
+    wrong_password(client, key)  # wrong password
     assert_the_429(right_password(client, key), retry_after=WINDOW)
+
+
+def test_garbage_that_fails_its_checksum_costs_nothing_and_is_not_counted(
+    client, key, django_assert_num_queries
+):
+    with django_assert_num_queries(0):
+        for _ in range(10):  # the limit is 3
+            assert_the_401(malformed(client))
+    assert right_password(client, key).status_code == 200
 
 
 def test_asking_without_credentials_first_never_locks_a_client_out(client, key):
@@ -142,7 +157,7 @@ def test_a_malformed_credential_from_a_throttled_ip_costs_no_query(
     for _ in range(3):
         garbage(client)
     with django_assert_num_queries(0):
-        assert_the_401(garbage(client))
+        assert_the_401(malformed(client))
 
 
 def test_made_up_identifiers_from_a_throttled_ip_cost_no_cache_entries_and_few_queries(
