@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV := DEBUG=1
 
-.PHONY: install run serve test lint format migrations-check test-sqlite test-postgres bench bench-scale clean
+.PHONY: install run serve test lint format migrations-check test-sqlite test-postgres bench bench-scale bench-flood clean
 
 install: $(STAMP)
 
@@ -61,6 +61,11 @@ bench-scale: install
 	-$(BIN)/python tests/with_postgres.py --redis $(BIN)/python bench/api_auth.py
 	$(BIN)/python bench/portal_pages.py
 	$(BIN)/python tests/with_postgres.py --redis $(BIN)/python bench/portal_pages.py
+
+# A valid caller's latency while 200 connections send bad secrets or dribble bytes: sync and
+# gthread workers, directly and behind nginx as docs/deploy.md sets it up (needs nginx).
+bench-flood: install
+	$(BIN)/python bench/flood.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3* staticfiles test-artifacts .pytest_cache .ruff_cache

@@ -233,7 +233,46 @@ def journey(_args) -> int:
     other = basic(other_id, other_password)
     status, _, _ = api("/api/v1/risks", other, {"X-Forwarded-For": "203.0.113.9"})
     check(status == 401, "key allowing only 203.0.113.9, with that forged header: 401")
+    flood_limits(auth)
     return 0
+
+
+def burst(method: str, path: str, count: int, **kwargs) -> list[tuple[int, str]]:
+    """`count` requests at once (10 connections in parallel); (status, Content-Type) each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_n):
+        status, headers, _ = Portal().request(method, path, **kwargs)
+        return status, headers.get("Content-Type", "")
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def flood_limits(auth: str) -> None:
+    """nginx's limit_req/limit_conn: a burst gets 429, a paced caller never does."""
+    # No credentials: the app answers 401 without counting a failure, so its own throttles
+    # stay out of this and only nginx can answer 429.
+    answers = burst("GET", "/api/v1/whoami", 150)
+    limited = [kind for status, kind in answers if status == 429]
+    check(
+        limited and all(kind == "application/problem+json" for kind in limited),
+        f"API burst of 150: {len(limited)} x 429 problem+json from nginx, "
+        f"{sum(status == 401 for status, _ in answers)} x 401 from the app",
+    )
+    time.sleep(3)  # the burst allowance refills (40 at 20/s)
+    statuses = []
+    for _ in range(40):
+        statuses.append(api("/api/v1/risks", auth)[0])
+        time.sleep(0.1)
+    check(statuses == [200] * 40, f"paced caller, 10 calls/s for 4 s: {set(statuses)}")
+    for path in ("/login/", "/admin/login/"):
+        # Without a CSRF token: the app refuses with 403 before any log-in throttle counts.
+        answers = burst("POST", path, 30, body="username=carol&password=x")
+        limited = sum(status == 429 for status, _ in answers)
+        check(limited > 0, f"POST {path} burst of 30: {limited} x 429 from nginx")
+        status = Portal().request("GET", path)[0]
+        check(status in (200, 302), f"GET {path} right after: {status} (the form is not limited)")
 
 
 def readyz():
