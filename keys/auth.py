@@ -64,6 +64,8 @@ NO_CREDENTIALS = "no_credentials"
 # 401s that cost nothing but parsing (no cache, database or Argon2 work), so counting them
 # would only add a cache round trip to a flood of garbage: they are not counted.
 FREE_REFUSALS = {NO_CREDENTIALS, "malformed", "credentials_outside_header"}
+# Refused because the database holds a hash Argon2 cannot parse: not the caller's failure.
+STORED_HASH_UNUSABLE = "stored_hash_unusable"
 
 WWW_AUTHENTICATE = 'Basic realm="Key Portal API", charset="UTF-8"'
 UNAUTHORIZED_DETAIL = "Valid API key credentials are required (HTTP Basic: Identifier:Password)."
@@ -124,7 +126,7 @@ def authenticate(request: HttpRequest, api: str) -> Caller:
     try:
         return _check(request, api, ip)
     except Refusal as refusal:
-        if refusal.status == 401 and refusal.reason not in FREE_REFUSALS:
+        if refusal.status == 401 and refusal.reason not in {*FREE_REFUSALS, STORED_HASH_UNUSABLE}:
             throttle.count_failure(throttle.api_network(ip))
         raise
 
@@ -194,7 +196,7 @@ def _check(request: HttpRequest, api: str, ip: str | None) -> Caller:
             _remember_longer(verified_name)  # an integration under attack stays in
     elif retry_after:
         raise record_refusal("throttled", 429, retry_after=retry_after)
-    elif not _verify_password(password, row, verified_name, now):
+    elif not _verify_password(password, row, verified_name, now, record_refusal):
         # Counted per identifier only here, from an allowed IP: the identifier is public,
         # so counting failures from anywhere would let anyone lock a key out.
         throttle.count_failure(throttle.api_identifier(identifier))
@@ -339,7 +341,9 @@ def _verification_slots() -> threading.BoundedSemaphore:
 
 
 @sensitive_variables("password")
-def _verify_password(password: str, row: KeyRow, cache_key: str, now: datetime.datetime) -> bool:
+def _verify_password(
+    password: str, row: KeyRow, cache_key: str, now: datetime.datetime, record_refusal
+) -> bool:
     """True if Argon2 verifies password against the key's hash (or, during an overlap, its
     previous hash); then it is remembered under cache_key. At most
     KEYS_MAX_CONCURRENT_VERIFICATIONS run at once in a process."""
@@ -348,12 +352,12 @@ def _verify_password(password: str, row: KeyRow, cache_key: str, now: datetime.d
         raise Refusal(503, "busy", retry_after=1)
     token = None
     try:
-        if tokens.verify_password(row.password_hash, password):
+        if _matches(row.password_hash, password, row, record_refusal):
             if tokens.needs_rehash(row.password_hash):
                 row = _upgrade_hash(row, password)
             token = _verified_token(row)
-        elif row.previous_password_works(now) and tokens.verify_password(
-            row.previous_password_hash, password
+        elif row.previous_password_works(now) and _matches(
+            row.previous_password_hash, password, row, record_refusal
         ):
             token = _verified_token(row, previous=True)
     finally:
@@ -364,6 +368,17 @@ def _verify_password(password: str, row: KeyRow, cache_key: str, now: datetime.d
         except Exception:
             logger.warning("Verification cache unavailable", exc_info=True)
     return token is not None
+
+
+@sensitive_variables("password")
+def _matches(stored_hash: str, password: str, row: KeyRow, record_refusal) -> bool:
+    """Argon2's answer; a stored hash that cannot be parsed is an error naming the key, and
+    a refusal that is not counted against the caller (it is not their wrong password)."""
+    try:
+        return tokens.verify_password(stored_hash, password)
+    except tokens.StoredHashUnusable:
+        logger.error("API key #%s: its stored password hash cannot be parsed", row.key_id)
+        raise record_refusal(STORED_HASH_UNUSABLE) from None
 
 
 @sensitive_variables("password")

@@ -187,10 +187,15 @@ def _judge(token: str, url: str, ip: str | None) -> bool:
         return False
     # The current password, or the previous one while its overlap after a regeneration runs:
     # either still opens the key, so either leaked is a leak of the key.
-    current = tokens.verify_password(key.password_hash, token)
-    if not current and not (
-        key.previous_password_works and tokens.verify_password(key.previous_password_hash, token)
-    ):
+    try:
+        opens = tokens.verify_password(key.password_hash, token) or (
+            key.previous_password_works
+            and tokens.verify_password(key.previous_password_hash, token)
+        )
+    except tokens.StoredHashUnusable:
+        logger.error("API key #%s: its stored password hash cannot be parsed", key.pk)
+        return False
+    if not opens:
         return False
     if key.status() != ApiKey.Status.ACTIVE:
         return True

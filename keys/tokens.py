@@ -138,12 +138,19 @@ def hash_password(password: str) -> str:
     return hasher.hash(password)
 
 
+class StoredHashUnusable(Exception):
+    """The stored hash cannot be parsed: the database's fault, never the caller's."""
+
+
 def verify_password(stored_hash: str, password: str) -> bool:
-    """Verify in constant time; any malformed hash fails closed."""
+    """Verify in constant time; False for a wrong password. A stored hash that cannot be
+    parsed raises StoredHashUnusable (fails closed, and is not the caller's failure)."""
     try:
         return hasher.verify(stored_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    except VerifyMismatchError:
         return False
+    except (VerificationError, InvalidHashError) as error:
+        raise StoredHashUnusable(str(error)) from None
 
 
 def needs_rehash(stored_hash: str) -> bool:

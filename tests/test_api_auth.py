@@ -452,3 +452,19 @@ def test_refusal_bodies_are_problem_documents(client, alices_key):
     for body in bodies:
         document = json.loads(body)
         assert {"type", "title", "status"} <= set(document)
+
+
+def test_a_stored_hash_that_cannot_be_parsed_is_an_error_not_the_callers_wrong_password(
+    client, alice, make_key, settings, caplog
+):
+    from keys.models import AuditEvent
+
+    settings.KEYS_THROTTLE_MAX_FAILURES_PER_KEY = 2
+    key, password = make_key(alice)
+    ApiKey.objects.filter(pk=key.pk).update(password_hash="$argon2id$garbage")
+    for _ in range(4):
+        assert_the_401(call(client, RISKS, key.identifier, password))
+    assert f"API key #{key.pk}: its stored password hash cannot be parsed" in caplog.text
+    denied = AuditEvent.objects.get(key=key, action="use_denied")
+    assert denied.details["reason"] == "stored_hash_unusable"
+    # Never counted as the caller's failures: four tries, a limit of two, no 429.

@@ -205,7 +205,8 @@ def test_a_revoked_key_and_an_expired_key_are_recorded_as_such(client, alice, ma
 
 def test_a_throttled_call_of_a_known_key_is_recorded(client, key, settings):
     settings.KEYS_THROTTLE_MAX_FAILURES_PER_IP = 1
-    client.get(RISKS, HTTP_AUTHORIZATION="Basic Z2FyYmFnZQ==")  # one failure from this IP
+    made_up = tokens.generate_identifier()
+    call(client, RISKS, made_up, tokens.generate_password(made_up))  # a failure from this IP
     assert use(client, key).status_code == 429
     assert refusals(key) == [{"reason": "throttled", "path": RISKS, "count": 1}]
 
