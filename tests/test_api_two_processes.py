@@ -195,3 +195,74 @@ def test_an_edit_through_one_server_counts_on_the_next_call_to_the_other(portal,
 
     assert api_status(b, "/api/v1/controls/", identifier, password) == 403
     assert api_status(b, "/api/v1/risks/", identifier, password) == 200
+
+
+def test_a_regenerated_password_counts_on_the_other_server_at_once(portal, alice_on_a):
+    b = portal["b"]
+    identifier, old = create_key(alice_on_a, [portal["apis"]["risks"]], "Regenerated")
+    assert api_status(b, "/api/v1/risks/", identifier, old) == 200  # cached on B
+
+    page = Inputs(alice_on_a.submit(f"/keys/{identifier}/regenerate/", [("overlap", "none")]))
+    new = page.value(id="password")
+
+    assert api_status(b, "/api/v1/risks/", identifier, old) == 401
+    assert api_status(b, "/api/v1/risks/", identifier, new) == 200
+
+
+def test_a_renewal_without_overlap_revokes_the_old_key_on_the_other_server_at_once(
+    portal, alice_on_a
+):
+    b = portal["b"]
+    identifier, password = create_key(alice_on_a, [portal["apis"]["risks"]], "Renewed")
+    assert api_status(b, "/api/v1/risks/", identifier, password) == 200
+    expires_on = (datetime.date.today() + datetime.timedelta(days=60)).isoformat()
+    page = Inputs(
+        alice_on_a.submit(
+            f"/keys/{identifier}/renew/", [("expires_on", expires_on), ("overlap_days", "0")]
+        )
+    )
+    assert api_status(b, "/api/v1/risks/", identifier, password) == 401
+    new_identifier, new_password = page.value(id="identifier"), page.value(id="password")
+    assert api_status(b, "/api/v1/risks/", new_identifier, new_password) == 200
+
+
+def test_a_self_rotation_overlap_ends_on_every_server_at_the_same_moment(portal, alice_on_a):
+    a, b = portal["a"], portal["b"]
+    expires_on = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+    page = Inputs(
+        alice_on_a.submit(
+            "/keys/add/",
+            [
+                ("name", "Robot"),
+                ("expires_on", expires_on),
+                ("allowed_ips", "127.0.0.1"),
+                ("apis", str(portal["apis"]["risks"])),
+                ("may_rotate_itself", "on"),
+            ],
+        )
+    )
+    identifier, old = page.value(id="identifier"), page.value(id="password")
+    for server in (a, b):  # both have the old password cached
+        assert api_status(server, "/api/v1/risks/", identifier, old) == 200
+
+    credentials = base64.b64encode(f"{identifier}:{old}".encode()).decode()
+    request = urllib.request.Request(
+        a + "/api/v1/self/rotate",
+        data=json.dumps({"overlap_seconds": 2}).encode(),
+        headers={"Authorization": f"Basic {credentials}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        rotated = json.loads(response.read())
+    until = datetime.datetime.fromisoformat(rotated["previous_password_valid_until"])
+
+    if datetime.datetime.now(datetime.UTC) < until - datetime.timedelta(seconds=0.5):
+        assert api_status(b, "/api/v1/risks/", identifier, old) == 200  # the overlap runs
+    wait_for(
+        lambda: datetime.datetime.now(datetime.UTC) > until,
+        timeout=5,
+        what="the end of the overlap",
+    )
+    for server in (a, b):
+        assert api_status(server, "/api/v1/risks/", identifier, old) == 401
+        assert api_status(server, "/api/v1/risks/", identifier, rotated["password"]) == 200

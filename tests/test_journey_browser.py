@@ -322,3 +322,49 @@ def test_the_add_form_helps_enter_saves_rows_are_removed_presets_and_my_ip_fill(
     ]
     assert not errors, errors
     context.close()
+
+
+def test_regenerate_and_renew_from_the_key_page(browser, live_server, staff_user):
+    from keys import actions
+    from keys.models import Api, latest_expiry_for, local_date
+
+    key, old_password = actions.create_key(
+        owner=staff_user,
+        name="Yearly export",
+        expires_on=latest_expiry_for(local_date()),
+        networks=["127.0.0.1"],
+        apis=list(Api.objects.filter(slug="risks")),
+    )
+    context = browser.new_context()
+    page = context.new_page()
+    errors = console_errors(page)
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/keys/{key.identifier}/")
+
+    page.get_by_role("link", name="Regenerate password").click()
+    page.get_by_label("1 hour").check()
+    page.get_by_role("button", name="Regenerate password").click()
+    expect(page.get_by_role("heading", name="New password")).to_be_visible()
+    new_password = page.get_by_label("Password").input_value()
+    assert new_password != old_password
+    assert page.get_by_label("Identifier").input_value() == key.identifier
+    shot(page, "lifecycle-1-regenerated")
+    whoami = f"{live_server.url}/api/v1/whoami"
+    assert call_api(whoami, key.identifier, new_password)["identifier"] == key.identifier
+    assert call_api(whoami, key.identifier, old_password)["identifier"] == key.identifier
+
+    page.goto(f"{live_server.url}/keys/{key.identifier}/")
+    expect(page.get_by_text("Previous password valid until")).to_be_visible()
+    page.get_by_role("link", name="Renew").click()
+    page.get_by_label("Keep the old key working for (days)").fill("7")
+    page.get_by_role("button", name="Renew").click()
+    expect(page.get_by_role("heading", name="API key renewed")).to_be_visible()
+    renewed_identifier = page.get_by_label("Identifier").input_value()
+    renewed_password = page.get_by_label("Password").input_value()
+    assert call_api(whoami, renewed_identifier, renewed_password)["name"] == "Yearly export"
+    shot(page, "lifecycle-2-renewed")
+    page.get_by_role("link", name=key.identifier).click()
+    expect(page.get_by_text("Replaced by")).to_be_visible()
+    shot(page, "lifecycle-3-replaced")
+    assert not errors, errors
+    context.close()
