@@ -3,7 +3,6 @@
 import datetime
 
 import pytest
-from django.urls import reverse
 
 from keys.models import AuditEvent
 
@@ -22,20 +21,6 @@ def keys(alice, bob, make_key, today):
         "reports": make_key(bob, name="Reports", apis=("kris",), expires_on=soon)[0],
         "old": make_key(bob, name="Old export", apis=("risks", "kris"))[0],
     }
-
-
-def test_anonymous_is_sent_to_log_in_from_all_keys(client):
-    response = client.get(ALL_KEYS)
-    assert response.status_code == 302
-    assert response["Location"].startswith(reverse("login"))
-
-
-def test_staff_cannot_see_all_keys(alice, login):
-    assert login(alice).get(ALL_KEYS).status_code == 403
-
-
-def test_all_keys_answers_only_get(carol, login):
-    assert login(carol).post(ALL_KEYS).status_code == 405
 
 
 def test_admin_sees_every_users_keys_with_revoke_buttons(carol, login, keys):

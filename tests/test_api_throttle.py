@@ -160,20 +160,23 @@ def test_a_malformed_credential_from_a_throttled_ip_costs_no_query(
         assert_the_401(malformed(client))
 
 
+@pytest.mark.redis
 def test_made_up_identifiers_from_a_throttled_ip_cost_no_cache_entries_and_few_queries(
-    client, key, django_assert_max_num_queries
+    client, key, django_assert_max_num_queries, redis_cache
 ):
-    from django.core.cache import cache
+    import redis
 
     for _ in range(3):
         garbage(client)
-    entries = len(cache._cache)  # LocMemCache internals: what a flood could push out
+    server = redis.Redis(port=redis_cache.port)
+    entries = server.dbsize()  # what a flood could push out of a size-bounded cache
     with django_assert_max_num_queries(1):  # one lookup a second per client network
         for _ in range(50):
             made_up = tokens.generate_identifier()
             response = call(client, RISKS, made_up, tokens.generate_password(made_up))
             assert response.status_code == 429
-    assert len(cache._cache) <= entries + 1
+    assert server.dbsize() <= entries + 1
+    server.close()
 
 
 def test_a_throttled_known_key_is_recorded_even_after_made_up_identifiers(client, key, clock):

@@ -6,7 +6,6 @@ import io
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.urls import reverse
 
 from keys import actions, audit_csv
 from keys.models import AuditEvent, AuditHead
@@ -39,20 +38,6 @@ def history(alice, bob, carol, make_key):
     bob_key, bob_password = make_key(bob, name="Reports")
     actions.revoke_key(bob_key, actor=carol, reason="Contract ended")
     return {"passwords": [alice_password, bob_password], "alice_key": alice_key}
-
-
-def test_anonymous_is_sent_to_log_in_from_the_export(client):
-    response = client.get(EXPORT)
-    assert response.status_code == 302
-    assert response["Location"].startswith(reverse("login"))
-
-
-def test_staff_cannot_export_the_history(alice, login):
-    assert login(alice).get(EXPORT).status_code == 403
-
-
-def test_export_answers_only_get(dave, login):
-    assert login(dave).post(EXPORT).status_code == 405
 
 
 def test_auditor_downloads_the_history_as_a_streamed_csv_file(dave, login, history):

@@ -3,7 +3,6 @@
 import datetime
 
 import pytest
-from django.urls import reverse
 from django.utils import timezone
 
 from keys import actions, audit
@@ -36,16 +35,6 @@ def _local(day: str, hour: int = 12) -> datetime.datetime:
 # --- who may read it -------------------------------------------------------------------------
 
 
-def test_anonymous_is_sent_to_log_in_from_the_audit_history(client):
-    response = client.get(HISTORY)
-    assert response.status_code == 302
-    assert response["Location"].startswith(reverse("login"))
-
-
-def test_staff_cannot_read_the_audit_history(alice, login):
-    assert login(alice).get(HISTORY).status_code == 403
-
-
 def test_auditor_reads_the_audit_history_newest_first(dave, login, alice_key, bob_key):
     response = login(dave).get(HISTORY)
     assert response.status_code == 200
@@ -58,10 +47,6 @@ def test_admin_reads_the_audit_history(carol, login, alice_key):
     response = login(carol).get(HISTORY)
     assert response.status_code == 200
     assert _seqs(response) == [1]
-
-
-def test_audit_history_answers_only_get(dave, login):
-    assert login(dave).post(HISTORY).status_code == 405
 
 
 def test_header_shows_audit_history_to_auditors_and_admins_only(alice, carol, dave, login):

@@ -141,6 +141,8 @@ def test_role_matrix(route, method, persona, request, client, alice, bob, carol,
     assert response.status_code == methods[method][persona], (
         f"{method} {url} as {persona}: {response.status_code}"
     )
+    if persona == "anonymous" and response.status_code == 302 and route not in ("logout/", ""):
+        assert response["Location"].startswith("/login/?next=")
 
 
 @pytest.mark.parametrize("route", sorted(set(MATRIX) - READ_ONLY))
