@@ -1,51 +1,60 @@
 """Counters, gates and reads in the cache that the throttle and usage records share.
 
-An unavailable cache degrades what they count, never the answer a caller gets: the
-functions log and report "nothing counted" (or "nothing cached") instead of raising.
+An unavailable cache degrades what they count, never the answer a caller gets: while the
+shared cache (Redis) cannot be reached, each process counts in its own memory (`fallback`),
+so throttling goes on per process instead of stopping; nothing here ever raises.
 """
 
 import logging
 
 from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
 
 logger = logging.getLogger(__name__)
 
+# This process's own counters, used only while the shared cache is unavailable.
+fallback = LocMemCache("keys-cache-counters-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
 
-def cache_incr(name: str, delta: int = 1, *, timeout: int) -> int | None:
-    """Add delta to a counter, creating it with `timeout`; None if the cache is unavailable."""
+
+def _incr(store, name: str, delta: int, timeout: int) -> int:
     try:
-        try:
-            value = cache.incr(name, delta)
-        except ValueError:  # missing (or expired)
-            if cache.add(name, delta, timeout):
-                return delta
-            value = cache.incr(name, delta)
-        if value <= delta:
-            # Django's Redis incr() checks the key exists, then INCRs: if it expired in
-            # between, INCR re-created it without a TTL, and the counter would never reset.
-            cache.touch(name, timeout)
-        return value
+        value = store.incr(name, delta)
+    except ValueError:  # missing (or expired)
+        if store.add(name, delta, timeout):
+            return delta
+        value = store.incr(name, delta)
+    if value <= delta:
+        # Django's Redis incr() checks the key exists, then INCRs: if it expired in
+        # between, INCR re-created it without a TTL, and the counter would never reset.
+        store.touch(name, timeout)
+    return value
+
+
+def cache_incr(name: str, delta: int = 1, *, timeout: int) -> int:
+    """Add delta to a counter, creating it with `timeout`; return the count."""
+    try:
+        return _incr(cache, name, delta, timeout)
     except Exception:
         _unavailable(name)
-        return None
+        return _incr(fallback, name, delta, timeout)
 
 
 def cache_add(name: str, timeout: int, value: object = 1) -> bool:
-    """True if this caller set the gate now; False if it was set, or the cache is down."""
+    """True if this caller set the gate now; False if it was set already."""
     try:
         return cache.add(name, value, timeout)
     except Exception:
         _unavailable(name)
-        return False
+        return fallback.add(name, value, timeout)
 
 
 def cache_get_many(names: list[str]) -> dict:
-    """The cached values of names, in one round trip; none while the cache is unavailable."""
+    """The cached values of names, in one round trip."""
     try:
         return cache.get_many(names)
     except Exception:
         _unavailable(names[0])
-        return {}
+        return fallback.get_many(names)
 
 
 def cache_delete_many(names: list[str]) -> None:
@@ -53,6 +62,7 @@ def cache_delete_many(names: list[str]) -> None:
         cache.delete_many(names)
     except Exception:
         _unavailable(names[0])
+    fallback.delete_many(names)
 
 
 def _unavailable(name: str) -> None:

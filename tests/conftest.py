@@ -13,9 +13,13 @@ pytest_plugins = ["tests.servers"]
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    from keys.cache_counters import fallback
+
     cache.clear()
+    fallback.clear()
     yield
     cache.clear()
+    fallback.clear()
 
 
 def make_user(django_user_model, username: str, role: str | None):

@@ -293,6 +293,19 @@ def test_a_cache_outage_never_fails_open(client, alices_key, cache_down):
     assert argon2.call_count == 2
 
 
+def test_with_the_cache_down_each_process_still_throttles_wrong_passwords(
+    client, alices_key, cache_down, settings
+):
+    settings.KEYS_THROTTLE_MAX_FAILURES_PER_KEY = 5
+    key, _password = alices_key
+    wrong = tokens.generate_password(key.identifier)
+    statuses = [call(client, RISKS, key.identifier, wrong).status_code for _ in range(30)]
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}
+    with argon2_verifications() as argon2:
+        assert call(client, RISKS, key.identifier, wrong).status_code == 429
+    assert argon2.call_count == 0
+
+
 def test_a_hash_with_old_parameters_is_upgraded_on_its_next_verification(client, alices_key):
     key, password = alices_key
     old = PasswordHasher(time_cost=1, memory_cost=4096, parallelism=1, type=Type.ID)
