@@ -1,0 +1,197 @@
+"""Every portal page state, as the role that uses it, checked by axe-core in Chromium (WCAG
+2.0/2.1/2.2 A and AA, and best practices), and at 320 px wide for sideways scrolling.
+
+axe-core comes bundled in the axe-playwright-python package; screenshots of every state at
+1280 px and 320 px go to test-artifacts/a11y-*.png for people to look at.
+"""
+
+import datetime
+
+import pytest
+import time_machine
+from django.contrib.auth.models import Group
+
+from keys import actions
+from keys.models import Api, latest_expiry_for, local_date
+from tests.test_journey_browser import ARTIFACTS, _browser, console_errors
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield from _browser()
+
+
+@pytest.fixture
+def world(django_user_model):
+    """Alice (staff) with an active, a revoked and an expired key; Carol (admin); Dave."""
+    people = {}
+    for name, role in (
+        ("alice", "staff"),
+        ("bob", "staff"),
+        ("carol", "admin"),
+        ("dave", "auditor"),
+    ):
+        user = django_user_model.objects.create_user(
+            username=name, password=f"{name}-portal-pw", first_name=name.title()
+        )
+        user.groups.add(Group.objects.get(name=role))
+        people[name] = user
+    apis = list(Api.objects.filter(slug__in=["risks", "kris"]))
+    today = local_date()
+
+    def key(name, **extra):
+        return actions.create_key(
+            owner=people["alice"],
+            name=name,
+            expires_on=extra.pop("expires_on", latest_expiry_for(today)),
+            networks=["127.0.0.1", "2001:db8::/48"],
+            apis=apis,
+            **extra,
+        )[0]
+
+    active = key("Nightly export")
+    revoked = key("Old pipeline")
+    actions.revoke_key(revoked, actor=people["carol"], reason="Leaked in a ticket")
+    three_days_ago = datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(days=3)
+    with time_machine.travel(three_days_ago, tick=False):
+        expired = key("Last year", expires_on=local_date() + datetime.timedelta(days=1))
+    return {"people": people, "active": active, "revoked": revoked, "expired": expired}
+
+
+def log_in(page, base, name):
+    page.goto(base + "/login/")
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Password").fill(f"{name}-portal-pw")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state("load")
+
+
+def axe_violations(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(
+        page,
+        options={"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]},
+    )
+    return [
+        f"{violation['id']}: {violation['help']} at "
+        + ", ".join(str(node["target"]) for node in violation["nodes"][:3])
+        for violation in results.response["violations"]
+    ]
+
+
+def sideways_scroll(page) -> int:
+    """How far the page itself scrolls sideways (a table may scroll inside its own region)."""
+    return page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+
+
+def check(page, state: str, found: dict) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.screenshot(path=str(ARTIFACTS / f"a11y-{state}-1280.png"), full_page=True)
+    violations = axe_violations(page)
+    page.set_viewport_size({"width": 320, "height": 700})
+    page.screenshot(path=str(ARTIFACTS / f"a11y-{state}-320.png"), full_page=True)
+    if overflow := sideways_scroll(page):
+        violations.append(f"at 320 px the page scrolls sideways by {overflow}")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    found[state] = violations
+
+
+def test_every_page_state_has_no_axe_violation_and_fits_320_px(browser, live_server, world):
+    base = live_server.url
+    active, revoked, expired = world["active"], world["revoked"], world["expired"]
+    found: dict[str, list[str]] = {}
+    context = browser.new_context()
+    page = context.new_page()
+    errors = console_errors(page)
+
+    page.goto(base + "/login/")
+    check(page, "login", found)
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("wrong")
+    page.get_by_role("button", name="Log in").click()
+    check(page, "login-failed", found)
+
+    log_in(page, base, "alice")
+    for state, path in [
+        ("profile", "/profile/"),
+        ("keys-full", "/keys/"),
+        ("add", "/keys/add/"),
+        ("detail-active", f"/keys/{active.identifier}/"),
+        ("detail-revoked", f"/keys/{revoked.identifier}/"),
+        ("detail-expired", f"/keys/{expired.identifier}/"),
+        ("edit", f"/keys/{active.identifier}/edit/"),
+        ("revoke-own", f"/keys/{active.identifier}/revoke/"),
+        ("regenerate", f"/keys/{active.identifier}/regenerate/"),
+        ("renew", f"/keys/{active.identifier}/renew/"),
+        ("forbidden-403", "/all-keys/"),
+        ("not-found-404", "/keys/ckid_nothing/"),
+    ]:
+        page.goto(base + path)
+        check(page, state, found)
+
+    page.goto(base + "/keys/add/")
+    page.get_by_role("group", name="Allowed IPs").get_by_role("button", name="Add").click()
+    page.get_by_role("group", name="Allowed IPs").get_by_label("Allowed IP 2").wait_for()
+    check(page, "add-rows", found)
+    page.goto(base + "/keys/add/")
+    page.get_by_role("button", name="Save").first.click()
+    check(page, "add-errors", found)
+
+    page.goto(base + f"/keys/{active.identifier}/edit/")
+    page.get_by_label("Name").fill("")
+    page.get_by_role("button", name="Save").first.click()
+    check(page, "edit-errors", found)
+
+    page.goto(base + "/keys/add/")
+    page.get_by_label("Name").fill("Accessible")
+    page.get_by_role("group", name="Allowed IPs").get_by_label("Allowed IP 1").fill("127.0.0.1")
+    page.get_by_role("group", name="APIs").get_by_label("Risks").check()
+    page.get_by_role("button", name="Save").first.click()
+    check(page, "created", found)
+    page.goto(base + f"/keys/{active.identifier}/edit/")
+    page.get_by_role("button", name="Save").first.click()
+    check(page, "message", found)  # "The key was saved." on the key page
+    context.close()
+
+    for person, states in {
+        "carol": [
+            ("all-keys", "/all-keys/"),
+            ("all-keys-filtered", "/all-keys/?status=active&q=export"),
+            ("all-keys-bad-filter", "/all-keys/?status=nonsense&expiring_within=-1"),
+            ("revoke-with-reason", f"/keys/{active.identifier}/revoke/"),
+            ("users", "/users/"),
+            ("deactivate", "/users/bob/deactivate/"),
+            ("admin-detail", f"/keys/{active.identifier}/"),
+        ],
+        "dave": [
+            ("audit-history", "/audit/"),
+            ("audit-filtered", "/audit/?action=key_created"),
+            ("audit-bad-filter", "/audit/?date_from=1000-01-01"),
+            ("auditor-keys", "/keys/"),
+        ],
+    }.items():
+        context = browser.new_context()
+        page = context.new_page()
+        errors += console_errors(page)
+        log_in(page, base, person)
+        for state, path in states:
+            page.goto(base + path)
+            check(page, state, found)
+        context.close()
+
+    broken = {state: violations for state, violations in found.items() if violations}
+    counts = {state: len(violations) for state, violations in found.items()}
+    print("axe violations per page state:", counts)
+    assert broken == {}, "\n".join(f"{state}: {v}" for state, v in broken.items())
+    # The 403 and 404 states answer with those statuses on purpose; anything else is a fault.
+    assert [e for e in errors if "status of 403" not in e and "status of 404" not in e] == []
