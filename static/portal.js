@@ -1,24 +1,43 @@
-// Copy buttons on the one-time credentials page. No inline script: the CSP forbids it.
+// Small behaviours of every page. No inline script: the CSP forbids it.
+
+// Copy buttons (the one-time credentials page): the focus stays on the button, and the result
+// is announced in the page's live region.
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-copy]");
   if (!button) return;
   const field = document.getElementById(button.dataset.copy);
   if (!field) return;
-  field.select();
+  let copied = true;
   try {
     await navigator.clipboard.writeText(field.value);
   } catch {
-    document.execCommand("copy"); // older browsers, or no clipboard permission
+    field.select(); // older browsers, or no clipboard permission
+    copied = document.execCommand("copy");
+    button.focus();
   }
+  const what = button.dataset.copyName || "Value";
+  const status = document.getElementById("copy-status");
+  if (status) status.textContent = copied ? `${what} copied.` : `${what} could not be copied.`;
   const label = button.textContent;
-  button.textContent = "Copied";
+  button.textContent = copied ? "Copied" : "Not copied";
   setTimeout(() => { button.textContent = label; }, 1500);
 });
 
-// New Allowed IP rows get the focus, so one can type right after clicking Add.
-document.addEventListener("htmx:afterSwap", (event) => {
-  if (event.detail.target.id === "ip-rows") {
-    const inputs = event.detail.target.querySelectorAll("input");
-    if (inputs.length) inputs[inputs.length - 1].focus();
-  }
-});
+// The user menu closes with Escape (focus back on its button), a click elsewhere, or when the
+// focus leaves it, so it never hides the page's own controls.
+const menu = document.querySelector(".usermenu");
+if (menu) {
+  const close = () => { menu.open = false; };
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && menu.open) {
+      close();
+      menu.querySelector("summary").focus();
+    }
+  });
+  document.addEventListener("click", (event) => {
+    if (menu.open && !menu.contains(event.target)) close();
+  });
+  menu.addEventListener("focusout", (event) => {
+    if (event.relatedTarget && !menu.contains(event.relatedTarget)) close();
+  });
+}

@@ -195,3 +195,122 @@ def test_every_page_state_has_no_axe_violation_and_fits_320_px(browser, live_ser
     assert broken == {}, "\n".join(f"{state}: {v}" for state, v in broken.items())
     # The 403 and 404 states answer with those statuses on purpose; anything else is a fault.
     assert [e for e in errors if "status of 403" not in e and "status of 404" not in e] == []
+
+
+FOCUS_RING = """() => {
+    const el = document.activeElement;
+    if (!el || el === document.body) return null;
+    const style = getComputedStyle(el);
+    const rect = el.getBoundingClientRect();
+    const rgb = (text) => (text.match(/[\\d.]+/g) || []).slice(0, 3).map(Number);
+    const lum = ([r, g, b]) => {
+        const c = [r, g, b].map((v) => {
+            v /= 255;
+            return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+        });
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+    };
+    let bg = null;
+    for (let node = el.parentElement; node; node = node.parentElement) {
+        const color = getComputedStyle(node).backgroundColor;
+        if (color && !color.startsWith("rgba(0, 0, 0, 0)") && color !== "transparent") {
+            bg = rgb(color);
+            break;
+        }
+    }
+    bg = bg || [255, 255, 255];
+    const outline = rgb(style.outlineColor);
+    const [hi, lo] = [lum(outline), lum(bg)].sort((a, b) => b - a);
+    return {
+        tag: el.tagName, text: (el.innerText || el.value || "").slice(0, 30),
+        visible: rect.width > 0 && rect.height > 0 && rect.bottom > 0 && rect.right > 0,
+        outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2,
+        contrast: (hi + 0.05) / (lo + 0.05),
+    };
+}"""
+
+
+def tab_to(page, matches, limit=60) -> dict:
+    """Press Tab until the focused element matches; check every stop's focus indicator."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(FOCUS_RING)
+        assert focused is None or (
+            focused["visible"] and focused["outline"] and focused["contrast"] >= 3
+        ), focused
+        if focused and matches(focused):
+            return focused
+    raise AssertionError("never reached the element by Tab")
+
+
+def test_the_whole_journey_by_keyboard_alone(browser, live_server, world):
+    base = live_server.url
+    context = browser.new_context()
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.goto(base + "/login/")
+    assert page.evaluate("document.activeElement.name") == "username"  # autofocus
+    page.keyboard.type("alice")
+    tab_to(page, lambda f: f["tag"] == "INPUT")
+    page.keyboard.type("alice-portal-pw")
+    page.keyboard.press("Enter")
+    page.wait_for_url(base + "/keys/")
+
+    tab_to(page, lambda f: f["tag"] == "SUMMARY")  # the user menu
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.querySelector('.usermenu').open")
+    page.keyboard.press("Escape")
+    assert not page.evaluate("document.querySelector('.usermenu').open")
+    assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
+    page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["text"] == "View profile")
+    page.keyboard.press("Enter")
+    page.wait_for_url(base + "/profile/")
+    tab_to(page, lambda f: f["text"] == "API Keys")
+    page.keyboard.press("Enter")
+    page.wait_for_url(base + "/keys/")
+    tab_to(page, lambda f: f["text"] == "Add")
+    page.keyboard.press("Enter")
+    page.wait_for_url(base + "/keys/add/")
+
+    tab_to(page, lambda f: f["tag"] == "INPUT")  # Name
+    page.keyboard.type("Typed by keyboard")
+    tab_to(page, lambda f: f["text"].startswith("Add"))  # Allowed IPs: add a row
+    page.keyboard.press("Enter")
+    page.get_by_label("Allowed IP 2").wait_for()
+    page.keyboard.type("192.0.2.9")  # the new row has the focus
+    tab_to(page, lambda f: f["text"].startswith("Remove"))  # remove it again
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelectorAll('.ip-row').length === 1")
+    page.get_by_label("Allowed IP 1").focus()
+    page.keyboard.type("127.0.0.1")
+    tab_to(page, lambda f: f["tag"] == "INPUT" and page.evaluate(
+        "document.activeElement.type") == "checkbox")  # fmt: skip
+    page.keyboard.press("Space")  # the first API
+    page.get_by_label("Name").focus()
+    page.keyboard.press("Enter")  # Enter saves
+    page.get_by_label("Password").wait_for()
+
+    tab_to(page, lambda f: f["text"] == "Copy identifier")
+    page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["text"] == "Copy password")
+    page.keyboard.press("Enter")
+    assert page.evaluate("navigator.clipboard.readText()").startswith("ckpw_")
+    tab_to(page, lambda f: f["text"].startswith("I have stored them"))
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["text"] == "Revoke")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["text"] == "Revoke" and f["tag"] == "BUTTON")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "was revoked" in page.content()
+
+    tab_to(page, lambda f: f["tag"] == "SUMMARY")
+    page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["text"] == "Log out")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "/login/" in page.url or "Log in" in page.content()
+    context.close()

@@ -146,8 +146,11 @@ def test_create_a_key_as_the_cerrix_manual_describes(browser, live_server, staff
 
     # Copy buttons copy the value.
     context.grant_permissions(["clipboard-read", "clipboard-write"])
-    page.get_by_role("button", name="Copy").nth(1).click()
+    copy = page.get_by_role("button", name="Copy password")
+    copy.click()
     assert page.evaluate("navigator.clipboard.readText()") == password
+    expect(copy).to_be_focused()  # the focus stays on the button
+    expect(page.get_by_role("status").filter(has_text="Password copied.")).to_have_count(1)
 
     # The key works from an allowed IP (the test client is 127.0.0.1).
     assert call_api(live_server.url + "/api/v1/whoami", identifier, password) == {
