@@ -24,6 +24,18 @@ from keys import tokens
 MAX_ALLOWED_IPS = 50
 MAX_DESCRIPTION = 1000
 REFUSED_ADDRESSES_SHOWN = datetime.timedelta(days=30)
+# Why a call with a known key was refused: the code recorded (and exported), the sentence shown.
+REFUSAL_REASONS = {
+    "revoked": "The key is revoked.",
+    "expired": "The key has expired.",
+    "owner_inactive": "The key's owner is deactivated.",
+    "ip_not_allowed": "Called from an address that is not in the allowed IPs.",
+    "bad_password": "Wrong password.",
+    "api_not_granted": "The key is not granted the API it called.",
+    "throttled": "Too many failed attempts: refused for a while.",
+    "rotation_not_allowed": "Tried to rotate itself without being allowed to.",
+    "stored_hash_unusable": "The stored password hash is damaged: contact the administrators.",
+}
 UNUSED_AFTER = datetime.timedelta(days=90)
 
 

@@ -68,7 +68,11 @@ def _show_password_once(
 @login_required
 def key_list(request: HttpRequest) -> HttpResponse:
     keys = ApiKey.objects.filter(owner=request.user).with_listing_data()
-    return render(request, "keys/list.html", {"keys": keys, "section": "keys"})
+    live_only = request.GET.get("show") == "live"
+    if live_only:
+        keys = keys.with_status(ApiKey.Status.ACTIVE)
+    context = {"keys": keys, "live_only": live_only, "section": "keys"}
+    return render(request, "keys/list.html", context)
 
 
 @sensitive_variables("password")

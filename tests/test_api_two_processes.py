@@ -174,7 +174,7 @@ def test_a_revocation_through_one_server_counts_on_the_next_call_to_the_other(po
     assert api_status(a, "/api/v1/risks/", identifier, password) == 401
 
     refusals = alice_on_a.get(f"/keys/{identifier}/")  # B's refusal, shown by A
-    assert "<code>revoked</code>" in refusals
+    assert "The key is revoked." in refusals
 
 
 def test_an_edit_through_one_server_counts_on_the_next_call_to_the_other(portal, alice_on_a):

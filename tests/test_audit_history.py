@@ -109,7 +109,7 @@ def test_denied_use_shows_its_reason(dave, login, alice_key):
         actor_label=alice_key.identifier,
         details={"reason": "ip_not_allowed"},
     )
-    assert "“ip_not_allowed”" in login(dave).get(HISTORY, {"outcome": "denied"}).text
+    assert "Called from an address that is not in the allowed IPs." in login(dave).get(HISTORY, {"outcome": "denied"}).text
 
 
 def test_history_filters_by_date_range_in_the_portal_time_zone(dave, login, alice_key):

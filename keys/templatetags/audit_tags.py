@@ -2,6 +2,8 @@
 
 from django import template
 
+from keys.models import REFUSAL_REASONS, AuditEvent
+
 register = template.Library()
 
 _LABELS = {
@@ -29,7 +31,10 @@ def event_summary(event) -> str:
     details = dict(event.details or {})
     parts = []
     if reason := details.pop("reason", None):
-        parts.append(f"“{reason}”")
+        if event.action == AuditEvent.Action.USE_DENIED:  # a code: shown as its sentence
+            parts.append(REFUSAL_REASONS.get(reason, reason))
+        else:
+            parts.append(f"“{reason}”")
     if (changes := details.pop("changes", None)) is None:
         # key_edited holds its changes at the top level, other events under "changes".
         changes = {

@@ -1,6 +1,10 @@
 """{% if key|revocable_by:user %}: the model's rules, for templates (they restate none)."""
 
 from django import template
+from django.conf import settings
+from django.utils import dateformat, timezone
+
+from keys.models import REFUSAL_REASONS, local_date
 
 register = template.Library()
 
@@ -13,3 +17,38 @@ def revocable_by(key, user) -> bool:
 @register.filter
 def editable_by(key, user) -> bool:
     return key.may_be_edited_by(user)
+
+
+@register.filter
+def moment(value) -> str:
+    """Every time the portal shows, in one format with its zone: 2026-11-28 14:05 CET."""
+    if not value:
+        return ""
+    return dateformat.format(timezone.localtime(value), "Y-m-d H:i T")
+
+
+@register.filter
+def expires_in(key) -> str:
+    """ "expires in N days" (today, tomorrow) for a key that is not revoked or expired."""
+    if key.status() != key.Status.ACTIVE:
+        return ""
+    days = (key.expires_on - local_date()).days
+    if days == 0:
+        return "expires at the end of today"
+    if days == 1:
+        return "expires at the end of tomorrow"
+    return f"expires in {days} days"
+
+
+@register.filter
+def expiring_soon(key) -> bool:
+    """Inside the expiry reminder window (the widest of KEYS_EXPIRY_REMINDER_DAYS)."""
+    window = max(settings.KEYS_EXPIRY_REMINDER_DAYS or [0])
+    active = key.status() == key.Status.ACTIVE
+    return active and (key.expires_on - local_date()).days <= window
+
+
+@register.filter
+def reason_text(code: str) -> str:
+    """Why a call was refused, as a sentence (the CSV keeps the code)."""
+    return REFUSAL_REASONS.get(code, code)
