@@ -109,7 +109,8 @@ def test_denied_use_shows_its_reason(dave, login, alice_key):
         actor_label=alice_key.identifier,
         details={"reason": "ip_not_allowed"},
     )
-    assert "Called from an address that is not in the allowed IPs." in login(dave).get(HISTORY, {"outcome": "denied"}).text
+    page = login(dave).get(HISTORY, {"outcome": "denied"})
+    assert "Called from an address that is not in the allowed IPs." in page.text
 
 
 def test_history_filters_by_date_range_in_the_portal_time_zone(dave, login, alice_key):
