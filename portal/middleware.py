@@ -1,7 +1,12 @@
 """Response headers the portal adds for every signed-in person."""
 
+from urllib.parse import urlencode, urlsplit
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from keys.client_ip import client_ip
 from keys.problems import is_api_path
@@ -37,3 +42,34 @@ class ActingUserMiddleware:
             return self.get_response(request)
         with acting(request.user, client_ip(request)):
             return self.get_response(request)
+
+
+class HtmxLoginRedirectMiddleware:
+    """An htmx request from an ended session is sent to the log-in page as a whole page.
+
+    Without this, htmx would put the log-in page inside the fragment it asked for (the IP
+    list). `HX-Redirect` makes htmx load the log-in page instead, and `next` brings the
+    person back to the page they were on (HX-Current-URL), not to the fragment's URL.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        login = resolve_url(settings.LOGIN_URL)
+        if (
+            getattr(request, "htmx", False)
+            and response.status_code == 302
+            and response.get("Location", "").startswith(login)
+        ):
+            current = urlsplit(request.htmx.current_url or "")
+            back = current.path + (f"?{current.query}" if current.query else "")
+            if not url_has_allowed_host_and_scheme(
+                request.htmx.current_url or "", allowed_hosts={request.get_host()}
+            ):
+                back = "/"
+            redirect = HttpResponse(status=204)
+            redirect["HX-Redirect"] = f"{login}?{urlencode({'next': back or '/'})}"
+            return redirect
+        return response

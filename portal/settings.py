@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "portal.middleware.NoStoreWhenSignedInMiddleware",
     "portal.middleware.ActingUserMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "portal.middleware.HtmxLoginRedirectMiddleware",
     # Last, so it sees a view's exception first: database unreachable -> 503, not 500.
     "portal.errors.DatabaseUnavailableMiddleware",
 ]
@@ -118,6 +119,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.session_idle",
             ],
         },
     },

@@ -41,3 +41,29 @@ if (menu) {
     if (event.relatedTarget && !menu.contains(event.relatedTarget)) close();
   });
 }
+
+// A warning before the idle log-out (SESSION_IDLE_SECONDS), with a way to stay signed in:
+// any request renews the session, so "Stay signed in" asks for the profile page in the
+// background. Requests made through htmx count as activity too.
+const idle = Number(document.body.dataset.idleSeconds || 0);
+const warning = document.getElementById("idle-warning");
+if (idle > 0 && warning) {
+  const lead = Math.min(120, idle / 2) * 1000;
+  let warnTimer, endTimer;
+  const arm = () => {
+    clearTimeout(warnTimer);
+    clearTimeout(endTimer);
+    warning.hidden = true;
+    warnTimer = setTimeout(() => {
+      warning.hidden = false;
+      document.getElementById("stay-signed-in").focus();
+    }, idle * 1000 - lead);
+    endTimer = setTimeout(() => window.location.reload(), idle * 1000 + 1000);
+  };
+  document.getElementById("stay-signed-in").addEventListener("click", async () => {
+    await fetch(document.body.dataset.stayUrl, { credentials: "same-origin" });
+    arm();
+  });
+  document.addEventListener("htmx:afterRequest", arm);
+  arm();
+}

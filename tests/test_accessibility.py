@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 
 from keys import actions
 from keys.models import Api, latest_expiry_for, local_date
-from tests.test_journey_browser import ARTIFACTS, _browser, console_errors
+from tests.test_journey_browser import ARTIFACTS, _browser, console_errors, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -233,6 +233,7 @@ FOCUS_RING = """() => {
 def tab_to(page, matches, limit=60) -> dict:
     """Press Tab until the focused element matches; check every stop's focus indicator."""
     for _ in range(limit):
+        page.wait_for_load_state("load")
         page.keyboard.press("Tab")
         focused = page.evaluate(FOCUS_RING)
         assert focused is None or (
@@ -281,7 +282,7 @@ def test_the_whole_journey_by_keyboard_alone(browser, live_server, world):
     page.keyboard.type("192.0.2.9")  # the new row has the focus
     tab_to(page, lambda f: f["text"].startswith("Remove"))  # remove it again
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelectorAll('.ip-row').length === 1")
+    expect(page.locator(".ip-row")).to_have_count(1)
     page.get_by_label("Allowed IP 1").focus()
     page.keyboard.type("127.0.0.1")
     tab_to(page, lambda f: f["tag"] == "INPUT" and page.evaluate(
@@ -314,3 +315,20 @@ def test_the_whole_journey_by_keyboard_alone(browser, live_server, world):
         page.keyboard.press("Enter")
     assert "/login/" in page.url or "Log in" in page.content()
     context.close()
+
+
+def test_a_warning_comes_before_the_idle_log_out_and_staying_signed_in_works(
+    browser, live_server, world, settings
+):
+    settings.SESSION_COOKIE_AGE = 6  # the warning shows 3 s before the end
+    page = browser.new_context().new_page()
+    log_in(page, live_server.url, "alice")
+    dialog = page.get_by_role("alertdialog")
+    dialog.wait_for(state="visible", timeout=8000)
+    assert page.evaluate("document.activeElement.id") == "stay-signed-in"
+    page.get_by_role("button", name="Stay signed in").click()
+    dialog.wait_for(state="hidden")
+    page.wait_for_timeout(4000)  # past the first end: the session was renewed
+    page.goto(live_server.url + "/keys/")
+    assert page.url.endswith("/keys/")
+    page.context.close()

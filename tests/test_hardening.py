@@ -144,3 +144,21 @@ def test_signed_in_pages_showing_key_metadata_are_never_stored(carol, login, mak
     response = login(carol).get(path.format(identifier=key.identifier))
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
+
+
+def test_an_htmx_request_from_an_ended_session_loads_the_log_in_page_and_comes_back(client, db):
+    response = client.post(
+        "/keys/add/ip-row/",
+        {"allowed_ips": [""]},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_CURRENT_URL="http://testserver/keys/add/?from=menu",
+    )
+    assert response.status_code == 204
+    assert response["HX-Redirect"] == "/login/?next=%2Fkeys%2Fadd%2F%3Ffrom%3Dmenu"
+
+
+def test_an_htmx_redirect_never_sends_people_to_another_site(client, db):
+    response = client.post(
+        "/keys/add/ip-row/", HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL="https://evil.example/x"
+    )
+    assert response["HX-Redirect"] == "/login/?next=%2F"

@@ -429,7 +429,8 @@ def test_add_ip_row_without_javascript_shows_the_form_again_with_one_more_row(al
 
 
 def test_add_ip_row_needs_log_in(client, db):
-    assert client.get("/keys/add/ip-row/", headers={"HX-Request": "true"}).status_code == 302
+    response = client.get("/keys/add/ip-row/", headers={"HX-Request": "true"})
+    assert response.status_code == 204 and response["HX-Redirect"].startswith("/login/?next=")
 
 
 def test_add_ip_row_for_someone_elses_key_is_not_found(alice, bob, login, make_key, today):
