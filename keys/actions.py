@@ -318,6 +318,34 @@ def revoke_replaced_keys(at: datetime.datetime | None = None) -> int:
     return done
 
 
+def end_password_overlaps(at: datetime.datetime | None = None) -> int:
+    """Forget the previous passwords whose overlap has ended, each an audit event.
+
+    The API refuses such a password already (it compares the end with the time of each
+    call); this drops the old hash from the database and puts the end on the record.
+    """
+    at = at or timezone.now()
+    ended = ApiKey.objects.exclude(previous_password_hash="").filter(
+        previous_password_valid_until__lte=at
+    )
+    done = 0
+    for pk in ended.values_list("pk", flat=True):
+        with transaction.atomic():
+            key = ApiKey.objects.select_for_update().get(pk=pk)
+            until = key.previous_password_valid_until
+            if not key.previous_password_hash or until is None or until > at:
+                continue  # done by another process meanwhile
+            key.previous_password_hash, key.previous_password_valid_until = "", None
+            key.save()
+            audit.record(
+                Action.PREVIOUS_PASSWORD_ENDED,
+                key=key,
+                details={"ended_at": until.isoformat()},
+            )
+            done += 1
+    return done
+
+
 def deactivate_user(user, *, actor, ip: str | None = None, reason: str = "") -> int:
     """Deactivate a user, revoke all their keys and end their sessions; return keys revoked."""
     reason = reason or f"Owner {user.get_username()} was deactivated."

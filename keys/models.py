@@ -1009,6 +1009,7 @@ class AuditEvent(models.Model):
         EXPIRY_REMINDER = "expiry_reminder", "Expiry reminder sent"
         CATALOGUE_CHANGED = "catalogue_changed", "API catalogue changed"
         PASSWORD_REGENERATED = "password_regenerated", "Password regenerated"
+        PREVIOUS_PASSWORD_ENDED = "previous_password_ended", "Previous password stopped"
         KEY_RENEWED = "key_renewed", "Key renewed"
         USER_CREATED = "user_created", "User created"
         USER_CHANGED = "user_changed", "User changed"

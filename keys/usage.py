@@ -252,6 +252,7 @@ def _close_days_now_and_then(now: datetime.datetime) -> None:
         close_finished_days(local_date(now))
         # Renewed keys whose overlap ended: the API refuses them already; record it too.
         actions.revoke_replaced_keys(now)
+        actions.end_password_overlaps(now)
         _last_day_close = now.timestamp()
 
 

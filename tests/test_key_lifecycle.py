@@ -73,6 +73,11 @@ def test_the_old_password_works_for_the_overlap_and_then_never(alice, login, key
     denied = AuditEvent.objects.filter(key=old_key, action="use_denied").latest("seq")
     assert denied.details["reason"] == "bad_password"
 
+    call_command("revoke_replaced_keys")  # also run once a minute by every app server
+    old_key.refresh_from_db()
+    assert old_key.previous_password_hash == "" and old_key.previous_password_valid_until is None
+    assert AuditEvent.objects.filter(key=old_key, action="previous_password_ended").count() == 1
+
 
 def test_a_revoked_key_cannot_be_regenerated(alice, login, key):
     login(alice).post(f"/keys/{key[0].identifier}/revoke/", {})

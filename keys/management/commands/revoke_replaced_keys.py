@@ -11,7 +11,11 @@ from keys import actions
 
 
 class Command(BaseCommand):
-    help = "Record the revocation of renewed keys whose overlap has ended."
+    help = (
+        "Record the revocation of renewed keys whose overlap has ended, and forget previous "
+        "passwords whose overlap has ended."
+    )
 
     def handle(self, *args, **options):
         self.stdout.write(f"Revoked {actions.revoke_replaced_keys()} replaced key(s).")
+        self.stdout.write(f"Ended {actions.end_password_overlaps()} password overlap(s).")
