@@ -50,8 +50,7 @@ class AllowedIpsField(forms.Field):
     def to_python(self, value):
         return [entry.strip() for entry in (value or []) if entry and entry.strip()]
 
-    def validate(self, value):
-        pass  # every allowlist rule is the model's (keys.models.allowlist)
+    # Every allowlist rule is the model's (keys.models.allowlist), checked in KeyForm.clean.
 
 
 class ApiCheckboxes(forms.CheckboxSelectMultiple):
