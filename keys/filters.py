@@ -54,15 +54,36 @@ class AllKeysFilterForm(forms.Form):
         max_value=366,
         help_text="Active keys whose last valid day is at most this many days away.",
     )
-    page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    # Page cursors (ApiKeyQuerySet.page): the identifier of the key a page starts after.
+    before = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
+    after = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
+
+    CURSORS = ("before", "after")
 
     def clean_owner(self):
         username = self.cleaned_data["owner"].strip()
         return _user_named(username) if username else None
 
+    def clean(self):
+        cleaned = super().clean()
+        identifiers = {name: cleaned.get(name) for name in self.CURSORS if cleaned.get(name)}
+        if len(identifiers) > 1:
+            raise ValidationError("Ask for older or newer keys, not both.")
+        for name, identifier in identifiers.items():
+            cleaned[name] = ApiKey.objects.only("created_at").filter(identifier=identifier).first()
+            if cleaned[name] is None:
+                raise ValidationError(
+                    "This link to a page of the list is broken: start again from the first page."
+                )
+        return cleaned
+
     def filters(self) -> dict:
         """The arguments of ApiKey.objects.matching()."""
-        return {name: value for name, value in self.cleaned_data.items() if name != "page"}
+        return {k: v for k, v in self.cleaned_data.items() if k not in self.CURSORS}
+
+    def cursors(self) -> dict:
+        """The arguments of ApiKey.objects.page(): at most one key to start from."""
+        return {name: self.cleaned_data.get(name) or None for name in self.CURSORS}
 
 
 # The date filters become midnights in TIME_ZONE and then UTC; near year 1 or 9999 that

@@ -5,13 +5,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.db import DatabaseError
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from keys import actions
 from keys.client_ip import client_ip
+from keys.models import ApiKey
 from keys.paging import filter_query
 from portal.forms import DeactivateForm, UserFilterForm
 
@@ -26,11 +28,13 @@ def user_list(request: HttpRequest) -> HttpResponse:
     form = UserFilterForm(request.GET)
     page = None
     if form.is_valid():
+        # Live keys counted per listed user (a subquery after the page is cut), not grouped
+        # over every key of every user before paging.
+        live_keys = ApiKey.objects.filter(owner=OuterRef("pk"), revoked_at=None)
+        live_keys = live_keys.order_by().values("owner").annotate(n=Count("pk")).values("n")
         users = (
             get_user_model()
-            .objects.annotate(
-                live_keys=Count("api_keys", filter=Q(api_keys__revoked_at=None), distinct=True)
-            )
+            .objects.annotate(live_keys=Coalesce(Subquery(live_keys), 0))
             .prefetch_related("groups")
             .order_by("username")
         )
