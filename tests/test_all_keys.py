@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from keys.models import AuditEvent
+from keys.models import ApiKey, AuditEvent
 
 ALL_KEYS = "/all-keys/"
 
@@ -203,3 +203,13 @@ def test_auditor_is_refused_even_on_an_already_revoked_key(carol, dave, login, k
     key = keys["pipeline"]
     login(carol).post(f"/keys/{key.identifier}/revoke/", {"reason": "Leaked"})
     assert login(dave).post(f"/keys/{key.identifier}/revoke/", {"reason": "x"}).status_code == 403
+
+
+@pytest.mark.postgres_only
+def test_on_postgresql_the_search_reads_the_trigram_indexes_not_every_key(carol, keys):
+    search = ApiKey.objects.matching(q="export").order_by()  # as the count reads them
+    with connection.cursor() as cursor:
+        # A table this small is cheaper to scan; forbid that to see what serves the search.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    plan = search.explain()
+    assert "key_name_trgm" in plan and "key_identifier_trgm" in plan
