@@ -11,8 +11,9 @@ KEYS keys in bulk: 1,000 owners, one allowed IP and two APIs each, some revoked,
 expired, all sharing one Argon2 hash of a discarded password (a bench shortcut: the pages
 never verify a password). Then renders each page in process through Django's test Client as
 the person who would open it (middleware, session, queries, template; no network) and
-prints the median and 95th-percentile time and the number of queries, and PASS or FAIL for
-the pages with a target (All keys searches and a deep page, Users: median under 30 ms).
+prints the median and 95th-percentile time and the number of queries, and on PostgreSQL
+PASS or FAIL for the pages with a target (All keys searches and a deep page, Users: median
+under 30 ms; on SQLite the same pages are only reported as under or over 30 ms).
 """
 
 import argparse
@@ -30,7 +31,8 @@ from urllib.parse import urlencode
 REPO = Path(__file__).resolve().parent.parent
 OWNERS = 1_000
 BATCH = 10_000
-# Issue 12: these pages answer in under 30 ms (median) at 100,000 keys and 1,000,000 events.
+# Issue 12: on PostgreSQL these pages answer in under 30 ms (median) at 100,000 keys and
+# 1,000,000 events. SQLite has no trigram index (its search reads every key): figures only.
 TARGET_MS = 30
 TARGETS = ("All keys, search", "All keys, page", "Users")
 
@@ -229,7 +231,13 @@ def main() -> None:
         seed_keys(args.keys - ApiKey.objects.count())
         seeded_keys = time.perf_counter() - started
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")  # as autovacuum would after such a load
+            # As autovacuum would after such a load. On PostgreSQL VACUUM also moves the rows
+            # added to the trigram indexes out of their pending lists, which every search
+            # would otherwise read through, and marks pages all-visible for counts.
+            if connection.vendor == "postgresql":
+                cursor.execute("VACUUM ANALYZE")
+            else:
+                cursor.execute("ANALYZE")
         print(
             f"{backends}: {ApiKey.objects.count():,} keys (seeded in {seeded_keys:.0f} s), "
             f"{AuditHead.objects.get(pk=1).seq:,} audit events (seeded in {seeded_events:.0f} s);"
@@ -243,9 +251,14 @@ def main() -> None:
             print(f"| {label} | {median:.1f} | {p95:.1f} | {queries} | {rows} |")
         print()
         for label, median, *_ in results:
-            if label.startswith(TARGETS):
-                verdict = "PASS" if median < TARGET_MS else "FAIL"
-                print(f"{verdict}  {backends}: {label}: median {median:.1f} ms (< {TARGET_MS} ms)")
+            if not label.startswith(TARGETS):
+                continue
+            if connection.vendor != "postgresql":  # the targets are PostgreSQL's
+                verdict = "under" if median < TARGET_MS else "over"
+                print(f"{backends}: {label}: median {median:.1f} ms, {verdict} {TARGET_MS} ms")
+                continue
+            verdict = "PASS" if median < TARGET_MS else "FAIL"
+            print(f"{verdict}  {backends}: {label}: median {median:.1f} ms (< {TARGET_MS} ms)")
 
 
 if __name__ == "__main__":

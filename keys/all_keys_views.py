@@ -18,7 +18,7 @@ def all_keys(request: HttpRequest) -> HttpResponse:
     page = count = None
     if form.is_valid():
         keys = ApiKey.objects.with_listing_data(allowed_ips=False).matching(**form.filters())
-        page, count = keys.page(**form.cursors()), keys.count()
+        page, count = keys.page_and_total(**form.cursors())
     context = {
         "form": form,
         "page": page,

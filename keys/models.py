@@ -300,6 +300,14 @@ class ApiKeyQuerySet(models.QuerySet):
                 page.newer = keys[0].identifier
         return page
 
+    def page_and_total(self, **cursors) -> tuple["KeyPage", int]:
+        """page(), and how many keys this queryset holds: counted only when they do not all
+        fit on the first page (a narrow search then costs no second walk of the index)."""
+        page = self.page(**cursors)
+        if not any(cursors.values()) and page.older is None:
+            return page, len(page.keys)
+        return page, self.count()
+
     def older_than(self, key: "ApiKey"):
         """Keys after `key` in the newest-first order (created_at, then pk, descending)."""
         # The first bound lets the index walk start at `key`; the exclusion settles ties.
