@@ -300,11 +300,14 @@ class ApiKeyQuerySet(models.QuerySet):
                 page.newer = keys[0].identifier
         return page
 
-    def page_and_total(self, **cursors) -> tuple["KeyPage", int]:
-        """page(), and how many keys this queryset holds: counted only when they do not all
-        fit on the first page (a narrow search then costs no second walk of the index)."""
+    def page_and_total(self, **cursors) -> tuple["KeyPage", int | None]:
+        """page(), and on the first page how many keys this queryset holds. Counted only when
+        they fill more than that page (a narrow search costs no second walk of its index); a
+        deeper page is not counted again (a count reads every key: 3 ms at 100,000)."""
         page = self.page(**cursors)
-        if not any(cursors.values()) and page.older is None:
+        if any(cursors.values()):
+            return page, None
+        if page.older is None:
             return page, len(page.keys)
         return page, self.count()
 
