@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connections, models
+from django.db import InterfaceError, OperationalError, connections, models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -261,9 +261,9 @@ class ApiKeyQuerySet(models.QuerySet):
         """Everything the API checks need of the key `identifier`, from all keys (whatever
         this queryset filters), in one query through the unique identifier index."""
         connection = connections[self.db]
-        with connection.cursor() as cursor:
-            cursor.execute(_key_row_sql(self.model, connection.alias), [identifier])
-            rows = cursor.fetchall()
+        rows = _fetch_skipping_health_check(
+            connection, _key_row_sql(self.model, connection.alias), [identifier]
+        )
         if not rows:
             return None
         (pk, name, owner_active, revision, password_hash, revoked_at, expires_on, revoke_at,
@@ -283,6 +283,27 @@ class ApiKeyQuerySet(models.QuerySet):
             networks=frozenset(row[-2] for row in rows if row[-2] is not None),
             apis=frozenset(row[-1] for row in rows if row[-1] is not None),
         )
+
+
+def _fetch_skipping_health_check(connection, sql: str, params: list) -> list[tuple]:
+    """The rows of one read, without the `SELECT 1` round trip that CONN_HEALTH_CHECKS spends
+    on a reused connection before a request's first query: the read itself is the check. If
+    it finds the connection dead (the database restarted), it reconnects and reads once more,
+    so the caller still sees no failure; inside a transaction it cannot, and raises."""
+    reused = connection.connection is not None and not connection.in_atomic_block
+    if reused:
+        connection.health_check_done = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    except (OperationalError, InterfaceError):
+        if not reused:
+            raise
+        connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 @dataclasses.dataclass(frozen=True)

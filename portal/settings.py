@@ -131,7 +131,8 @@ DATABASES = {
         env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
         # Checked before reuse (one round trip per request), so a restarted database costs
-        # no failed request; DB_CONN_HEALTH_CHECKS=0 trades that for speed.
+        # no failed request; DB_CONN_HEALTH_CHECKS=0 trades that for speed. The API's key
+        # read needs no such check: it reconnects and reads again itself (keys.models).
         conn_health_checks=env_bool("DB_CONN_HEALTH_CHECKS", True),
     )
 }
