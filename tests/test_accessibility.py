@@ -362,6 +362,86 @@ def test_the_whole_journey_by_keyboard_alone(browser, live_server, world):
     context.close()
 
 
+def test_least_privilege_regenerate_and_renew_by_keyboard_alone(browser, live_server, world):
+    from django.test import Client
+
+    from tests.api_calls import call
+
+    alice = world["people"]["alice"]
+    ninety_one_days_ago = datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(days=91)
+    with time_machine.travel(ninety_one_days_ago, tick=False):
+        key, password = actions.create_key(
+            owner=alice,
+            name="Quarterly report",
+            expires_on=latest_expiry_for(local_date()),
+            networks=["127.0.0.1", "198.51.100.0/24"],
+            apis=list(Api.objects.filter(slug__in=["risks", "kris"])),
+        )
+    # A caller from an address the key does not allow: the door records the refusal.
+    refused = call(Client(), "/api/v1/whoami", key.identifier, password, REMOTE_ADDR="192.0.2.44")
+    assert refused.status_code == 401
+    found: dict[str, list[str]] = {}
+    page = browser.new_context().new_page()
+    errors = console_errors(page)
+    page.goto(live_server.url + "/login/")
+    page.keyboard.type("alice")
+    tab_to(page, lambda f: f["tag"] == "INPUT")
+    page.keyboard.type("alice-portal-pw")
+    page.keyboard.press("Enter")
+    page.wait_for_url(live_server.url + "/keys/")
+    page.goto(f"{live_server.url}/keys/{key.identifier}/")
+    check(page, "detail-least-privilege", found)
+
+    tab_to(page, lambda f: f["text"] == "Allow this address")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.get_by_text("192.0.2.44 is now allowed.")).to_be_visible()
+    tab_to(page, lambda f: f["text"] == "Remove 198.51.100.0/24")  # unused for 90 days
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.get_by_text("198.51.100.0/24 is no longer allowed.")).to_be_visible()
+    assert sorted(key.allowed_ips.values_list("network", flat=True)) == [
+        "127.0.0.1/32",
+        "192.0.2.44/32",
+    ]
+
+    tab_to(page, lambda f: f["text"] == "Regenerate password")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["tag"] == "BUTTON" and f["text"] == "Regenerate password")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="New password")).to_be_visible()
+    new_password = page.get_by_label("Password").input_value()
+    assert new_password.startswith("ckpw_") and new_password != password
+    check(page, "regenerated", found)
+    tab_to(page, lambda f: f["text"].startswith("I have stored them"))
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert new_password not in page.content()  # shown once
+
+    tab_to(page, lambda f: f["text"] == "Renew")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["tag"] == "BUTTON" and f["text"] == "Renew")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="API key renewed")).to_be_visible()
+    renewed = page.get_by_label("Identifier").input_value()
+    assert renewed != key.identifier and page.get_by_label("Password").input_value()
+    check(page, "renewed", found)
+    tab_to(page, lambda f: f["text"].startswith("I have stored them"))
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith(f"/keys/{renewed}/")
+    expect(page.get_by_text(f"Renews Quarterly report ({key.identifier}).")).to_be_visible()
+    check(page, "detail-renewed", found)
+    page.context.close()
+
+    assert {state: v for state, v in found.items() if v} == {}
+    assert errors == []
+
+
 def test_a_warning_comes_before_the_idle_log_out_and_staying_signed_in_works(
     browser, live_server, world, settings
 ):
