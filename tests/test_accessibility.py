@@ -242,6 +242,25 @@ def test_the_django_admin_pages_have_no_axe_violation_and_fit_320_px(browser, li
     assert page_errors == [], page_errors
 
 
+def test_adding_a_row_after_a_failed_save_breaks_no_content_security_policy(
+    browser, live_server, world
+):
+    page = browser.new_context().new_page()
+    said = []  # every console message, warnings too: htmx's indicator <style> is inline
+    page.on("console", lambda message: said.append(f"{message.type}: {message.text}"))
+    log_in(page, live_server.url, "alice")
+    page.goto(live_server.url + "/keys/add/")
+    page.get_by_label("Name").press("Enter")
+    expect(page).to_have_title(re.compile("^Error:"))
+    ips = page.get_by_role("group", name="Allowed IPs")
+    ips.get_by_role("button", name="Add", exact=True).click()
+    ips.get_by_label("Allowed IP 2").wait_for()
+    ips.get_by_role("button", name="Remove allowed IP 2").click()
+    expect(ips.get_by_label(re.compile(r"^Allowed IP \d$"))).to_have_count(1)
+    page.context.close()
+    assert [line for line in said if "Content Security Policy" in line] == []
+
+
 FOCUS_RING = """() => {
     const el = document.activeElement;
     if (!el || el === document.body) return null;
