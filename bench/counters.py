@@ -40,8 +40,14 @@ def _counting_cache_calls(cache) -> None:
 
         @functools.wraps(method)
         def counted(*args, _method=method, **kwargs):
+            if getattr(_counts, "in_cache", False):  # e.g. LocMem's get_many calls get
+                return _method(*args, **kwargs)
             _counts.cache = getattr(_counts, "cache", 0) + 1
-            return _method(*args, **kwargs)
+            _counts.in_cache = True
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                _counts.in_cache = False
 
         setattr(cache, name, counted)
 
