@@ -181,6 +181,12 @@ def test_every_page_state_has_no_axe_violation_and_fits_320_px(browser, live_ser
             ("audit-filtered", "/audit/?action=key_created"),
             ("audit-bad-filter", "/audit/?date_from=1000-01-01"),
             ("auditor-keys", "/keys/"),
+            ("audit-by-key-name-and-part-of-a-user", "/audit/?key=nightly%20export&user=LIC"),
+            (
+                "audit-last-7-days",
+                f"/audit/?date_from={local_date() - datetime.timedelta(days=6)}"
+                f"&date_to={local_date()}",
+            ),
         ],
     }.items():
         context = browser.new_context()

@@ -142,7 +142,7 @@ def test_filters_combine(dave, carol, login, alice_key, bob_key):
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [
-        ({"key": "ckid_nosuchkey"}, "key", "No key with this identifier."),
+        ({"key": "ckid_nosuchkey"}, "key", "No key with this name or identifier."),
         ({"user": "nobody"}, "user", "No user with this name."),
         ({"action": "key_deleted"}, "action", "Select a valid choice."),
         ({"outcome": "maybe"}, "outcome", "Select a valid choice."),
