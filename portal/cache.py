@@ -27,15 +27,20 @@ class RedisCache(django_redis.RedisCache):
         super().__init__(server, params)
         self._class = _ClientReusingRedisCacheClient
 
+    # INCR the counter; give it the window's expiry if it has none yet; note when the window
+    # opened if nothing is noted yet. One script: one round trip, atomic, Redis 6 or later.
+    _COUNT_IN_WINDOW = """
+    local count = redis.call('INCR', KEYS[1])
+    if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+    redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[1], 'NX')
+    return count
+    """
+
     def count_in_window(self, key, since_key, now: float, timeout: int) -> int:
-        """keys.cache_counters' failure count in one round trip: INCR the counter, give it
-        `timeout` if it has none yet (Redis 7's EXPIRE NX) and note `now` under since_key if
-        nothing is there yet, in one MULTI/EXEC."""
-        key = self.make_and_validate_key(key)
-        since_key = self.make_and_validate_key(since_key)
-        pipeline = self._cache.get_client(key, write=True).pipeline()
-        pipeline.incr(key)
-        pipeline.expire(key, timeout, nx=True)
-        pipeline.set(since_key, self._cache._serializer.dumps(now), ex=timeout, nx=True)
-        count, _expiry_set, _since_set = pipeline.execute()
-        return count
+        """keys.cache_counters' failure count in one round trip (see _COUNT_IN_WINDOW)."""
+        client = self._cache.get_client(key, write=True)
+        script = self.__dict__.get("_count_script")
+        if script is None or script.registered_client is not client:
+            script = self._count_script = client.register_script(self._COUNT_IN_WINDOW)
+        keys = [self.make_and_validate_key(key), self.make_and_validate_key(since_key)]
+        return script(keys=keys, args=[timeout, self._cache._serializer.dumps(now)])
