@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from keys import audit, audit_csv
 from keys.filters import AuditFilterForm, date_presets
-from keys.models import AuditEvent, ChainVerification
+from keys.models import Api, AuditEvent, ChainVerification
 from keys.paging import filter_query
 
 VIEW_AUDIT = "keys.view_audit"
@@ -50,6 +50,7 @@ def _history_page(request: HttpRequest, form: AuditFilterForm, page) -> HttpResp
         "presets": date_presets(request.GET),
         "time_zone": settings.TIME_ZONE,
         "verification": ChainVerification.objects.first(),
+        "api_names": Api.objects.names(),
     }
     return render(request, "audit/history.html", context, status=200 if form.is_valid() else 400)
 

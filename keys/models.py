@@ -156,6 +156,10 @@ class ApiQuerySet(models.QuerySet):
     def active(self):
         return self.filter(is_active=True)
 
+    def names(self) -> dict[str, str]:
+        """Each API's name by its slug (the code events and CSV files carry)."""
+        return dict(self.values_list("slug", "name"))
+
 
 class Api(models.Model):
     """An entry of the API catalogue: one endpoint group under /api/v1/<slug>/."""
