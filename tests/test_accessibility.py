@@ -12,8 +12,8 @@ import pytest
 import time_machine
 from django.contrib.auth.models import Group
 
-from keys import actions
-from keys.models import Api, latest_expiry_for, local_date
+from keys import actions, audit
+from keys.models import Api, AuditHead, latest_expiry_for, local_date
 from tests.test_journey_browser import ARTIFACTS, _browser, console_errors, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -166,7 +166,21 @@ def test_every_page_state_has_no_axe_violation_and_fits_320_px(browser, live_ser
     check(page, "message", found)  # "The key was saved." on the key page
     context.close()
 
+    # More events than a page holds, so the history has an older page to show.
+    audit.record_many(
+        [
+            dict(
+                action="key_used",
+                key=active,
+                actor_label=f"api:{active.identifier}",
+                details={"uses": n, "day": local_date().isoformat()},
+            )
+            for n in range(1, 56)
+        ]
+    )
+    head = AuditHead.objects.get(pk=1).seq
     for person, states in {
+        "bob": [("keys-empty", "/keys/")],
         "carol": [
             ("all-keys", "/all-keys/"),
             ("all-keys-filtered", "/all-keys/?status=active&q=export"),
@@ -180,6 +194,7 @@ def test_every_page_state_has_no_axe_violation_and_fits_320_px(browser, live_ser
             ("audit-history", "/audit/"),
             ("audit-filtered", "/audit/?action=key_created"),
             ("audit-bad-filter", "/audit/?date_from=1000-01-01"),
+            ("audit-paged", f"/audit/?before={head - 49}"),
             ("auditor-keys", "/keys/"),
             ("audit-by-key-name-and-part-of-a-user", "/audit/?key=nightly%20export&user=LIC"),
             (
