@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from keys import signing
-from keys.models import AuditEvent, AuditHead
+from keys.models import AuditEvent, AuditHead, ChainVerification
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_MARKER = "audit checkpoint "
@@ -85,34 +85,52 @@ def record(
     at=None,
 ) -> AuditEvent:
     """Append one event; call inside the transaction that makes the change it records."""
+    entry = dict(key=key, actor=actor, actor_label=actor_label, ip=ip, owner=owner, at=at)
+    return record_many([dict(entry, action=action, details=details)])[0]
+
+
+def record_many(entries: list[dict]) -> list[AuditEvent]:
+    """Append one event per entry (record()'s arguments, `action` included), in order, under
+    one lock of the chain's head: what the usage flusher found in a second costs one lock."""
     with transaction.atomic():
         # The lock on the head row serialises appends (SELECT … FOR UPDATE on PostgreSQL; on
         # SQLite the IMMEDIATE transaction already holds the database's write lock).
         head = AuditHead.objects.select_for_update().get(pk=1)
-        at = _not_before_predecessor(head, at or timezone.now())
-        if actor_label is None:
-            actor_label = actor.get_username() if actor is not None else "system"
-        if owner is None and key is not None:
-            owner = key.owner
-        event = AuditEvent(
-            seq=head.seq + 1,
-            at=at,
-            actor=actor,
-            actor_label=actor_label,
-            actor_ip=ip,
-            key=key,
-            key_identifier=key.identifier if key is not None else "",
-            owner=owner,
-            action=action,
-            details=details or {},
-            prev_hash=head.hash,
-        )
+        seq, prev_hash, at = head.seq, head.hash, _predecessor_at(head)
+        events = []
+        for entry in entries:
+            event = _event(**entry)
+            # Time never runs backwards along the chain (see _predecessor_at).
+            event.at = at = max(event.at, at) if at is not None else event.at
+            seq += 1
+            event.seq = seq
+            _seal(event, prev_hash)
+            event.save()
+            prev_hash = event.hash
+            events.append(event)
+        _advance(head, events[-1])
+        return events
+
+
+def _event(
+    action, *, key=None, actor=None, actor_label=None, ip=None, owner=None, details=None, at=None
+) -> AuditEvent:
+    if actor_label is None:
+        actor_label = actor.get_username() if actor is not None else "system"
+    if owner is None and key is not None:
+        owner = key.owner
+    return AuditEvent(
+        at=at or timezone.now(),
+        actor=actor,
+        actor_label=actor_label,
+        actor_ip=ip,
+        key=key,
+        key_identifier=key.identifier if key is not None else "",
+        owner=owner,
+        action=action,
         # Round-trip through JSON so the hashed form is exactly what the database returns.
-        event.details = json.loads(json.dumps(event.details))
-        _seal(event, head.hash)
-        event.save()
-        _advance(head, event)
-        return event
+        details=json.loads(json.dumps(details or {})),
+    )
 
 
 def append_batch(events: list[AuditEvent], batch_size: int = 500) -> AuditHead:
@@ -152,14 +170,14 @@ def _advance(head: AuditHead, newest: AuditEvent) -> None:
         transaction.on_commit(functools.partial(_checkpoint_quietly, head.seq, head.hash))
 
 
-def _not_before_predecessor(head: AuditHead, at: datetime.datetime) -> datetime.datetime:
-    """Time never runs backwards along the chain (a clock step back, an explicit `at`).
+def _predecessor_at(head: AuditHead) -> datetime.datetime | None:
+    """The time of the head event: no event after it may be earlier (a clock step back, an
+    explicit `at`).
 
     So a date range is one run of consecutive sequence numbers, which lets the history pages
     turn a date filter into a seq range through the `at` index (AuditEventQuerySet.between).
     """
-    previous = AuditEvent.objects.filter(seq=head.seq).values_list("at", flat=True).first()
-    return max(at, previous) if previous is not None else at
+    return AuditEvent.objects.filter(seq=head.seq).values_list("at", flat=True).first()
 
 
 @dataclass
@@ -420,3 +438,23 @@ def verify_chain(proofs: Proofs | None = None, *, batch_size: int = 5000) -> Ite
 def count_and_head() -> tuple[int, str]:
     head = AuditHead.objects.get(pk=1)
     return head.seq, head.hash
+
+
+def check_chain(proofs: Proofs | None = None, *, by: str) -> ChainVerification:
+    """Verify the whole chain up to its first break and keep the result for the history page.
+
+    The record is outside the chain (ChainVerification), so checking appends no event.
+    """
+    breaks = verify_chain(proofs)
+    try:
+        first = next(breaks, None)
+    finally:
+        breaks.close()
+    head = AuditHead.objects.filter(pk=1).first()  # missing: a break verify_chain names
+    return ChainVerification.objects.create(
+        by=by[:150],
+        intact=first is None,
+        events=head.seq if head else 0,
+        broken_at=first.seq if first else None,
+        reason=first.reason[:500] if first else "",
+    )

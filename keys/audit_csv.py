@@ -19,7 +19,7 @@ from keys.models import AuditEvent
 
 COLUMNS = [
     "seq",
-    "at",
+    "at_utc",
     "action",
     "actor_label",
     "actor_ip",
@@ -33,6 +33,8 @@ COLUMNS = [
     "hash",
     "signature",
 ]
+# Exports made before the header said UTC name that column `at`; its values are the same.
+OLDER_COLUMNS = ["at" if name == "at_utc" else name for name in COLUMNS]
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
@@ -69,7 +71,7 @@ def event_row(event: AuditEvent) -> list[str]:
     return [neutralise(cell) for cell in row]
 
 
-class _Echo:
+class Echo:
     """A file-like object whose write() returns the line, for csv.writer to stream."""
 
     def write(self, value: str) -> str:
@@ -101,7 +103,7 @@ def stream(events, *, by_or_about=None) -> Iterator[str]:
 
     Bound `events` with in_chain() first: the export is then one cut while events are appended.
     """
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
     yield writer.writerow(COLUMNS)
     previous = None
     walks = events.walks(by_or_about)
@@ -119,7 +121,7 @@ def hashed_fields_from_row(row: dict[str, str]) -> dict:
     """The fields keys.audit.hashed_fields() gave, rebuilt from a (restored) CSV row."""
     return {
         "seq": int(row["seq"]),
-        "at": row["at"],
+        "at": row["at_utc"],
         "actor_id": _optional_int(row["actor_id"]),
         "actor_label": row["actor_label"],
         "actor_ip": row["actor_ip"] or None,
@@ -151,12 +153,12 @@ def verify_rows(lines: Iterable[str], summary: CsvSummary, proofs: Proofs) -> It
     """
     yield from proofs.problems
     reader = csv.DictReader(lines)
-    if reader.fieldnames != COLUMNS:
+    if reader.fieldnames not in (COLUMNS, OLDER_COLUMNS):
         yield Break(0, f"the columns are not {', '.join(COLUMNS)}")
         return
     previous: dict[str, str] | None = None
     for raw in reader:
-        row = {name: restore(cell) for name, cell in raw.items()}
+        row = {("at_utc" if name == "at" else name): restore(cell) for name, cell in raw.items()}
         try:
             fields = hashed_fields_from_row(row)
         except (ValueError, TypeError):

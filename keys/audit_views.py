@@ -4,16 +4,18 @@ The queries are AuditEvent.objects methods (keyset pages, never OFFSET); these v
 the filters and render.
 """
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
-from keys import audit_csv
-from keys.filters import AuditFilterForm
-from keys.models import AuditEvent
+from keys import audit, audit_csv
+from keys.filters import AuditFilterForm, date_presets
+from keys.models import Api, AuditEvent, ChainVerification
 from keys.paging import filter_query
 
 VIEW_AUDIT = "keys.view_audit"
@@ -36,11 +38,19 @@ def history(request: HttpRequest) -> HttpResponse:
                 by_or_about=form.cleaned_data["user"],
             )
         )
+    return _history_page(request, form, page)
+
+
+def _history_page(request: HttpRequest, form: AuditFilterForm, page) -> HttpResponse:
     context = {
         "form": form,
         "page": page,
         "filter_query": filter_query(request, "before", "after"),
         "paged": bool(request.GET.get("before") or request.GET.get("after")),
+        "presets": date_presets(request.GET),
+        "time_zone": settings.TIME_ZONE,
+        "verification": ChainVerification.objects.first(),
+        "api_names": Api.objects.names(),
     }
     return render(request, "audit/history.html", context, status=200 if form.is_valid() else 400)
 
@@ -53,12 +63,7 @@ def export_csv(request: HttpRequest) -> HttpResponse:
     """Stream the filtered events oldest first, with their hashes (verify_audit --csv)."""
     form = AuditFilterForm(request.GET)
     if not form.is_valid():
-        context = {
-            "form": form,
-            "page": None,
-            "filter_query": filter_query(request, "before", "after"),
-        }
-        return render(request, "audit/history.html", context, status=400)
+        return _history_page(request, form, None)
     events = AuditEvent.objects.in_chain().matching(**form.filters())
     response = StreamingHttpResponse(
         audit_csv.stream(events, by_or_about=form.cleaned_data["user"]),
@@ -67,3 +72,20 @@ def export_csv(request: HttpRequest) -> HttpResponse:
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="audit-history-{stamp}.csv"'
     return response
+
+
+@login_required
+@permission_required(VIEW_AUDIT, raise_exception=True)
+@require_POST
+def verify_chain(request: HttpRequest) -> HttpResponse:
+    """Re-walk the whole chain now (what verify_audit does) and show the result on the page.
+
+    It reads every event, so it is slow on a long history but harmless: the result is kept
+    outside the chain and nothing is appended to it.
+    """
+    checked = audit.check_chain(by=request.user.get_username())
+    if checked.intact:
+        messages.success(request, f"The chain is intact: {checked.events:,} events checked.")
+    else:
+        messages.error(request, f"The chain is broken at event {checked.broken_at}.")
+    return redirect("audit:history")

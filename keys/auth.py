@@ -10,7 +10,8 @@ reason of each refusal of a known key is recorded for its owner (keys.usage), ne
 Failures are counted by keys.throttle, per client network and per identifier.
 
 Argon2 is only paid once per (key, password, revision): a successful verification is
-remembered in the cache under an HMAC of identifier and password. The cache never holds a
+remembered in the cache under an HMAC of identifier and password, and each process keeps its
+own copy for a while, so a warm call makes no cache round trip at all. The cache never holds a
 decision: the key's status, allowlist and grants are read from the database on every request
 (one indexed query), so a revocation or an edit counts on the very next request everywhere.
 A remembered password also gets in while its network or identifier is throttled, so nobody
@@ -35,7 +36,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
 from keys import throttle, tokens, usage
-from keys.cache_counters import cache_get_many
+from keys.cache_counters import cache_get_many, here
 from keys.client_ip import client_ip
 from keys.models import ApiKey, KeyRow, ip_in_networks
 from keys.problems import problem
@@ -150,15 +151,16 @@ def _check(request: HttpRequest, api: str, ip: str | None) -> Caller:
     identifier, password = credentials
 
     # 2. throttle, per client network and per identifier; the same cache round trip reads
-    # whether this password was verified before
-    buckets = throttle.api_buckets(ip, identifier)
+    # whether this password was verified before. A password this process remembers skips
+    # it: whether it is still good for the key is decided in step 6, from the database row.
     verified_name = _verified_cache_key(identifier, password)
-    cached = cache_get_many([*throttle.cache_names(buckets), verified_name])
-    remembered = cached.get(verified_name)
-    retry_after = throttle.retry_after(buckets, cached)
-    if retry_after and remembered is None:
-        usage.record_throttled(identifier=identifier, ip=ip, path=path)
-        raise Refusal(429, "throttled", retry_after=retry_after)
+    remembered = here.get(verified_name)
+    retry_after = None  # unknown until the shared cache is read
+    if remembered is None:
+        retry_after, remembered = _shared_state(ip, identifier, verified_name)
+        if retry_after and remembered is None:
+            usage.record_throttled(identifier=identifier, ip=ip, path=path)
+            raise Refusal(429, "throttled", retry_after=retry_after)
     # A caller whose password is remembered goes on while throttled, so that neither a
     # misbehaving neighbour on its network nor someone hammering its (public) identifier
     # shuts it out; step 6 accepts it only from the cache, never with Argon2.
@@ -191,6 +193,9 @@ def _check(request: HttpRequest, api: str, ip: str | None) -> Caller:
 
     # 6. password (the current one, or the previous one while its overlap runs): remembered
     # for this revision of the key, else Argon2 (not while throttled)
+    if retry_after is None and not _remembered(remembered, row, now):
+        # this process remembers it for another revision: the shared cache decides
+        retry_after, remembered = _shared_state(ip, identifier, verified_name)
     if _remembered(remembered, row, now):
         if retry_after:
             _remember_longer(verified_name)  # an integration under attack stays in
@@ -290,6 +295,17 @@ def _ip_allowed(ip: str | None, networks: frozenset[str]) -> bool:
 # --- the password and its verification cache ---------------------------------------------
 
 
+def _shared_state(ip: str | None, identifier: str, verified_name: str) -> tuple[int, object]:
+    """(seconds the caller is throttled for, the shared cache's verification of the password),
+    in one round trip; the verification is kept in this process too."""
+    buckets = throttle.api_buckets(ip, identifier)
+    cached = cache_get_many([*throttle.cache_names(buckets), verified_name])
+    remembered = cached.get(verified_name)
+    if remembered is not None:
+        here.set(verified_name, remembered, _remembered_here_seconds())
+    return throttle.retry_after(buckets, cached), remembered
+
+
 def _verified_cache_key(identifier: str, password: str) -> str:
     # An HMAC under a key derived from SECRET_KEY: the cache never sees the password, and a
     # cache dump does not let anyone test guesses offline.
@@ -317,6 +333,13 @@ def _remembered(remembered: object, row: KeyRow, now: datetime.datetime) -> bool
     return row.previous_password_works(now) and constant_time_compare(
         remembered, _verified_token(row, previous=True)
     )
+
+
+def _remembered_here_seconds() -> int:
+    """How long this process keeps a verification it read from the shared cache without
+    asking again: half the shared entry's life, so that an entry kept alive while throttled
+    (_remember_longer, on each shared read) is always found alive by the next read."""
+    return max(1, settings.KEYS_VERIFICATION_CACHE_SECONDS // 2)
 
 
 def _remember_longer(cache_key: str) -> None:
@@ -363,6 +386,7 @@ def _verify_password(
     finally:
         slots.release()
     if token is not None:
+        here.set(cache_key, token, _remembered_here_seconds())
         try:
             cache.set(cache_key, token, settings.KEYS_VERIFICATION_CACHE_SECONDS)
         except Exception:

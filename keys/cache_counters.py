@@ -3,17 +3,25 @@
 An unavailable cache degrades what they count, never the answer a caller gets: while the
 shared cache (Redis) cannot be reached, each process counts in its own memory (`fallback`),
 so throttling goes on per process instead of stopping; nothing here ever raises.
+
+A cache backend may count a failure in one round trip by offering
+`count_in_window(name, since, now, timeout)` (portal.cache.RedisCache does); otherwise it
+takes Django's incr() and add().
 """
 
 import logging
 
 from django.core.cache import cache
 from django.core.cache.backends.locmem import LocMemCache
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
 # This process's own counters, used only while the shared cache is unavailable.
 fallback = LocMemCache("keys-cache-counters-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
+# This process's own copy of what it read from the shared cache and may keep a while without
+# asking again (keys.auth: passwords verified for a key revision).
+here = LocMemCache("keys-cache-here", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
 
 
 def _incr(store, name: str, delta: int, timeout: int) -> int:
@@ -30,13 +38,24 @@ def _incr(store, name: str, delta: int, timeout: int) -> int:
     return value
 
 
-def cache_incr(name: str, delta: int = 1, *, timeout: int) -> int:
-    """Add delta to a counter, creating it with `timeout`; return the count."""
+def _count_in_window(store, name: str, since: str, now: float, timeout: int) -> int:
+    count = _incr(store, name, 1, timeout)
+    if count == 1:
+        store.add(since, now, timeout)
+    return count
+
+
+def cache_count(name: str, since: str, *, timeout: int) -> int:
+    """Add one to the counter `name`; the first one opens its window of `timeout` seconds,
+    whose start is kept under `since`. Return the count."""
+    now = timezone.now().timestamp()
     try:
-        return _incr(cache, name, delta, timeout)
+        if count_in_window := getattr(cache, "count_in_window", None):
+            return count_in_window(name, since, now, timeout)
+        return _count_in_window(cache, name, since, now, timeout)
     except Exception:
         _unavailable(name)
-        return _incr(fallback, name, delta, timeout)
+        return _count_in_window(fallback, name, since, now, timeout)
 
 
 def cache_add(name: str, timeout: int, value: object = 1) -> bool:

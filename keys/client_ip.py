@@ -9,6 +9,7 @@ Every ipware option is passed explicitly, so no IPWARE_* setting can widen what 
 IPv4-mapped IPv6 addresses come back in their IPv4 form.
 """
 
+import functools
 from types import SimpleNamespace
 
 from django.conf import settings
@@ -31,11 +32,19 @@ def client_ip(request) -> str | None:
     # chain it sees only the right-most element, the one our proxy wrote: if that is not an
     # address ("unknown", "for=_hidden"), there is no IP, rather than the client's choice.
     value = request.META.get(header)
-    if isinstance(value, str) and header != "REMOTE_ADDR":
+    if not isinstance(value, str):
+        return None
+    if header != "REMOTE_ADDR":
         value = value.rsplit(",", 1)[-1]
-    meta = SimpleNamespace(META={header: value} if isinstance(value, str) else {})
+    return _address_in(header, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_in(header: str, value: str) -> str | None:
+    # A pure function of its arguments, and callers come back from the same few addresses:
+    # remembered, ipware's parsing is paid once per address, not on every API call.
     ip, _routable = get_client_ip(
-        meta,
+        SimpleNamespace(META={header: value}),
         proxy_order="left-most",
         proxy_count=0,
         proxy_trusted_ips=None,

@@ -9,8 +9,14 @@ import datetime
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.http import QueryDict
 
-from keys.models import Api, ApiKey, AuditEvent
+from keys.models import Api, ApiKey, AuditEvent, local_date
+
+# A filter naming more keys or people than this asks for more letters: each match is a
+# parameter of the page's queries.
+MATCHES_AT_MOST = 100
 
 
 def _user_named(username: str):
@@ -27,6 +33,31 @@ def _user_named(username: str):
     if user is None:
         raise ValidationError("No user with this name.")
     return user
+
+
+def _users_matching(text: str) -> list:
+    """Users whose name contains `text` (any case), or who were once named exactly that."""
+    renamed = AuditEvent.objects.filter(
+        action=AuditEvent.Action.USER_CHANGED, details__username__before=text
+    )
+    users = get_user_model().objects.filter(
+        Q(username__icontains=text) | Q(pk__in=renamed.values("owner_id"))
+    )
+    found = list(users.order_by("pk")[: MATCHES_AT_MOST + 1])
+    if not found:
+        raise ValidationError("No user with this name.")
+    if len(found) > MATCHES_AT_MOST:
+        raise ValidationError(f"More than {MATCHES_AT_MOST} users match: type more of the name.")
+    return found
+
+
+def _keys_known_as(text: str) -> list[ApiKey]:
+    found = list(ApiKey.objects.known_as(text).order_by("pk")[: MATCHES_AT_MOST + 1])
+    if not found:
+        raise ValidationError("No key with this name or identifier.")
+    if len(found) > MATCHES_AT_MOST:
+        raise ValidationError(f"More than {MATCHES_AT_MOST} keys match: type more of it.")
+    return found
 
 
 class AllKeysFilterForm(forms.Form):
@@ -105,13 +136,16 @@ def _date_input() -> forms.DateInput:
 
 class AuditFilterForm(forms.Form):
     key = forms.CharField(
-        label="Key", required=False, max_length=100, help_text="Its identifier, ckid_…"
+        label="Key",
+        required=False,
+        max_length=100,
+        help_text="Its name, or its identifier or the start of it (ckid_…).",
     )
     user = forms.CharField(
         label="User",
         required=False,
         max_length=150,
-        help_text="Events by this user or about their keys.",
+        help_text="Part of a user name: events by them or about their keys.",
     )
     action = forms.ChoiceField(
         label="Action", required=False, choices=[("", "Any"), *AuditEvent.Action.choices]
@@ -128,17 +162,12 @@ class AuditFilterForm(forms.Form):
     after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
     def clean_key(self):
-        identifier = self.cleaned_data["key"].strip()
-        if not identifier:
-            return None
-        key = ApiKey.objects.filter(identifier=identifier).first()
-        if key is None:
-            raise ValidationError("No key with this identifier.")
-        return key
+        text = self.cleaned_data["key"].strip()
+        return _keys_known_as(text) if text else None
 
     def clean_user(self):
-        username = self.cleaned_data["user"].strip()
-        return _user_named(username) if username else None
+        text = self.cleaned_data["user"].strip()
+        return _users_matching(text) if text else None
 
     def clean_date_from(self):
         return _within_bounds(self.cleaned_data["date_from"])
@@ -157,5 +186,27 @@ class AuditFilterForm(forms.Form):
 
     def filters(self) -> dict:
         """The arguments of AuditEvent.objects.matching()."""
-        names = ("key", "action", "outcome", "date_from", "date_to")
-        return {name: self.cleaned_data[name] for name in names}
+        names = ("action", "outcome", "date_from", "date_to")
+        return {"keys": self.cleaned_data["key"]} | {n: self.cleaned_data[n] for n in names}
+
+
+def date_presets(query: QueryDict, today: datetime.date | None = None) -> list[dict]:
+    """Links that fill From and To (days in TIME_ZONE) and keep the other filters: today,
+    the last 7 days (today included) and this month so far."""
+    today = today or local_date()
+    presets = []
+    for label, start in (
+        ("Today", today),
+        ("Last 7 days", today - datetime.timedelta(days=6)),
+        ("This month", today.replace(day=1)),
+    ):
+        link = query.copy()
+        for name in ("before", "after"):
+            link.pop(name, None)
+        link["date_from"], link["date_to"] = start.isoformat(), today.isoformat()
+        current = [query.get("date_from"), query.get("date_to")] == [
+            link["date_from"],
+            today.isoformat(),
+        ]
+        presets.append({"label": label, "query": link.urlencode(), "current": current})
+    return presets

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connections, models
-from django.db.models import Q
+from django.db import InterfaceError, OperationalError, connections, models
+from django.db.models import F, Q
+from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -154,6 +155,10 @@ def display_network(network: str) -> str:
 class ApiQuerySet(models.QuerySet):
     def active(self):
         return self.filter(is_active=True)
+
+    def names(self) -> dict[str, str]:
+        """Each API's name by its slug (the code events and CSV files carry)."""
+        return dict(self.values_list("slug", "name"))
 
 
 class Api(models.Model):
@@ -322,13 +327,23 @@ class ApiKeyQuerySet(models.QuerySet):
         keys = self.filter(created_at__gte=key.created_at)
         return keys.exclude(created_at=key.created_at, pk__lte=key.pk)
 
+    def known_as(self, text: str):
+        """Keys whose name is `text` (any case) or whose identifier starts with it.
+
+        The prefix is compared with `=` on a substring rather than LIKE, which SQLite makes
+        case-insensitive: ckid_abc must not find ckid_ABC. Both scan the keys (no index
+        serves a name in any case); a full identifier is the same scan.
+        """
+        keys = self.annotate(identifier_prefix=Substr("identifier", 1, len(text)))
+        return keys.filter(Q(identifier_prefix=text) | Q(name__iexact=text))
+
     def for_authentication(self, identifier: str) -> "KeyRow | None":
         """Everything the API checks need of the key `identifier`, from all keys (whatever
         this queryset filters), in one query through the unique identifier index."""
         connection = connections[self.db]
-        with connection.cursor() as cursor:
-            cursor.execute(_key_row_sql(self.model, connection.alias), [identifier])
-            rows = cursor.fetchall()
+        rows = _fetch_skipping_health_check(
+            connection, _key_row_sql(self.model, connection.alias), [identifier]
+        )
         if not rows:
             return None
         (pk, name, owner_active, revision, password_hash, revoked_at, expires_on, revoke_at,
@@ -348,6 +363,27 @@ class ApiKeyQuerySet(models.QuerySet):
             networks=frozenset(row[-2] for row in rows if row[-2] is not None),
             apis=frozenset(row[-1] for row in rows if row[-1] is not None),
         )
+
+
+def _fetch_skipping_health_check(connection, sql: str, params: list) -> list[tuple]:
+    """The rows of one read, without the `SELECT 1` round trip that CONN_HEALTH_CHECKS spends
+    on a reused connection before a request's first query: the read itself is the check. If
+    it finds the connection dead (the database restarted), it reconnects and reads once more,
+    so the caller still sees no failure; inside a transaction it cannot, and raises."""
+    reused = connection.connection is not None and not connection.in_atomic_block
+    if reused:
+        connection.health_check_done = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    except (OperationalError, InterfaceError):
+        if not reused:
+            raise
+        connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -956,11 +992,12 @@ class AuditEventQuerySet(models.QuerySet):
         (verify_audit), and a page or an export stays one cut while events are appended."""
         return self.filter(seq__lte=AuditHead.objects.get(pk=1).seq)
 
-    def matching(self, *, key=None, action="", outcome="", date_from=None, date_to=None):
-        """Events of this key, action, outcome (an AuditEvent.Outcome), date range; all optional."""
+    def matching(self, *, keys=None, action="", outcome="", date_from=None, date_to=None):
+        """Events of these keys, action, outcome (an AuditEvent.Outcome), dates; all optional."""
         events = self
-        if key is not None:
-            events = events.filter(key=key)
+        if keys is not None:
+            # A list, not a subquery: one key becomes `key_id = x`, a walk of (key, -seq).
+            events = events.filter(key__in=keys)
         denied = AuditEvent.Action.USE_DENIED
         if action and outcome:
             # The action decides the outcome: keep the action, or match nothing (rather
@@ -1001,15 +1038,15 @@ class AuditEventQuerySet(models.QuerySet):
         return events
 
     def walks(self, by_or_about=None) -> list["AuditEventQuerySet"]:
-        """These events as index walks to merge by seq: one, or two by or about a user.
+        """These events as index walks to merge by seq: one, or two by or about some users.
 
-        "By or about a user" is actor *or* owner. An OR across two indexes would make the
+        "By or about users" is actor *or* owner among them. An OR across two indexes would make the
         database sort every event of that user for each page; two queries that each walk their
         own index, (actor, -seq) and (owner, -seq), and a merge of their first rows stay fast.
         """
         if by_or_about is None:
             return [self]
-        return [self.filter(actor=by_or_about), self.filter(owner=by_or_about)]
+        return [self.filter(actor__in=by_or_about), self.filter(owner__in=by_or_about)]
 
     def page(
         self, *, before=None, after=None, by_or_about=None, size: int = AUDIT_PAGE_SIZE
@@ -1045,7 +1082,8 @@ def _first_rows(walks, *, limit: int, ascending: bool, **bounds) -> list["AuditE
     order = "seq" if ascending else "-seq"
     found: dict[int, AuditEvent] = {}
     for events in walks:
-        for event in events.filter(**bounds).select_related("owner").order_by(order)[:limit]:
+        rows = events.filter(**bounds).select_related("owner").annotate(key_name=F("key__name"))
+        for event in rows.order_by(order)[:limit]:
             found[event.seq] = event
     return sorted(found.values(), key=lambda e: e.seq, reverse=not ascending)[:limit]
 
@@ -1181,3 +1219,29 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"head #{self.seq}"
+
+
+class ChainVerification(models.Model):
+    """One check of the whole audit chain (verify_audit, or Verify now on the history page).
+
+    Not an audit event and outside the chain: recording a check changes nothing it checks,
+    and the history page only reads the newest one.
+    """
+
+    at = models.DateTimeField(default=timezone.now, editable=False)
+    by = models.CharField(
+        max_length=150, editable=False, help_text="Who asked: a user name, or the command."
+    )
+    intact = models.BooleanField(editable=False)
+    events = models.PositiveBigIntegerField(editable=False, help_text="Events in the chain.")
+    broken_at = models.PositiveBigIntegerField(
+        null=True, blank=True, editable=False, help_text="The first broken sequence number."
+    )
+    reason = models.CharField(max_length=500, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        get_latest_by = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {'intact' if self.intact else 'broken'}"

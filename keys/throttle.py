@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from keys.cache_counters import cache_add, cache_delete_many, cache_get_many, cache_incr
+from keys.cache_counters import cache_count, cache_delete_many, cache_get_many
 
 logger = logging.getLogger(__name__)
 
@@ -140,9 +140,7 @@ def count_failure(bucket: Bucket | None) -> int | None:
     so far, None if nothing could be counted."""
     if bucket is None:
         return None
-    failures = cache_incr(bucket.name, timeout=bucket.window)
-    if failures == 1:
-        cache_add(bucket.since, bucket.window, value=timezone.now().timestamp())
+    failures = cache_count(bucket.name, bucket.since, timeout=bucket.window)
     if failures == bucket.limit:
         logger.warning("Throttling %s after %d failures", bucket.name, failures)
     return failures

@@ -106,9 +106,15 @@ def identifier_of(password: str) -> str | None:
 
 
 def may_belong_to(password: str, identifier: str) -> bool:
-    """False if password names another key than `identifier` (an old-layout one names none)."""
-    named = identifier_of(password)
-    return named is None or named == identifier
+    """False if password names another key than `identifier` (an old-layout one names none).
+
+    Both must be well-formed (is_password, is_identifier): then comparing the random part
+    they share says what identifier_of() would."""
+    if len(password) != PASSWORD_LENGTH:
+        return True
+    start = len(PASSWORD_PREFIX)
+    key_part = password[start : start + IDENTIFIER_RANDOM_LENGTH]
+    return key_part == identifier[len(IDENTIFIER_PREFIX) :][:IDENTIFIER_RANDOM_LENGTH]
 
 
 # Argon2id parameters for a 238-bit random secret. Memory- and time-hardness exist to slow an

@@ -55,11 +55,13 @@ api_routes = [
 audit_pages = [
     path("", audit_views.history, name="history"),
     path("export.csv", audit_views.export_csv, name="export"),
+    path("verify/", audit_views.verify_chain, name="verify"),
 ]
 
 urlpatterns = [
     path("keys/", include((key_pages, "keys"))),
     path("api/v1/", include((api_routes, "api"))),
     path("all-keys/", all_keys_views.all_keys, name="all_keys"),
+    path("all-keys/inventory.csv", all_keys_views.inventory, name="all_keys_inventory"),
     path("audit/", include((audit_pages, "audit"))),
 ]

@@ -227,21 +227,28 @@ def _store(taken: _Buffer, due: list, now: datetime.datetime) -> None:
     keys = ApiKey.objects.select_related("owner").in_bulk(
         {name[0] for name in taken.callers} | {entry.key_id for _name, entry in due}
     )
+    events = []  # for the history, appended together under one lock of its head
     for (key_id, ip, refused), (calls, first, last) in taken.callers.items():
-        if key_id in keys:
-            _seen(keys[key_id], ip, refused, calls, first, last)
+        if key_id in keys and _seen(keys[key_id], ip, refused, calls, first, last):
+            events.append(_first_call(keys[key_id], ip, first))
+    apis = dict(Api.objects.values_list("slug", "pk"))
     for (key_id, slug), at in taken.api_uses.items():
-        _api_used(key_id, slug, at)
+        if slug in apis:
+            _api_used(key_id, apis[slug], at)
     for (identifier, reason), entry in due:
         if entry.key_id not in keys:
             continue  # keys are never deleted, but a test database is
-        audit.record(
-            AuditEvent.Action.USE_DENIED,
-            key=keys[entry.key_id],
-            actor_label=f"api:{identifier}",
-            ip=entry.ip,
-            details={"reason": reason, "path": entry.path, "count": entry.count},
+        events.append(
+            dict(
+                action=AuditEvent.Action.USE_DENIED,
+                key=keys[entry.key_id],
+                actor_label=f"api:{identifier}",
+                ip=entry.ip,
+                details={"reason": reason, "path": entry.path, "count": entry.count},
+            )
         )
+    if events:
+        audit.record_many(events)
     _close_days_now_and_then(now)
 
 
@@ -267,11 +274,11 @@ def _add_uses(key_id: int, day: datetime.date, uses: int) -> None:
         rows.update(uses=F("uses") + uses)
 
 
-def _seen(key: ApiKey, ip: str, refused: bool, calls: int, first, last) -> None:
-    """Count the caller's address; a first successful call from it reaches the history."""
+def _seen(key: ApiKey, ip: str, refused: bool, calls: int, first, last) -> bool:
+    """Count the caller's address; True if it is a first successful call from it."""
     known = KeyCaller.objects.filter(key=key, ip=ip, refused=refused)
     if known.update(calls=F("calls") + calls, last_seen=last):
-        return
+        return False
     try:
         with transaction.atomic():
             KeyCaller.objects.create(
@@ -279,11 +286,14 @@ def _seen(key: ApiKey, ip: str, refused: bool, calls: int, first, last) -> None:
             )
     except IntegrityError:  # another process saw it first, and recorded it
         known.update(calls=F("calls") + calls, last_seen=last)
-        return
-    if refused:
-        return  # refusals are in the history as USE_DENIED events already
-    audit.record(
-        AuditEvent.Action.KEY_USED,
+        return False
+    return not refused  # refusals are in the history as USE_DENIED events already
+
+
+def _first_call(key: ApiKey, ip: str, first) -> dict:
+    """The history's record of a first successful call from an address."""
+    return dict(
+        action=AuditEvent.Action.KEY_USED,
         key=key,
         actor_label=f"api:{key.identifier}",
         ip=ip,
@@ -292,16 +302,13 @@ def _seen(key: ApiKey, ip: str, refused: bool, calls: int, first, last) -> None:
     )
 
 
-def _api_used(key_id: int, slug: str, at: datetime.datetime) -> None:
-    api = Api.objects.filter(slug=slug).values_list("pk", flat=True).first()
-    if api is None:
-        return
-    rows = KeyApiUse.objects.filter(key_id=key_id, api_id=api)
+def _api_used(key_id: int, api_id: int, at: datetime.datetime) -> None:
+    rows = KeyApiUse.objects.filter(key_id=key_id, api_id=api_id)
     if rows.update(last_used_at=at):
         return
     try:
         with transaction.atomic():
-            KeyApiUse.objects.create(key_id=key_id, api_id=api, last_used_at=at)
+            KeyApiUse.objects.create(key_id=key_id, api_id=api_id, last_used_at=at)
     except IntegrityError:
         rows.update(last_used_at=at)
 

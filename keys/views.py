@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from keys import actions
 from keys.client_ip import client_ip
 from keys.forms import KeyForm, RegenerateForm, RenewForm, RevokeForm
-from keys.models import ApiKey, AuditEvent, KeyUsageDay, display_network, widened
+from keys.models import Api, ApiKey, AuditEvent, KeyUsageDay, display_network, widened
 
 MANAGE_OWN_KEYS = "keys.manage_own_keys"
 logger = logging.getLogger(__name__)
@@ -186,6 +186,7 @@ def key_detail(request: HttpRequest, identifier: str) -> HttpResponse:
         ],
         "unused_networks": key.unused_networks(),
         "unused_apis": key.unused_apis(),
+        "api_names": Api.objects.names(),
         "section": "keys",
     }
     return render(request, "keys/detail.html", context)

@@ -1,5 +1,6 @@
 """Users in the Django admin; deactivating one goes through keys.actions.deactivate_user."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import Q
@@ -17,6 +18,14 @@ admin.site.login_form = ThrottledAdminAuthenticationForm
 @admin.register(User)
 class PortalUserAdmin(UserAdmin):
     actions = ["deactivate_selected"]
+    # Roles are three groups: checkboxes, not the two-list picker (whose filter icons carry
+    # an aria-label axe-core refuses).
+    filter_horizontal = ["user_permissions"]
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "groups":
+            kwargs["widget"] = forms.CheckboxSelectMultiple
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))

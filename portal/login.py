@@ -3,11 +3,14 @@ a log-in failed (portal.backends.ThrottledModelBackend applies the throttle)."""
 
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.views import LoginView
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.views.decorators.debug import sensitive_variables
 
 from keys import throttle
 from portal.backends import login_buckets
+from portal.roles import home_page
 
 
 class ThrottleMessageMixin:
@@ -38,3 +41,13 @@ class ThrottledAuthenticationForm(ThrottleMessageMixin, AuthenticationForm):
 
 class ThrottledAdminAuthenticationForm(ThrottleMessageMixin, AdminAuthenticationForm):
     """The Django admin's /admin/login/ form."""
+
+
+class PortalLoginView(LoginView):
+    """/login/: without a `next`, each person lands where `/` would take them."""
+
+    redirect_authenticated_user = True
+    authentication_form = ThrottledAuthenticationForm
+
+    def get_default_redirect_url(self) -> str:
+        return reverse(home_page(self.request.user))

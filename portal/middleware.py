@@ -57,12 +57,10 @@ class HtmxLoginRedirectMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
+        if response.status_code != 302 or not getattr(request, "htmx", False):
+            return response
         login = resolve_url(settings.LOGIN_URL)
-        if (
-            getattr(request, "htmx", False)
-            and response.status_code == 302
-            and response.get("Location", "").startswith(login)
-        ):
+        if response.get("Location", "").startswith(login):
             current = urlsplit(request.htmx.current_url or "")
             back = current.path + (f"?{current.query}" if current.query else "")
             if not url_has_allowed_host_and_scheme(

@@ -13,6 +13,7 @@ AUDITOR = "auditor"
 ROLES = (STAFF, ADMIN, AUDITOR)
 
 MANAGE_OWN_KEYS = "keys.manage_own_keys"
+VIEW_AUDIT = "keys.view_audit"
 
 ROLE_PERMISSIONS = {
     STAFF: [MANAGE_OWN_KEYS],
@@ -32,6 +33,14 @@ ROLE_PERMISSIONS = {
     ],
     AUDITOR: ["keys.view_all_keys", "keys.view_audit"],
 }
+
+
+def home_page(user) -> str:
+    """The URL name where `user` starts (`/`, after log-in): Audit history for someone who
+    may read it but has no keys of their own to manage (an auditor), else their API Keys."""
+    if user.has_perm(VIEW_AUDIT) and not user.has_perm(MANAGE_OWN_KEYS):
+        return "audit:history"
+    return "keys:list"
 
 
 def permissions_of_every_active_user(roles: set[str]) -> set[str]:

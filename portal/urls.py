@@ -3,17 +3,11 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from portal import health, user_views, views
-from portal.login import ThrottledAuthenticationForm
+from portal.login import PortalLoginView
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(
-            redirect_authenticated_user=True, authentication_form=ThrottledAuthenticationForm
-        ),
-        name="login",
-    ),
+    path("login/", PortalLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("profile/", views.profile, name="profile"),
     path("", include("keys.urls")),  # keys/, api/v1/, all-keys/, audit/

@@ -2,10 +2,12 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from portal.roles import home_page
+
 
 def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("keys:list")
+        return redirect(home_page(request.user))
     return redirect("login")
 
 

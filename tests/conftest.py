@@ -13,13 +13,13 @@ pytest_plugins = ["tests.servers"]
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    from keys.cache_counters import fallback
+    from keys.cache_counters import fallback, here
 
-    cache.clear()
-    fallback.clear()
+    for store in (cache, fallback, here):
+        store.clear()
     yield
-    cache.clear()
-    fallback.clear()
+    for store in (cache, fallback, here):
+        store.clear()
 
 
 def make_user(django_user_model, username: str, role: str | None):

@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import time
 
 import pytest
 import time_machine
@@ -252,3 +253,19 @@ def test_an_integration_under_a_lasting_attack_stays_in_while_it_keeps_calling(
         wrong_password(client, key, ip="127.0.0.2")
         wrong_password(client, key, ip="127.0.0.2")
         assert right_password(client, key).status_code == 200, f"minute {minute}"
+
+
+def test_on_redis_the_throttle_lifts_when_its_window_ends(
+    client, alice, make_key, settings, redis_cache
+):
+    # Redis counts each failure in one script that also gives the counter its expiry: the
+    # window must end there too, or an address would stay locked out for good.
+    settings.KEYS_THROTTLE_WINDOW_SECONDS = 1
+    key = make_key(alice, networks=("127.0.0.1",))
+    for _ in range(3):
+        garbage(client)
+    assert_the_429(right_password(client, key), retry_after=1)
+
+    time.sleep(1.5)  # past the one-second window, on Redis's own clock
+
+    assert right_password(client, key).status_code == 200

@@ -113,6 +113,20 @@ def test_denied_use_shows_its_reason(dave, login, alice_key):
     assert "Called from an address that is not in the allowed IPs." in page.text
 
 
+def test_events_read_as_words_apis_by_name_and_yes_or_no(dave, login, alice, make_key):
+    key, _ = make_key(alice, name="Words", apis=("risks", "kris"))
+    actions.edit_key(
+        key, actor=alice, name="Words", expires_on=key.expires_on, networks=["127.0.0.1"],
+        apis=list(key.apis.filter(slug="risks")),
+    )  # fmt: skip
+
+    for page in (login(dave).get(HISTORY), login(alice).get(f"/keys/{key.identifier}/")):
+        assert "APIs: Key risk indicators, Risks" in page.text  # created
+        assert "APIs: Key risk indicators, Risks → Risks" in page.text  # edited
+        assert "may rotate itself: no" in page.text
+        assert "kris" not in page.text.replace(key.identifier, "")
+
+
 def test_history_filters_by_date_range_in_the_portal_time_zone(dave, login, alice_key):
     for day in ("2030-01-10", "2030-01-11", "2030-01-12"):
         # 00:30 local time is still the previous day in UTC: the day is the portal's.
@@ -142,7 +156,7 @@ def test_filters_combine(dave, carol, login, alice_key, bob_key):
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [
-        ({"key": "ckid_nosuchkey"}, "key", "No key with this identifier."),
+        ({"key": "ckid_nosuchkey"}, "key", "No key with this name or identifier."),
         ({"user": "nobody"}, "user", "No user with this name."),
         ({"action": "key_deleted"}, "action", "Select a valid choice."),
         ({"outcome": "maybe"}, "outcome", "Select a valid choice."),

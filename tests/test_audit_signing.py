@@ -424,7 +424,7 @@ def test_a_rehashed_csv_fails_the_offline_check(history, dave, login, public_key
         row["prev_hash"] = prev
         fields = {
             "seq": int(row["seq"]),
-            "at": row["at"],
+            "at": row["at_utc"],
             "actor_id": int(row["actor_id"]) if row["actor_id"] else None,
             "actor_label": row["actor_label"],
             "actor_ip": row["actor_ip"] or None,

@@ -273,3 +273,17 @@ def test_entries_and_apis_unused_for_90_days_are_marked_and_removed_with_one_cli
 def test_a_young_key_has_nothing_marked_unused(alice, login, key):
     page = login(alice).get(f"/keys/{key[0].identifier}/")
     assert page.context["unused_networks"] == [] and page.context["unused_apis"] == []
+
+
+def test_an_unused_single_address_reads_as_on_the_rest_of_the_page(
+    alice, login, make_key, time_machine
+):
+    time_machine.move_to(datetime.datetime.now(tz=datetime.UTC), tick=False)
+    key, password = make_key(alice, name="Bare", networks=("127.0.0.1", "192.0.2.7"))
+    later(time_machine, days=91)
+    assert status(key.identifier, password) == 200  # from 127.0.0.1
+
+    page = login(alice).get(f"/keys/{key.identifier}/")
+
+    assert "Allowed IP <code>192.0.2.7</code>" in page.text  # not 192.0.2.7/32
+    assert "Remove 192.0.2.7</button>" in page.text

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from keys import actions
 from keys.models import Api, ApiKey, AuditEvent, latest_expiry_for
 
 
@@ -87,6 +88,34 @@ def test_list_shows_only_my_keys_with_their_facts(alice, bob, login, make_key):
     assert "Key risk indicators" in html and "10.0.0.0/24" in html
     assert "Active" in html and "never" in html
     assert "Bobs" not in html
+
+
+def test_the_list_can_hide_revoked_and_expired_keys(alice, login, make_key):
+    make_key(alice, name="Live")
+    gone, _ = make_key(alice, name="Gone")
+    actions.revoke_key(gone, actor=alice)
+    client = login(alice)
+
+    everything = client.get("/keys/").text
+    assert "Live" in everything and "Gone" in everything
+    assert "Hide revoked and expired keys" in everything
+
+    live = client.get("/keys/?show=live").text
+    assert "Live" in live and "Gone" not in live
+    assert "Showing active keys only." in live and "Show all keys" in live
+
+
+def test_an_empty_list_offers_the_first_key_and_nothing_to_hide(bob, login):
+    page = login(bob).get("/keys/").text
+    assert "You have no API keys yet." in page and "Add your first key" in page
+    assert "Hide revoked and expired keys" not in page
+
+
+def test_with_only_revoked_keys_the_live_list_says_so(alice, login, make_key):
+    gone, _ = make_key(alice, name="Gone")
+    actions.revoke_key(gone, actor=alice)
+    page = login(alice).get("/keys/?show=live").text
+    assert "You have no active API keys." in page and "Show all keys" in page
 
 
 def test_list_takes_the_same_number_of_queries_for_2_or_12_keys(alice, login, make_key):

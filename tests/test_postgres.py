@@ -13,6 +13,7 @@ from django.db import connection, connections
 
 from keys import audit
 from keys.models import ApiKey, ApiKeyQuerySet, AuditEvent, AuditHead
+from tests.api_calls import call
 
 pytestmark = [
     pytest.mark.postgres_only,
@@ -118,3 +119,20 @@ def test_a_lost_race_for_the_same_key_name_is_a_form_error_not_a_crash(alice, ma
     assert ApiKey.objects.filter(owner=alice, name="Same name").count() == 1
     assert AuditEvent.objects.filter(action=AuditEvent.Action.KEY_CREATED).count() == 1
     assert list(audit.verify_chain()) == []
+
+
+def test_the_api_key_read_is_prepared_once_and_then_only_executed(client, alice, make_key):
+    # PostgreSQL parses and plans a prepared statement once per connection; Django turns
+    # psycopg's preparing off unless asked (portal/settings.py asks).
+    key, password = make_key(alice, apis=("risks",), networks=("127.0.0.1",))
+    for _ in range(10):
+        assert call(client, "/api/v1/whoami", key.identifier, password).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans + custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
+            ['%AS "owner__is_active"%'],  # the key read's own column alias
+        )
+        executions = [row[0] for row in cursor.fetchall()]
+    assert len(executions) == 1  # one prepared key read
+    assert executions[0] >= 5  # the calls after the first few run it without parsing

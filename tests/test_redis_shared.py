@@ -118,6 +118,25 @@ def test_a_verification_on_one_server_serves_the_other(servers):
     assert call(b, keys, "first") == 200  # from the verification A left in Redis
 
 
+def redis_commands(port: int) -> int:
+    """Commands Redis has answered so far, other than INFO itself."""
+    client = redis.Redis(port=port)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(stat["calls"] for name, stat in stats.items() if name != "cmdstat_info")
+
+
+def test_a_warm_call_asks_redis_nothing(servers, redis_server):
+    a, _b, _c, keys = servers
+    assert call(a, keys, "third") == 200  # verified: remembered in Redis and by A itself
+    before = redis_commands(redis_server.port)
+    statuses = [call(a, keys, "third") for _ in range(10)]
+    assert statuses == [200] * 10
+    assert redis_commands(redis_server.port) == before
+
+
 def test_failed_attempts_on_two_servers_add_up_to_one_throttle(servers):
     a, _b, c, keys = servers
     # "wrong second" is a well-formed password of "second", but not its own: each costs Argon2.

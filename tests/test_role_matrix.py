@@ -83,7 +83,15 @@ MATRIX = {
         "/all-keys/",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
     ),
+    "all-keys/inventory.csv": (
+        "/all-keys/inventory.csv",
+        {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
+    ),
     "audit/": ("/audit/", {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)}),
+    "audit/verify/": (
+        "/audit/verify/",
+        {"GET": statuses(302, 403, 403, 405, 405), "POST": statuses(302, 403, 403, 302, 302)},
+    ),
     "audit/export.csv": (
         "/audit/export.csv",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
@@ -100,6 +108,8 @@ MATRIX = {
 # What only reads: an auditor may never get past the permission check anywhere else.
 READ_ONLY = {"", "login/", "logout/", "profile/", "keys/", "keys/<str:identifier>/"}
 READ_ONLY |= {"all-keys/", "audit/", "audit/export.csv", "users/", "healthz", "readyz"}
+# Checking the chain reads it; the result is kept outside it (keys.models.ChainVerification).
+READ_ONLY |= {"all-keys/inventory.csv", "audit/verify/"}
 
 
 def portal_routes(patterns=None, prefix: str = "") -> list[str]:

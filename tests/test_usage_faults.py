@@ -156,3 +156,20 @@ def test_no_use_is_lost_when_postgresql_stops_and_comes_back(
     served = statuses.count(200)
     assert served == 60
     assert eventually_stored(env, {"uses": served, "refused": 0}) == {"uses": 60, "refused": 0}
+
+
+def test_a_postgresql_restart_between_calls_fails_no_call(
+    tmp_path, own_postgresql, own_redis_server
+):
+    # The key read checks its own connection (no SELECT 1 first): a connection the restart
+    # cut is found dead by the read itself, which reconnects and reads again.
+    keys, env = set_up(tmp_path, own_postgresql.url, own_redis_server.url)
+    server = gunicorn(env, tmp_path, "postgresql-restarted", DB_CONN_MAX_AGE="600")
+    try:
+        before = calls(server, keys, 20)  # both workers now hold a connection
+        own_postgresql.stop()
+        own_postgresql.restart()
+        after = calls(server, keys, 20)
+    finally:
+        server.stop()
+    assert before == after == [200] * 20

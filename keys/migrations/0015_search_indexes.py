@@ -41,7 +41,7 @@ def drop(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("keys", "0014_previous_password_ended"),
+        ("keys", "0015_chainverification"),
     ]
 
     operations = [migrations.RunPython(create, drop)]

@@ -1,4 +1,8 @@
-"""{{ event|event_summary }}: an audit event's details as one line of plain text."""
+"""{{ event|event_summary:api_names }}: an audit event's details as one line of plain text.
+
+Words, not codes: field names as labels, yes/no, and APIs by name when the page passes
+`api_names` (Api.objects.names(); events keep the slugs, as the CSV does).
+"""
 
 from django import template
 
@@ -16,18 +20,29 @@ _LABELS = {
 }
 
 
-def _value(value) -> str:
+def _label(field: str) -> str:
+    return _LABELS.get(field, field.replace("_", " "))
+
+
+def _value(value, api_names=None) -> str:
     if isinstance(value, list):
-        return ", ".join(_value(v) for v in value) or "none"
+        return ", ".join(_value(v, api_names) for v in value) or "none"
     if isinstance(value, dict):
-        return "; ".join(f"{_LABELS.get(k, k)}: {_value(v)}" for k, v in sorted(value.items()))
+        return "; ".join(
+            f"{_label(k)}: {_value(v, api_names if k == 'apis' else None)}"
+            for k, v in sorted(value.items())
+        )
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if value is None or value == "":
         return "—"
+    if api_names:
+        return api_names.get(value, str(value))
     return str(value)
 
 
 @register.filter
-def event_summary(event) -> str:
+def event_summary(event, api_names=None) -> str:
     details = dict(event.details or {})
     parts = []
     if reason := details.pop("reason", None):
@@ -44,10 +59,14 @@ def event_summary(event) -> str:
         }
     for field, change in sorted(changes.items()):
         if isinstance(change, dict) and set(change) == {"before", "after"}:
-            name = _LABELS.get(field, field)
-            parts.append(f"{name}: {_value(change['before'])} → {_value(change['after'])}")
+            names = api_names if field == "apis" else None
+            before, after = _value(change["before"], names), _value(change["after"], names)
+            parts.append(f"{_label(field)}: {before} → {after}")
     if set(details) == {"before", "after"}:  # expiry_shortened
         parts.append(f"{_value(details['before'])} → {_value(details['after'])}")
         details = {}
-    parts.extend(f"{_LABELS.get(k, k)}: {_value(v)}" for k, v in sorted(details.items()))
+    parts.extend(
+        f"{_label(k)}: {_value(v, api_names if k == 'apis' else None)}"
+        for k, v in sorted(details.items())
+    )
     return "; ".join(parts)

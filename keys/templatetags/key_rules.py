@@ -4,7 +4,7 @@ from django import template
 from django.conf import settings
 from django.utils import dateformat, timezone
 
-from keys.models import REFUSAL_REASONS, local_date
+from keys.models import REFUSAL_REASONS, display_network, local_date
 
 register = template.Library()
 
@@ -52,3 +52,9 @@ def expiring_soon(key) -> bool:
 def reason_text(code: str) -> str:
     """Why a call was refused, as a sentence (the CSV keeps the code)."""
     return REFUSAL_REASONS.get(code, code)
+
+
+@register.filter
+def address(network: str) -> str:
+    """An allowed network as the key page shows it: a single address without its /32 or /128."""
+    return display_network(network)
