@@ -13,7 +13,7 @@ import time_machine
 from django.contrib.auth.models import Group
 
 from keys import actions, audit
-from keys.models import Api, AuditHead, latest_expiry_for, local_date
+from keys.models import Api, ApiKey, AuditHead, latest_expiry_for, local_date
 from tests.test_journey_browser import ARTIFACTS, _browser, console_errors, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -179,12 +179,21 @@ def test_every_page_state_has_no_axe_violation_and_fits_320_px(browser, live_ser
         ]
     )
     head = AuditHead.objects.get(pk=1).seq
+    # And more keys than All keys shows on a page (Carol's own), for its second page.
+    for n in range(51):
+        actions.create_key(
+            owner=world["people"]["carol"], name=f"Carol {n}",
+            expires_on=latest_expiry_for(local_date()), networks=["127.0.0.1"],
+            apis=list(Api.objects.filter(slug="risks")),
+        )  # fmt: skip
+    fiftieth = ApiKey.objects.order_by("-created_at", "-pk")[49].identifier
     for person, states in {
         "bob": [("keys-empty", "/keys/")],
         "carol": [
             ("all-keys", "/all-keys/"),
             ("all-keys-filtered", "/all-keys/?status=active&q=export"),
             ("all-keys-bad-filter", "/all-keys/?status=nonsense&expiring_within=-1"),
+            ("all-keys-paged", f"/all-keys/?before={fiftieth}"),
             ("revoke-with-reason", f"/keys/{active.identifier}/revoke/"),
             ("users", "/users/"),
             ("deactivate", "/users/bob/deactivate/"),

@@ -357,7 +357,8 @@ def test_regenerate_and_renew_from_the_key_page(browser, live_server, staff_user
     assert call_api(whoami, key.identifier, old_password)["identifier"] == key.identifier
 
     page.goto(f"{live_server.url}/keys/{key.identifier}/")
-    expect(page.get_by_text("Previous password valid until")).to_be_visible()
+    notice = page.get_by_role("status").filter(has_text="Previous password valid until")
+    expect(notice).to_be_visible()
     page.get_by_role("link", name="Renew").click()
     page.get_by_label("Keep the old key working for (days)").fill("7")
     page.get_by_role("button", name="Renew").click()
@@ -367,7 +368,7 @@ def test_regenerate_and_renew_from_the_key_page(browser, live_server, staff_user
     assert call_api(whoami, renewed_identifier, renewed_password)["name"] == "Yearly export"
     shot(page, "lifecycle-2-renewed")
     page.get_by_role("link", name=key.identifier).click()
-    expect(page.get_by_text("Replaced by")).to_be_visible()
+    expect(page.get_by_role("status").filter(has_text="Replaced by")).to_be_visible()
     shot(page, "lifecycle-3-replaced")
     assert not errors, errors
     context.close()
