@@ -14,11 +14,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from keys import audit, audit_csv
+from keys.cache_counters import cache_add, cache_delete_many
 from keys.filters import AuditFilterForm, date_presets
-from keys.models import Api, AuditEvent, ChainVerification
+from keys.models import Api, AuditEvent, AuditHead, ChainVerification
 from keys.paging import filter_query
 
 VIEW_AUDIT = "keys.view_audit"
+# Held while Verify now runs; it lapses by itself if the worker dies mid-check.
+VERIFYING = "kp:audit-verifying"
+VERIFYING_AT_MOST_SECONDS = 120
 
 
 @never_cache
@@ -81,9 +85,25 @@ def verify_chain(request: HttpRequest) -> HttpResponse:
     """Re-walk the whole chain now (what verify_audit does) and show the result on the page.
 
     It reads every event, so it is slow on a long history but harmless: the result is kept
-    outside the chain and nothing is appended to it.
+    outside the chain and nothing is appended to it. One check runs at a time (across app
+    servers, through the shared cache), and none on a history longer than
+    AUDIT_VERIFY_NOW_MAX_EVENTS, so repeated clicks cannot tie up the workers.
     """
-    checked = audit.check_chain(by=request.user.get_username())
+    events = AuditHead.objects.get(pk=1).seq  # events are numbered from 1, without gaps
+    if events > settings.AUDIT_VERIFY_NOW_MAX_EVENTS:
+        messages.info(
+            request,
+            f"The history holds {events:,} events, too many to check while you wait: "
+            "the scheduled manage.py verify_audit checks it and its result shows here.",
+        )
+        return redirect("audit:history")
+    if not cache_add(VERIFYING, VERIFYING_AT_MOST_SECONDS):
+        messages.info(request, "A check of the chain is running already; its result shows here.")
+        return redirect("audit:history")
+    try:
+        checked = audit.check_chain(by=request.user.get_username())
+    finally:
+        cache_delete_many([VERIFYING])
     if checked.intact:
         messages.success(request, f"The chain is intact: {checked.events:,} events checked.")
     else:

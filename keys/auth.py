@@ -338,7 +338,9 @@ def _remembered(remembered: object, row: KeyRow, now: datetime.datetime) -> bool
 def _remembered_here_seconds() -> int:
     """How long this process keeps a verification it read from the shared cache without
     asking again: half the shared entry's life, so that an entry kept alive while throttled
-    (_remember_longer, on each shared read) is always found alive by the next read."""
+    (_remember_longer, on each shared read) is found alive by the next read. (A copy read
+    late in an untouched entry's life can outlast it; a throttle starting just then makes
+    that caller wait for its window, where it could have been verified again just before.)"""
     return max(1, settings.KEYS_VERIFICATION_CACHE_SECONDS // 2)
 
 

@@ -68,12 +68,20 @@ def cache_add(name: str, timeout: int, value: object = 1) -> bool:
 
 
 def cache_get_many(names: list[str]) -> dict:
-    """The cached values of names, in one round trip."""
+    """The cached values of names, in one round trip.
+
+    What this process counted in `fallback` counts too (the larger value wins): a shared
+    cache that answers reads but refuses the counting (full, or a user not allowed to run
+    scripts) must not leave the throttle reading zeros."""
     try:
-        return cache.get_many(names)
+        values = cache.get_many(names)
     except Exception:
         _unavailable(names[0])
         return fallback.get_many(names)
+    for name, counted_here in fallback.get_many(names).items():
+        if name not in values or counted_here > values[name]:
+            values[name] = counted_here
+    return values
 
 
 def cache_delete_many(names: list[str]) -> None:

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError, connections, models
+from django.db import (
+    InterfaceError,
+    NotSupportedError,
+    OperationalError,
+    connections,
+    models,
+)
 from django.db.models import F, Q
 from django.db.models.functions import Substr
 from django.utils import timezone
@@ -368,8 +374,9 @@ class ApiKeyQuerySet(models.QuerySet):
 def _fetch_skipping_health_check(connection, sql: str, params: list) -> list[tuple]:
     """The rows of one read, without the `SELECT 1` round trip that CONN_HEALTH_CHECKS spends
     on a reused connection before a request's first query: the read itself is the check. If
-    it finds the connection dead (the database restarted), it reconnects and reads once more,
-    so the caller still sees no failure; inside a transaction it cannot, and raises."""
+    it fails because the connection is dead (the database restarted) or holds a prepared
+    plan a migration made stale, it reconnects and reads once more, so the caller sees no
+    failure; any other error (a timeout, a lock), or one inside a transaction, is raised."""
     reused = connection.connection is not None and not connection.in_atomic_block
     if reused:
         connection.health_check_done = True
@@ -377,13 +384,21 @@ def _fetch_skipping_health_check(connection, sql: str, params: list) -> list[tup
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
-    except (OperationalError, InterfaceError):
-        if not reused:
+    except (OperationalError, InterfaceError, NotSupportedError) as error:
+        if not (reused and _reconnecting_helps(connection, error)):
             raise
         connection.close()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _reconnecting_helps(connection, error: Exception) -> bool:
+    if isinstance(error, NotSupportedError):
+        # PostgreSQL refuses a prepared statement whose result columns changed type since it
+        # was prepared (a migration while this process ran); a new connection prepares anew.
+        return "cached plan must not change result type" in str(error)
+    return not connection.is_usable()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -393,6 +393,10 @@ AUDIT_SIGNING_KEY = _audit_signing_key()
 AUDIT_CHECKPOINT_DIR = env("AUDIT_CHECKPOINT_DIR") or None
 # A checkpoint every this many events, and on the first event after this many seconds.
 AUDIT_CHECKPOINT_EVERY_EVENTS = env_int("AUDIT_CHECKPOINT_EVERY_EVENTS", 1000)
+# "Verify now" on Audit history checks the chain within the request (about 9 s per 100,000
+# events): above this many events it leaves the check to the scheduled verify_audit, so that
+# no request outlives gunicorn's timeout.
+AUDIT_VERIFY_NOW_MAX_EVENTS = env_int("AUDIT_VERIFY_NOW_MAX_EVENTS", 200_000)
 AUDIT_CHECKPOINT_EVERY_SECONDS = env_int("AUDIT_CHECKPOINT_EVERY_SECONDS", 60)
 
 # The portal's public address, for links in mails (expiry reminders link to Renew).

@@ -5,6 +5,7 @@ import json
 import time
 
 import pytest
+import redis
 import time_machine
 
 from keys import actions, tokens
@@ -269,3 +270,21 @@ def test_on_redis_the_throttle_lifts_when_its_window_ends(
     time.sleep(1.5)  # past the one-second window, on Redis's own clock
 
     assert right_password(client, key).status_code == 200
+
+
+def test_a_redis_that_answers_reads_but_refuses_the_counting_still_throttles(
+    client, alice, make_key, redis_cache
+):
+    # A full Redis, or a Redis user not allowed to run scripts: failures are then counted in
+    # the process itself, and what it counted is read along with the shared counters.
+    server = redis.Redis(port=redis_cache.port)
+    server.execute_command("ACL", "SETUSER", "default", "-@scripting")
+    try:
+        key = make_key(alice, networks=("127.0.0.1",))
+        for _ in range(3):
+            assert garbage(client).status_code == 401
+        refused = right_password(client, key)
+    finally:
+        server.execute_command("ACL", "SETUSER", "default", "+@all")
+        server.close()
+    assert refused.status_code == 429

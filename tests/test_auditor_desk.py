@@ -295,6 +295,31 @@ def test_a_broken_chain_is_shown_in_red_with_the_event_it_breaks_at(dave, login,
     )
 
 
+def test_verify_now_leaves_a_long_history_to_the_scheduled_check(dave, login, pipeline, settings):
+    settings.AUDIT_VERIFY_NOW_MAX_EVENTS = 0
+    page = login(dave).post("/audit/verify/", follow=True)
+    assert "too many to check while you wait" in page.text
+    assert not ChainVerification.objects.exists()
+
+
+def test_verify_now_runs_one_check_at_a_time(dave, carol, login, pipeline, monkeypatch):
+    second = {}
+    check_chain = audit.check_chain
+
+    def while_checking(**kwargs):  # carol clicks while dave's check runs
+        second["page"] = login(carol).post("/audit/verify/", follow=True)
+        return check_chain(**kwargs)
+
+    monkeypatch.setattr(audit, "check_chain", while_checking)
+    login(dave).post("/audit/verify/")
+
+    assert "A check of the chain is running already" in second["page"].text
+    assert list(ChainVerification.objects.values_list("by", flat=True)) == ["dave"]
+    monkeypatch.setattr(audit, "check_chain", check_chain)
+    login(carol).post("/audit/verify/")  # dave's check is over: carol's runs
+    assert ChainVerification.objects.count() == 2
+
+
 def test_verify_now_needs_the_csrf_token(dave):
     client = Client(enforce_csrf_checks=True)
     client.force_login(dave)

@@ -136,3 +136,23 @@ def test_the_api_key_read_is_prepared_once_and_then_only_executed(client, alice,
         executions = [row[0] for row in cursor.fetchall()]
     assert len(executions) == 1  # one prepared key read
     assert executions[0] >= 5  # the calls after the first few run it without parsing
+
+
+def test_a_migration_that_changes_a_read_columns_type_fails_no_api_call(client, alice, make_key):
+    # A prepared key read planned before the change is refused by PostgreSQL ("cached plan
+    # must not change result type"); the read reconnects, prepares anew and answers.
+    key, password = make_key(alice, apis=("risks",), networks=("127.0.0.1",))
+    whoami = "/api/v1/whoami"
+    before = [call(client, whoami, key.identifier, password).status_code for _ in range(10)]
+    alter = "ALTER TABLE keys_apikey ALTER COLUMN name TYPE varchar(%s)"
+    migration = connections.create_connection("default")  # another process's connection
+    try:
+        with migration.cursor() as cursor:
+            cursor.execute(alter % 101)
+        after = call(client, whoami, key.identifier, password).status_code
+    finally:
+        with migration.cursor() as cursor:
+            cursor.execute(alter % 100)
+        migration.close()
+    assert before == [200] * 10
+    assert after == 200
