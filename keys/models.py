@@ -336,12 +336,13 @@ class ApiKeyQuerySet(models.QuerySet):
     def known_as(self, text: str):
         """Keys whose name is `text` (any case) or whose identifier starts with it.
 
-        The prefix is compared with `=` on a substring rather than LIKE, which SQLite makes
-        case-insensitive: ckid_abc must not find ckid_ABC. Both scan the keys (no index
-        serves a name in any case); a full identifier is the same scan.
+        On PostgreSQL the identifier's pattern index serves the prefix (LIKE 'text%') and the
+        trigram index on UPPER(name) the name. SQLite's LIKE ignores case, so the prefix is
+        also compared with `=` on a substring: ckid_abc must not find ckid_ABC; SQLite scans.
         """
         keys = self.annotate(identifier_prefix=Substr("identifier", 1, len(text)))
-        return keys.filter(Q(identifier_prefix=text) | Q(name__iexact=text))
+        prefix = Q(identifier__startswith=text, identifier_prefix=text)
+        return keys.filter(prefix | Q(name__iexact=text))
 
     def for_authentication(self, identifier: str) -> "KeyRow | None":
         """Everything the API checks need of the key `identifier`, from all keys (whatever
