@@ -269,7 +269,7 @@ class ApiKeyQuerySet(models.QuerySet):
         keys = self
         if q := q.strip():
             # The owners are looked up first (people are few next to keys), so each part of the
-            # OR is an index on the keys table: the trigram indexes of migration 0015 on
+            # OR is an index on the keys table: the trigram indexes of migration 0016 on
             # PostgreSQL, the owner index; not a join that scans every key for its owner.
             users = self.model._meta.get_field("owner").related_model._default_manager
             owners = list(users.filter(username__icontains=q).values_list("pk", flat=True))
