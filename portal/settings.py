@@ -146,15 +146,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["TEST"] = {"NAME": env("SQLITE_TEST_NAME") or None}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Server-side parameters and prepared statements: psycopg prepares a statement from its
-    # fifth run on a connection (the API's key read, run on every call), so PostgreSQL stops
-    # parsing and planning it afresh each time: 0.29 -> 0.03 ms of its CPU per key read.
-    # Django leaves prepared statements off by default for the sake of connection poolers:
-    # behind PgBouncer in transaction mode older than 1.21, set DB_PREPARED_STATEMENTS=0.
+    # Server-side parameters: needed for the API's prepared key read (KEYS_PREPARED_KEY_READ).
     DATABASES["default"]["OPTIONS"] = {
         "server_side_binding": env_bool("DB_SERVER_SIDE_BINDING", True),
-        "prepare_threshold": 5 if env_bool("DB_PREPARED_STATEMENTS", True) else None,
     }
+# The API's key read, run on every call, is a prepared statement on PostgreSQL: parsed and
+# planned once per connection. Nothing else is prepared (Django's default): a search's best
+# plan depends on its pattern. Behind PgBouncer in transaction mode older than 1.21 (or with
+# max_prepared_statements = 0), set DB_PREPARED_STATEMENTS=0.
+KEYS_PREPARED_KEY_READ = env_bool("DB_PREPARED_STATEMENTS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "portal.User"
