@@ -22,6 +22,9 @@ fallback = LocMemCache("keys-cache-counters-fallback", {"OPTIONS": {"MAX_ENTRIES
 # This process's own copy of what it read from the shared cache and may keep a while without
 # asking again (keys.auth: passwords verified for a key revision).
 here = LocMemCache("keys-cache-here", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
+# Whether `fallback` was ever written in this process: until then it is empty, and reads
+# (on the API's refusal paths) need not look at it.
+_fell_back = False
 
 
 def _incr(store, name: str, delta: int, timeout: int) -> int:
@@ -78,6 +81,8 @@ def cache_get_many(names: list[str]) -> dict:
     except Exception:
         _unavailable(names[0])
         return fallback.get_many(names)
+    if not _fell_back:
+        return values
     for name, counted_here in fallback.get_many(names).items():
         if name not in values or counted_here > values[name]:
             values[name] = counted_here
@@ -93,5 +98,7 @@ def cache_delete_many(names: list[str]) -> None:
 
 
 def _unavailable(name: str) -> None:
+    global _fell_back
+    _fell_back = True
     # The name's first two parts say what was lost (e.g. "kp:fail-ip"), never its subject.
     logger.warning("Cache unavailable for %s", ":".join(name.split(":")[:2]), exc_info=True)
