@@ -344,7 +344,7 @@ def test_the_whole_journey_by_keyboard_alone(browser, live_server, world):
     context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
     page.goto(base + "/login/")
-    assert page.evaluate("document.activeElement.name") == "username"  # autofocus
+    expect(page.get_by_label("Username")).to_be_focused()  # autofocus, before typing
     page.keyboard.type("alice")
     tab_to(page, lambda f: f["tag"] == "INPUT")
     page.keyboard.type("alice-portal-pw")
@@ -433,6 +433,7 @@ def test_least_privilege_regenerate_and_renew_by_keyboard_alone(browser, live_se
     page = browser.new_context().new_page()
     errors = console_errors(page)
     page.goto(live_server.url + "/login/")
+    expect(page.get_by_label("Username")).to_be_focused()  # autofocus, before typing
     page.keyboard.type("alice")
     tab_to(page, lambda f: f["tag"] == "INPUT")
     page.keyboard.type("alice-portal-pw")
