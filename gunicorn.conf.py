@@ -58,6 +58,6 @@ control_socket_disable = True
 
 def worker_exit(server, worker):
     """Store the key use this worker counted since its last flush (keys.usage)."""
-    from keys import usage
+    from keys.api import usage
 
     usage.flush()

@@ -39,7 +39,7 @@ TARGETS = ("All keys, search", "All keys, page", "Users")
 
 def configure(workdir: Path) -> str:
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="portal.settings",
+        DJANGO_SETTINGS_MODULE="bench.pages_settings",
         SECRET_KEY="bench-" + secrets.token_urlsafe(40),
         AUDIT_SIGNING_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         DEBUG="0",

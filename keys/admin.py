@@ -8,8 +8,8 @@ from django.db import DatabaseError
 from django.template.response import TemplateResponse
 
 from keys import actions
-from keys.client_ip import client_ip
 from keys.forms import RevokeForm
+from keys.lib.client_ip import client_ip
 from keys.models import Api, ApiKey, AuditEvent
 
 

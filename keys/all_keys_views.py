@@ -10,8 +10,8 @@ from django.views.decorators.http import require_GET
 
 from keys import inventory_csv
 from keys.filters import AllKeysFilterForm
+from keys.lib.paging import filter_query
 from keys.models import ApiKey
-from keys.paging import filter_query
 
 
 @require_GET

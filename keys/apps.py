@@ -7,8 +7,8 @@ class KeysConfig(AppConfig):
     verbose_name = "API keys"
 
     def ready(self) -> None:
-        from keys import signing
-        from keys.audit import checkpoint_after_migrate
+        from keys.audit import signing
+        from keys.audit.checkpoints import checkpoint_after_migrate
         from keys.seed import seed_after_migrate
 
         # A malformed AUDIT_SIGNING_KEY stops start-up here, not at the first audit event.

@@ -6,7 +6,8 @@ from django.core.exceptions import ValidationError
 from django.utils import dateformat
 
 from keys.actions import REGENERATE_OVERLAPS
-from keys.models import Api, ApiKey, display_network, latest_expiry_for, local_date
+from keys.lib.networks import display_network
+from keys.models import Api, ApiKey, latest_expiry_for, local_date
 
 
 class IpListWidget(forms.Widget):

@@ -7,7 +7,8 @@ allowed IPs. save() and update() refuse these changes in Python; these triggers 
 from raw SQL and any other database client.
 """
 
-from keys.models import MAX_ALLOWED_IPS, AllowedIp, ApiKey
+from keys.models import AllowedIp, ApiKey
+from keys.validators import MAX_ALLOWED_IPS
 
 NAME = "keys_apikey_guard"
 CAP_NAME = "keys_allowedip_cap"

@@ -9,8 +9,9 @@ import csv
 import datetime
 from collections.abc import Iterator
 
-from keys.audit_csv import Echo, neutralise
-from keys.models import ApiKey, display_network
+from keys.audit.export import Echo, neutralise
+from keys.lib.networks import display_network
+from keys.models import ApiKey
 
 COLUMNS = [
     "owner",

@@ -15,9 +15,10 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from keys import actions
-from keys.client_ip import client_ip
 from keys.forms import KeyForm, RegenerateForm, RenewForm, RevokeForm
-from keys.models import Api, ApiKey, AuditEvent, KeyUsageDay, display_network, widened
+from keys.lib.client_ip import client_ip
+from keys.lib.networks import display_network, widened
+from keys.models import Api, ApiKey, AuditEvent, KeyUsageDay
 
 MANAGE_OWN_KEYS = "keys.manage_own_keys"
 logger = logging.getLogger(__name__)

@@ -1,15 +1,15 @@
-"""Users in the Django admin; deactivating one goes through keys.actions.deactivate_user."""
+"""Users in the Django admin; deactivating one goes through portal.people.deactivate_user."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import Q
 
-from keys import actions
-from keys.client_ip import client_ip
+from keys.lib.client_ip import client_ip
 from keys.models import AuditEvent
 from portal.login import ThrottledAdminAuthenticationForm
 from portal.models import User
+from portal.people import deactivate_user
 
 # Throttled by the authentication backend like every log-in; this form says so.
 admin.site.login_form = ThrottledAdminAuthenticationForm
@@ -54,7 +54,7 @@ class PortalUserAdmin(UserAdmin):
             obj.is_active = True  # deactivate_user flips it, with the keys, in one transaction
         super().save_model(request, obj, form, change)
         if deactivating:
-            revoked = actions.deactivate_user(obj, actor=request.user, ip=client_ip(request))
+            revoked = deactivate_user(obj, actor=request.user, ip=client_ip(request))
             obj.is_active = False
             self.message_user(request, f"{obj} was deactivated; {revoked} key(s) revoked.")
 
@@ -64,7 +64,7 @@ class PortalUserAdmin(UserAdmin):
         if not request.user.is_superuser:
             people = people.exclude(is_superuser=True)  # as has_change_permission
         for person in people:
-            revoked = actions.deactivate_user(person, actor=request.user, ip=client_ip(request))
+            revoked = deactivate_user(person, actor=request.user, ip=client_ip(request))
             self.message_user(request, f"{person} was deactivated; {revoked} key(s) revoked.")
         if queryset.filter(pk=request.user.pk).exists():
             self.message_user(request, "You cannot deactivate yourself.", level=messages.WARNING)

@@ -6,8 +6,8 @@ from django.contrib.auth.backends import BaseBackend, ModelBackend
 from django.core.exceptions import PermissionDenied
 from django.views.decorators.debug import sensitive_variables
 
-from keys import throttle
-from keys.client_ip import client_ip
+from keys.lib import throttle
+from keys.lib.client_ip import client_ip
 from portal.roles import permissions_of_every_active_user
 from portal.user_events import record_log_in
 

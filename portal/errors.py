@@ -16,7 +16,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
-from keys.problems import is_api_path, problem
+from keys.api.problems import is_api_path, problem
 
 logger = logging.getLogger(__name__)
 

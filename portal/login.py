@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.views.decorators.debug import sensitive_variables
 
-from keys import throttle
+from keys.lib import throttle
 from portal.backends import login_buckets
 from portal.roles import home_page
 

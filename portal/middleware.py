@@ -8,8 +8,8 @@ from django.shortcuts import resolve_url
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from keys.client_ip import client_ip
-from keys.problems import is_api_path
+from keys.api.problems import is_api_path
+from keys.lib.client_ip import client_ip
 from portal.user_events import acting
 
 

@@ -5,7 +5,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from keys.models import validate_no_control_characters
+from keys.validators import validate_no_control_characters
 
 # Scripts that one language writes together (Japanese mixes all three with Han).
 _ONE_SCRIPT = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "BOPOMOFO": "CJK"}

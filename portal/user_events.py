@@ -14,8 +14,8 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_save, pre_save
 from django.dispatch import receiver
 
-from keys import audit
-from keys.client_ip import client_ip
+from keys.audit import chain
+from keys.lib.client_ip import client_ip
 from keys.models import AuditEvent
 
 Action = AuditEvent.Action
@@ -41,7 +41,7 @@ def _record(action: str, user, details: dict) -> None:
     actor, ip = _acting.get()
     actor = actor if actor is not None and actor.is_authenticated else None
     with transaction.atomic():
-        audit.record(action, actor=actor, ip=ip, owner=user, details=details)
+        chain.record(action, actor=actor, ip=ip, owner=user, details=details)
 
 
 @receiver(pre_save, sender=User)

@@ -11,11 +11,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from keys import actions
-from keys.client_ip import client_ip
+from keys.lib.client_ip import client_ip
+from keys.lib.paging import filter_query
 from keys.models import ApiKey
-from keys.paging import filter_query
 from portal.forms import DeactivateForm, UserFilterForm
+from portal.people import deactivate_user
 
 MANAGE_USERS = "portal.change_user"
 PAGE_SIZE = 50
@@ -64,7 +64,7 @@ def user_deactivate(request: HttpRequest, username: str) -> HttpResponse:
             form.add_error(None, "Only a superuser can deactivate a superuser.")
         else:
             try:
-                revoked = actions.deactivate_user(
+                revoked = deactivate_user(
                     person,
                     actor=request.user,
                     ip=client_ip(request),

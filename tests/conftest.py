@@ -13,7 +13,7 @@ pytest_plugins = ["tests.servers"]
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    from keys.cache_counters import fallback, here
+    from keys.lib.cache_counters import fallback, here
 
     for store in (cache, fallback, here):
         store.clear()

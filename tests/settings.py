@@ -38,4 +38,4 @@ KEYS_USAGE_FLUSH_THREAD = False
 KEYS_USAGE_FLUSH_SECONDS = 0
 # The "tests" app only overrides `flush`: transactional tests empty the audit table, which the
 # database refuses outside the test run (tests/management/commands/flush.py).
-INSTALLED_APPS = [*INSTALLED_APPS, "tests"]  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "tests", "bench"]  # noqa: F405

@@ -12,7 +12,8 @@ import pytest
 import time_machine
 from django.contrib.auth.models import Group
 
-from keys import actions, audit
+from keys import actions
+from keys.audit import chain as audit
 from keys.models import Api, ApiKey, AuditHead, latest_expiry_for, local_date
 from tests.test_journey_browser import ARTIFACTS, _browser, console_errors, expect
 

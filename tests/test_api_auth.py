@@ -10,7 +10,8 @@ import time_machine
 from argon2 import PasswordHasher, Type
 from django.test import Client
 
-from keys import actions, auth, tokens
+from keys import actions, tokens
+from keys.api import check as auth
 from keys.models import Api, ApiKey
 from tests.api_calls import argon2_verifications, assert_the_401, basic, call
 

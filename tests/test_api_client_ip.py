@@ -8,7 +8,7 @@ import sys
 import pytest
 from django.test import RequestFactory
 
-from keys.client_ip import client_ip
+from keys.lib.client_ip import client_ip
 from tests.api_calls import assert_the_401, call
 
 WHOAMI = "/api/v1/whoami"

@@ -5,8 +5,8 @@ import re
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from keys import api
-from keys.demo_data import DEMO_DATA
+from keys.api import views as api
+from keys.api.demo_data import DEMO_DATA
 from keys.models import Api
 from tests.api_calls import assert_the_401, call
 

@@ -125,7 +125,7 @@ def test_a_finished_day_reaches_the_history_once_with_its_count(client, key, clo
 
 
 def test_key_used_events_keep_the_chain_intact(client, key, clock):
-    from keys.audit import verify_chain
+    from keys.audit.chain import verify_chain
 
     for day in range(3):
         use(client, key, REMOTE_ADDR="::1" if day == 1 else "127.0.0.1")
@@ -242,7 +242,7 @@ def test_refusals_of_unknown_identifiers_are_not_recorded(client, key):
 
 
 def test_the_refusal_record_keeps_the_chain_intact(client, key, clock):
-    from keys.audit import verify_chain
+    from keys.audit.chain import verify_chain
 
     use(client, key, REMOTE_ADDR="192.0.2.1")
     later(clock, 61)

@@ -9,7 +9,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from keys import actions, audit
+from keys import actions
+from keys.audit import chain as audit
 from keys.models import Api, AuditEvent, AuditHead, latest_expiry_for, local_date
 from tests import db_admin
 

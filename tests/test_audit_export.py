@@ -7,7 +7,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from keys import actions, audit_csv
+from keys import actions
+from keys.audit import export as audit_csv
 from keys.models import AuditEvent, AuditHead
 
 EXPORT = "/audit/export.csv"

@@ -5,7 +5,8 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from keys import actions, audit
+from keys import actions
+from keys.audit import chain as audit
 from keys.models import AuditEvent
 
 HISTORY = "/audit/"

@@ -19,7 +19,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
 
-from keys import actions, audit, signing
+from keys import actions
+from keys.audit import chain as audit
+from keys.audit import signing
 from keys.models import AuditEvent, AuditHead
 from tests import db_admin
 from tests.servers import manage, manage_env

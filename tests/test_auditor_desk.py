@@ -16,7 +16,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from keys import actions, audit
+from keys import actions
+from keys.audit import chain as audit
 from keys.models import AuditEvent, ChainVerification
 from tests import db_admin
 from tests.conftest import make_user

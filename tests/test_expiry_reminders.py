@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from keys import actions
+from keys.actions import reminders
 from keys.models import AuditEvent
 
 START = datetime.date(2030, 3, 1)  # keys are created on this day
@@ -162,7 +163,7 @@ def test_the_mail_goes_out_with_no_transaction_open(monkeypatch, key_expiring):
         in_transaction.append(connection.in_atomic_block)
         mail.outbox.append(kwargs)
 
-    monkeypatch.setattr(actions, "send_mail", send_mail)
+    monkeypatch.setattr(reminders, "send_mail", send_mail)
     key = key_expiring(7)
     run_on(START)
     assert in_transaction == [False]  # a hung mail server holds no lock on the audit head
@@ -178,7 +179,7 @@ def test_a_mail_that_fails_is_not_recorded_and_the_next_run_sends_it(monkeypatch
         raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
 
     with monkeypatch.context() as patched:
-        patched.setattr(actions, "send_mail", refused)
+        patched.setattr(reminders, "send_mail", refused)
         with pytest.raises(CommandError, match="1 reminder"):
             run_on(START)
     assert _reminders(key) == [] and mail.outbox == []
@@ -190,7 +191,7 @@ def test_a_mail_that_fails_is_not_recorded_and_the_next_run_sends_it(monkeypatch
 def test_a_reminder_recorded_by_another_run_while_mailing_is_recorded_once(
     monkeypatch, key_expiring
 ):
-    from keys import audit
+    from keys.audit import chain as audit
 
     key = key_expiring(7)
 
@@ -198,7 +199,7 @@ def test_a_reminder_recorded_by_another_run_while_mailing_is_recorded_once(
         audit.record("expiry_reminder", key=key, details={"threshold_days": 7})
         mail.outbox.append(kwargs)
 
-    monkeypatch.setattr(actions, "send_mail", another_run_records_it_meanwhile)
+    monkeypatch.setattr(reminders, "send_mail", another_run_records_it_meanwhile)
     run_on(START)
     assert _reminders(key) == [7]
 

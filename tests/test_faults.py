@@ -9,7 +9,8 @@ from django.db import OperationalError, connection
 from django.db.backends.utils import CursorWrapper
 from django.test import Client
 
-from keys import actions, tokens
+from keys import tokens
+from keys.audit import chain
 from keys.models import AllowedIp, Api, ApiKey, AuditEvent, AuditHead
 from tests.api_calls import basic
 
@@ -37,7 +38,7 @@ def audit_write_fails(monkeypatch):
         with connection.cursor() as cursor:
             cursor.execute("SELECT * FROM keys_no_such_table")
 
-    monkeypatch.setattr(actions.audit, "record", failing_record)
+    monkeypatch.setattr(chain, "record", failing_record)
 
 
 def add_form(today):

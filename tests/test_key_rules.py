@@ -10,7 +10,8 @@ from django.db import IntegrityError, transaction
 from django.test import override_settings
 
 from keys import actions, tokens
-from keys.models import AllowedIp, Api, ApiKey, latest_expiry_for, local_date, normalise_network
+from keys.models import AllowedIp, Api, ApiKey, latest_expiry_for, local_date
+from keys.validators import normalise_network
 
 AMSTERDAM = zoneinfo.ZoneInfo("Europe/Amsterdam")
 

@@ -9,7 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 
 from keys import actions
-from keys.models import MAX_ALLOWED_IPS, AllowedIp, Api, ApiKey, latest_expiry_for, local_date
+from keys.models import AllowedIp, Api, ApiKey, latest_expiry_for, local_date
+from keys.validators import MAX_ALLOWED_IPS
 
 ACTION_CHECKBOX = "_selected_action"
 

@@ -11,7 +11,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, connections
 
-from keys import audit
+from keys.audit import chain as audit
 from keys.models import ApiKey, ApiKeyQuerySet, AuditEvent, AuditHead
 from tests.api_calls import call
 

@@ -5,7 +5,7 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from keys import audit
+from keys.audit import chain as audit
 from keys.models import ApiKey, AuditEvent, AuditHead
 
 

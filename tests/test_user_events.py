@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 
-from keys import audit
+from keys.audit import chain as audit
 from keys.models import AuditEvent
 from tests.test_django_admin import _user_form
 

@@ -7,7 +7,7 @@ allowed IPs. Key names refuse control characters.
 
 from django.db import migrations, models
 
-import keys.models
+import keys.validators
 from keys import guards
 
 
@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
             field=models.CharField(
                 help_text="Descriptive; unique among your keys that are not revoked.",
                 max_length=100,
-                validators=[keys.models.validate_no_control_characters],
+                validators=[keys.validators.validate_no_control_characters],
             ),
         ),
         migrations.RunPython(guards.reinstall, migrations.RunPython.noop),

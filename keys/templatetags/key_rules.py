@@ -4,7 +4,8 @@ from django import template
 from django.conf import settings
 from django.utils import dateformat, timezone
 
-from keys.models import REFUSAL_REASONS, display_network, local_date
+from keys.lib.networks import display_network
+from keys.models import REFUSAL_REASONS, local_date
 
 register = template.Library()
 

@@ -3,7 +3,7 @@
 import django.contrib.auth.validators
 from django.db import migrations, models
 
-import keys.models
+import keys.validators
 import portal.models
 
 
@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
             field=models.CharField(
                 blank=True,
                 max_length=150,
-                validators=[keys.models.validate_no_control_characters],
+                validators=[keys.validators.validate_no_control_characters],
                 verbose_name="first name",
             ),
         ),
@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
             field=models.CharField(
                 blank=True,
                 max_length=150,
-                validators=[keys.models.validate_no_control_characters],
+                validators=[keys.validators.validate_no_control_characters],
                 verbose_name="last name",
             ),
         ),

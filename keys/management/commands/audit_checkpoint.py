@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from keys import audit
+from keys.audit import chain
 
 
 class Command(BaseCommand):
@@ -14,7 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
-            checkpoint = audit.write_checkpoint()
+            checkpoint = chain.write_checkpoint()
         except OSError as error:
             raise CommandError(
                 f"Cannot write to AUDIT_CHECKPOINT_DIR: {error.strerror} ({error.filename})"

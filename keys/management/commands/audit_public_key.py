@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from keys import signing
+from keys.audit import signing
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from keys import audit, audit_csv, signing
+from keys.audit import chain, export, signing
 
 
 class Command(BaseCommand):
@@ -44,15 +44,15 @@ class Command(BaseCommand):
         if csv:
             return self._verify_csv(csv, proofs)
         # Each run is shown on the Audit history page ("Chain last verified ...").
-        checked = audit.check_chain(proofs, by="manage.py verify_audit")
+        checked = chain.check_chain(proofs, by="manage.py verify_audit")
         if not checked.intact:
             raise CommandError(f"BROKEN at seq {checked.broken_at}: {checked.reason}")
-        seq, head_hash = audit.count_and_head()
+        seq, head_hash = chain.count_and_head()
         # Keep the head hash somewhere else: it also detects a rewritten tail.
         self.stdout.write(f"OK: {seq} events, head {head_hash}")
         self.stdout.write(proofs.summary())
 
-    def _proofs(self, key_files: list[str], checkpoints: list[str]) -> audit.Proofs:
+    def _proofs(self, key_files: list[str], checkpoints: list[str]) -> chain.Proofs:
         if key_files:
             keys: signing.PublicKeys = {}
             for path in key_files:
@@ -67,19 +67,19 @@ class Command(BaseCommand):
         found = []
         for path in checkpoints or filter(None, [settings.AUDIT_CHECKPOINT_DIR]):
             try:
-                found.extend(audit.read_checkpoints(path))
+                found.extend(chain.read_checkpoints(path))
             except OSError as error:
                 raise CommandError(f"--checkpoints {path}: {error.strerror}") from None
-        return audit.Proofs(keys, found)
+        return chain.Proofs(keys, found)
 
-    def _verify_csv(self, path: str, proofs: audit.Proofs) -> None:
-        summary = audit_csv.CsvSummary()
+    def _verify_csv(self, path: str, proofs: chain.Proofs) -> None:
+        summary = export.CsvSummary()
         try:
             stream = sys.stdin if path == "-" else open(path, newline="", encoding="utf-8")  # noqa: SIM115
         except OSError as error:
             raise CommandError(f"Cannot read {path}: {error.strerror}") from None
         with stream:
-            first = next(audit_csv.verify_rows(stream, summary, proofs), None)
+            first = next(export.verify_rows(stream, summary, proofs), None)
         if first is not None:
             raise CommandError(f"BROKEN at seq {first.seq}: {first.reason}")
         if summary.complete:

@@ -7,24 +7,20 @@ these functions call them, so views, the admin and the shell obey the same rules
 
 import datetime
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from keys import audit, tokens
-from keys.models import AllowedIp, Api, ApiKey, AuditEvent, display_network
+from keys import tokens
+from keys.audit import chain
+from keys.lib.networks import display_network
+from keys.models import AllowedIp, ApiKey, AuditEvent
 
 Action = AuditEvent.Action
 
 
-def _snapshot(key: ApiKey) -> dict:
+def key_snapshot(key: ApiKey) -> dict:
     return {
         "name": key.name,
         "description": key.description,
@@ -80,10 +76,10 @@ def create_key(
             key.save()
             AllowedIp.objects.bulk_create(AllowedIp(key=key, network=n) for n in networks)
             key.apis.set(apis)
-            details = _snapshot(key)
+            details = key_snapshot(key)
             if replaces is not None:
                 details["replaces"] = replaces.identifier
-            audit.record(Action.KEY_CREATED, key=key, actor=actor, ip=ip, details=details)
+            chain.record(Action.KEY_CREATED, key=key, actor=actor, ip=ip, details=details)
     except IntegrityError:
         # Lost a race with a concurrent create of the same name.
         if ApiKey.objects.name_taken(owner, key.name):
@@ -117,7 +113,7 @@ def edit_key(
             key=key,
         )
         networks, apis = fields.pop("networks"), fields.pop("apis")
-        before = _snapshot(key)
+        before = key_snapshot(key)
         old_expiry = key.expires_on
         key.name, key.expires_on = fields["name"], fields["expires_on"]
         key.description = fields["description"]  # None above: kept as it is
@@ -131,16 +127,16 @@ def edit_key(
             AllowedIp(key=key, network=n) for n in networks if n not in current
         )
         key.apis.set(apis)
-        after = _snapshot(key)
+        after = key_snapshot(key)
         changes = {
             field: {"before": before[field], "after": after[field]}
             for field in before
             if before[field] != after[field]
         }
         if changes:
-            audit.record(Action.KEY_EDITED, key=key, actor=actor, ip=ip, details=changes)
+            chain.record(Action.KEY_EDITED, key=key, actor=actor, ip=ip, details=changes)
         if key.expires_on < old_expiry:
-            audit.record(
+            chain.record(
                 Action.EXPIRY_SHORTENED,
                 key=key,
                 actor=actor,
@@ -177,7 +173,7 @@ def revoke_key(
         key.revoke_reason = reason
         key.revision += 1
         key.save()
-        audit.record(
+        chain.record(
             action,
             key=key,
             actor=actor,
@@ -240,7 +236,7 @@ def regenerate_password(
         key.revision += 1  # every cached verification of the old password is void
         key.save()
         until = key.previous_password_valid_until
-        audit.record(
+        chain.record(
             Action.PASSWORD_REGENERATED,
             key=key,
             actor=None if by_itself else actor,
@@ -288,7 +284,7 @@ def renew_key(
             may_rotate_itself=old.may_rotate_itself,
             replaces=old,
         )
-        audit.record(
+        chain.record(
             Action.KEY_RENEWED,
             key=old,
             actor=actor,
@@ -337,171 +333,10 @@ def end_password_overlaps(at: datetime.datetime | None = None) -> int:
                 continue  # done by another process meanwhile
             key.previous_password_hash, key.previous_password_valid_until = "", None
             key.save()
-            audit.record(
+            chain.record(
                 Action.PREVIOUS_PASSWORD_ENDED,
                 key=key,
                 details={"ended_at": until.isoformat()},
             )
             done += 1
     return done
-
-
-def deactivate_user(user, *, actor, ip: str | None = None, reason: str = "") -> int:
-    """Deactivate a user, revoke all their keys and end their sessions; return keys revoked."""
-    reason = reason or f"Owner {user.get_username()} was deactivated."
-    with transaction.atomic():
-        user = get_user_model().objects.select_for_update().get(pk=user.pk)
-        user.is_active = False
-        user.save(update_fields=["is_active"])
-        keys = list(ApiKey.objects.live().filter(owner=user))
-        for key in keys:
-            revoke_key(key, actor=actor, reason=reason, ip=ip, action=Action.OWNER_DEACTIVATED)
-        audit.record(
-            Action.OWNER_DEACTIVATED,
-            actor=actor,
-            ip=ip,
-            owner=user,
-            details={"user": user.get_username(), "keys_revoked": len(keys)},
-        )
-    _end_sessions(user)
-    return len(keys)
-
-
-def _end_sessions(user) -> None:
-    # Sessions store the user id in an encoded blob; decode each live one (fine at portal scale).
-    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
-        if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
-            session.delete()
-
-
-# --- API catalogue ---------------------------------------------------------------------------
-
-_API_FIELDS = ("slug", "name", "description", "position", "is_active")
-
-
-def _api_snapshot(api: Api) -> dict:
-    return {field: getattr(api, field) for field in _API_FIELDS}
-
-
-def save_api(api: Api, *, actor, ip: str | None = None) -> Api:
-    """Add or change a catalogue entry; a slug in use by keys never changes."""
-    with transaction.atomic():
-        if api.pk is None:
-            before = None
-        else:
-            stored = Api.objects.select_for_update().get(pk=api.pk)
-            before = _api_snapshot(stored)
-            if stored.slug != api.slug and stored.keys.exists():
-                raise ValidationError(
-                    {"slug": ["Keys hold this API: its path segment cannot change."]}
-                )
-        api.full_clean()
-        api.save()
-        if before is not None and before["is_active"] and not api.is_active:
-            _withdraw(api, actor=actor, ip=ip)
-        after = _api_snapshot(api)
-        if before is None:
-            details = {"api": api.slug, "change": "added", "after": after}
-        else:
-            changes = {
-                field: {"before": before[field], "after": after[field]}
-                for field in _API_FIELDS
-                if before[field] != after[field]
-            }
-            if not changes:
-                return api
-            details = {"api": api.slug, "change": "changed", "changes": changes}
-        audit.record(Action.CATALOGUE_CHANGED, actor=actor, ip=ip, details=details)
-    return api
-
-
-def _withdraw(api: Api, *, actor, ip: str | None) -> None:
-    """A deactivated API leaves every live key that holds it, each an audited edit."""
-    for key in ApiKey.objects.live().filter(apis=api).select_for_update().order_by("pk"):
-        before = _snapshot(key)
-        key.apis.remove(api)
-        key.revision += 1  # the next call of any process reads the new grants
-        key.save()
-        audit.record(
-            Action.KEY_EDITED,
-            key=key,
-            actor=actor,
-            ip=ip,
-            details={
-                "apis": {"before": before["apis"], "after": _snapshot(key)["apis"]},
-                "reason": f"API “{api.name}” was deactivated in the catalogue.",
-            },
-        )
-
-
-def delete_api(api: Api, *, actor, ip: str | None = None) -> None:
-    """Remove a catalogue entry no key ever held; otherwise refuse (deactivate it instead)."""
-    with transaction.atomic():
-        api = Api.objects.select_for_update().get(pk=api.pk)
-        if api.keys.exists():
-            raise ValidationError(
-                f"Keys hold the API “{api.name}”: deactivate it instead of deleting it."
-            )
-        details = {"api": api.slug, "change": "deleted", "before": _api_snapshot(api)}
-        api.delete()
-        audit.record(Action.CATALOGUE_CHANGED, actor=actor, ip=ip, details=details)
-
-
-# --- expiry reminders ------------------------------------------------------------------------
-
-
-def portal_url(view: str, key: ApiKey) -> str:
-    """The absolute address of a key's page, for mails (PORTAL_URL, e.g. https://keys.example)."""
-    return settings.PORTAL_URL.rstrip("/") + reverse(view, args=[key.identifier])
-
-
-def reminder_threshold(key: ApiKey, thresholds: list[int], today: datetime.date) -> int | None:
-    """The tightest threshold (days before expiry) the key has reached, if any."""
-    days_left = (key.expires_on - today).days
-    reached = [days for days in thresholds if days_left <= days]
-    return min(reached) if reached else None
-
-
-def send_expiry_reminder(key: ApiKey, *, threshold: int, today: datetime.date) -> bool:
-    """Mail the owner that `key` expires soon, once per threshold; False if already sent.
-
-    The mail goes out before the transaction that records it, so a slow or hung mail server
-    (bounded by EMAIL_TIMEOUT) holds no lock: not the key's row, not the audit head that
-    every audited write waits for. The event is recorded once the server took the mail. If
-    sending fails, the error propagates and nothing is recorded: the next run tries again.
-    So a threshold is recorded at most once, and mailed at least once; twice only if the
-    process dies between sending and recording, or two runs mail the same key at once.
-    """
-    key = ApiKey.objects.select_related("owner").get(pk=key.pk)
-    if _reminded(key, threshold):
-        return False
-    days_left = (key.expires_on - today).days
-    details = {
-        "threshold_days": threshold,
-        "days_left": days_left,
-        "expires_on": key.expires_on.isoformat(),
-        "to": key.owner.email,
-    }
-    send_mail(
-        subject=f"Your API key “{key.name}” expires on {key.expires_on.isoformat()}",
-        message=render_to_string(
-            "keys/expiry_reminder.txt",
-            {"key": key, "days_left": days_left, "renew_url": portal_url("keys:renew", key)},
-        ),
-        from_email=None,
-        recipient_list=[key.owner.email],
-    )
-    with transaction.atomic():
-        # Checked again under the key's lock: a run that recorded it meanwhile mailed too.
-        key = ApiKey.objects.select_for_update().select_related("owner").get(pk=key.pk)
-        if not _reminded(key, threshold):
-            audit.record(Action.EXPIRY_REMINDER, key=key, actor=None, details=details)
-    return True
-
-
-def _reminded(key: ApiKey, threshold: int) -> bool:
-    """A reminder for this threshold or a tighter one was recorded (this one is pointless)."""
-    sent = AuditEvent.objects.filter(key=key, action=Action.EXPIRY_REMINDER).values_list(
-        "details", flat=True
-    )
-    return any(details.get("threshold_days", -1) <= threshold for details in sent)

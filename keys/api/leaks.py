@@ -40,9 +40,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
 from keys import actions, tokens
-from keys.client_ip import client_ip
+from keys.api.problems import problem
+from keys.lib.client_ip import client_ip
 from keys.models import ApiKey
-from keys.problems import problem
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from django.conf import settings
 from ipware import get_client_ip
 
-from keys.models import ip_in_networks
+from keys.lib.networks import ip_in_networks
 
 
 def client_ip(request) -> str | None:

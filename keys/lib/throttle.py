@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from keys.cache_counters import cache_count, cache_delete_many, cache_get_many
+from keys.lib.cache_counters import cache_count, cache_delete_many, cache_get_many
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from keys import audit, tokens
+from keys import tokens
+from keys.audit import chain
 from keys.models import AllowedIp, Api, ApiKey, AuditEvent
 
 Action = AuditEvent.Action
@@ -78,7 +79,7 @@ class Command(BaseCommand):
                 else:
                     action, key = rng.choices(choices, weights)[0], rng.choice(keys)
                 events.append(self._event(action, key, start + step * (i + 1), rng, apis))
-            head = audit.append_batch(events)
+            head = chain.append_batch(events)
             done += size
             self.stdout.write(f"  {done}/{n}")
         self.stdout.write(self.style.SUCCESS(f"Done: head #{head.seq} {head.hash}"))

@@ -13,11 +13,11 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from keys import audit, audit_csv
-from keys.cache_counters import cache_add, cache_delete_many
-from keys.filters import AuditFilterForm, date_presets
+from keys.audit import chain, export
+from keys.audit.forms import AuditFilterForm, date_presets
+from keys.lib.cache_counters import cache_add, cache_delete_many
+from keys.lib.paging import filter_query
 from keys.models import Api, AuditEvent, AuditHead, ChainVerification
-from keys.paging import filter_query
 
 VIEW_AUDIT = "keys.view_audit"
 # Held while Verify now runs; it lapses by itself if the worker dies mid-check.
@@ -70,7 +70,7 @@ def export_csv(request: HttpRequest) -> HttpResponse:
         return _history_page(request, form, None)
     events = AuditEvent.objects.in_chain().matching(**form.filters())
     response = StreamingHttpResponse(
-        audit_csv.stream(events, by_or_about=form.cleaned_data["user"]),
+        export.stream(events, by_or_about=form.cleaned_data["user"]),
         content_type="text/csv; charset=utf-8",
     )
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
@@ -101,7 +101,7 @@ def verify_chain(request: HttpRequest) -> HttpResponse:
         messages.info(request, "A check of the chain is running already; its result shows here.")
         return redirect("audit:history")
     try:
-        checked = audit.check_chain(by=request.user.get_username())
+        checked = chain.check_chain(by=request.user.get_username())
     finally:
         cache_delete_many([VERIFYING])
     if checked.intact:

@@ -14,7 +14,8 @@ import heapq
 import json
 from collections.abc import Iterable, Iterator
 
-from keys.audit import GENESIS_HASH, Break, Proofs, format_at, hash_fields, to_json
+from keys.audit.chain import GENESIS_HASH, Break, Proofs, format_at, hash_fields, to_json
+from keys.lib.csv_safety import Echo, neutralise, restore
 from keys.models import AuditEvent
 
 COLUMNS = [
@@ -35,15 +36,6 @@ COLUMNS = [
 ]
 # Exports made before the header said UTC name that column `at`; its values are the same.
 OLDER_COLUMNS = ["at" if name == "at_utc" else name for name in COLUMNS]
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
-
-
-def neutralise(cell: str) -> str:
-    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
-
-
-def restore(cell: str) -> str:
-    return cell[1:] if cell.startswith("'") else cell
 
 
 def _text(value) -> str:
@@ -69,13 +61,6 @@ def event_row(event: AuditEvent) -> list[str]:
         event.signature,
     ]
     return [neutralise(cell) for cell in row]
-
-
-class Echo:
-    """A file-like object whose write() returns the line, for csv.writer to stream."""
-
-    def write(self, value: str) -> str:
-        return value
 
 
 EXPORT_CHUNK = 2000

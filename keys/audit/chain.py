@@ -10,67 +10,61 @@ database (the log and AUDIT_CHECKPOINT_DIR), show that.
 
 import datetime
 import functools
-import hashlib
 import json
 import logging
-import math
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from keys import signing
+from keys.audit import signing
+from keys.audit.checkpoints import (
+    Checkpoint,
+    checkpoint_due,
+    checkpoint_quietly,
+    count_and_head,
+    read_checkpoints,
+    write_checkpoint,
+)
+from keys.audit.hashing import (
+    GENESIS_HASH,
+    Break,
+    canonical_json,
+    chain_hash,
+    format_at,
+    hash_fields,
+    hashed_fields,
+    to_json,
+)
 from keys.models import AuditEvent, AuditHead, ChainVerification
 
-GENESIS_HASH = "0" * 64
-CHECKPOINT_MARKER = "audit checkpoint "
+# The ledger's public face: callers use `chain.record(...)`, `chain.verify_chain()`, and the
+# names re-exported from hashing and checkpoints.
+__all__ = [
+    "GENESIS_HASH",
+    "Break",
+    "Checkpoint",
+    "Proofs",
+    "append_batch",
+    "canonical_json",
+    "chain_hash",
+    "check_chain",
+    "count_and_head",
+    "format_at",
+    "hash_fields",
+    "hashed_fields",
+    "installation_proofs",
+    "read_checkpoints",
+    "record",
+    "record_many",
+    "to_json",
+    "verify_chain",
+    "write_checkpoint",
+]
 
 logger = logging.getLogger("keys.audit")
-
-
-def format_at(at: datetime.datetime) -> str:
-    """The one textual form of an event's time: UTC, microseconds (hashed and exported)."""
-    return at.astimezone(datetime.UTC).isoformat(timespec="microseconds")
-
-
-def hashed_fields(event: AuditEvent) -> dict:
-    """Every column of an event but the hashes: what its hash covers."""
-    return {
-        "seq": event.seq,
-        "at": format_at(event.at),
-        "actor_id": event.actor_id,
-        "actor_label": event.actor_label,
-        "actor_ip": event.actor_ip,
-        "key_id": event.key_id,
-        "key_identifier": event.key_identifier,
-        "owner_id": event.owner_id,
-        "action": event.action,
-        "details": event.details,
-    }
-
-
-def to_json(value) -> str:
-    """Canonical JSON: sorted keys, no spaces, UTF-8 as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def canonical_json(event: AuditEvent) -> str:
-    """The hashed content of an event: every column but the hashes, in a fixed form."""
-    return to_json(hashed_fields(event))
-
-
-def hash_fields(prev_hash: str, fields: dict) -> str:
-    """SHA-256(prev_hash ‖ canonical JSON of fields); offline checks call this directly."""
-    return hashlib.sha256((prev_hash + to_json(fields)).encode()).hexdigest()
-
-
-def chain_hash(prev_hash: str, event: AuditEvent) -> str:
-    return hash_fields(prev_hash, hashed_fields(event))
 
 
 def record(
@@ -166,10 +160,10 @@ def _advance(head: AuditHead, newest: AuditEvent) -> None:
     before = head.seq
     head.seq, head.hash = newest.seq, newest.hash
     head.save(update_fields=["seq", "hash"])
-    if _checkpoint_due(before, head.seq):
+    if checkpoint_due(before, head.seq):
         # After the commit only: a checkpoint of a rolled-back event would later look like
         # a truncated history.
-        transaction.on_commit(functools.partial(_checkpoint_quietly, head.seq, head.hash))
+        transaction.on_commit(functools.partial(checkpoint_quietly, head.seq, head.hash))
 
 
 def _predecessor_at(head: AuditHead) -> datetime.datetime | None:
@@ -180,129 +174,6 @@ def _predecessor_at(head: AuditHead) -> datetime.datetime | None:
     turn a date filter into a seq range through the `at` index (AuditEventQuerySet.between).
     """
     return AuditEvent.objects.filter(seq=head.seq).values_list("at", flat=True).first()
-
-
-@dataclass
-class Break:
-    seq: int
-    reason: str
-
-
-# --- Checkpoints: signed {seq, hash, at} of the head, kept outside the database -------------
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    seq: int
-    hash: str
-    at: str
-    signature: str
-    source: str = ""  # file:line it was read from
-
-    def payload(self) -> str:
-        """What the signature covers."""
-        return to_json({"seq": self.seq, "hash": self.hash, "at": self.at})
-
-    def to_line(self) -> str:
-        return to_json({"seq": self.seq, "hash": self.hash, "at": self.at, "sig": self.signature})
-
-
-def sign_checkpoint(seq: int, head_hash: str, at: datetime.datetime | None = None) -> Checkpoint:
-    at_text = format_at(at or timezone.now())
-    unsigned = Checkpoint(seq, head_hash, at_text, "")
-    return Checkpoint(
-        seq, head_hash, at_text, signing.signer().sign(signing.CHECKPOINT, unsigned.payload())
-    )
-
-
-def write_checkpoint(seq: int | None = None, head_hash: str | None = None) -> Checkpoint:
-    """Sign a checkpoint of the head (the current one by default); log it and file it.
-
-    Raises OSError if AUDIT_CHECKPOINT_DIR cannot be written (the log line is out by then).
-    """
-    if seq is None or head_hash is None:
-        seq, head_hash = count_and_head()
-    checkpoint = sign_checkpoint(seq, head_hash)
-    _last_checkpoint[0] = time.monotonic()
-    line = checkpoint.to_line()
-    logger.info("%s%s", CHECKPOINT_MARKER, line)
-    if settings.AUDIT_CHECKPOINT_DIR:
-        # One file per UTC day, appended to by every process: one short write per line.
-        path = Path(settings.AUDIT_CHECKPOINT_DIR) / f"audit-checkpoints-{checkpoint.at[:10]}.jsonl"
-        with path.open("a", encoding="utf-8") as file:
-            file.write(line + "\n")
-    return checkpoint
-
-
-_last_checkpoint = [-math.inf]  # this process's last checkpoint, time.monotonic()
-
-
-def _checkpoint_due(before: int, after: int) -> bool:
-    """Every AUDIT_CHECKPOINT_EVERY_EVENTS events, and on the first append after a quiet spell
-    of AUDIT_CHECKPOINT_EVERY_SECONDS (so also on each process's first append)."""
-    every = settings.AUDIT_CHECKPOINT_EVERY_EVENTS
-    if every > 0 and after // every > before // every:
-        return True
-    return time.monotonic() - _last_checkpoint[0] >= settings.AUDIT_CHECKPOINT_EVERY_SECONDS
-
-
-def _checkpoint_quietly(seq: int, head_hash: str) -> None:
-    # The change the event records is committed already: a full disk must not turn it into
-    # an error page. The log says what failed; `audit_checkpoint` writes the next one.
-    try:
-        write_checkpoint(seq, head_hash)
-    except OSError:
-        logger.exception("audit checkpoint #%s could not be written to AUDIT_CHECKPOINT_DIR", seq)
-
-
-def checkpoint_after_migrate(sender, using="default", **kwargs) -> None:
-    """post_migrate: seal the history as it stands, in particular events from before signing.
-
-    Events recorded before migration 0007 carry no signature; this first checkpoint is what
-    proves them from then on, so it must be kept (docs/deploy.md).
-    """
-    from django.db import connections
-
-    if "keys_audithead" not in connections[using].introspection.table_names():
-        return
-    head = AuditHead.objects.using(using).filter(pk=1).first()
-    if head is None or head.seq == 0:
-        return
-    try:
-        write_checkpoint(head.seq, head.hash)
-    except OSError:
-        logger.exception("the audit history could not be sealed: run manage.py audit_checkpoint")
-
-
-def read_checkpoints(path: str | Path) -> Iterator[Checkpoint | Break]:
-    """The checkpoints in a file, or in every *.jsonl file of a directory, in name order.
-
-    A line is a checkpoint if it starts with "{", or holds one after CHECKPOINT_MARKER (so a
-    log file can be read as is); other lines are skipped. A malformed checkpoint is a Break.
-    """
-    path = Path(path)
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-    for file in files:
-        with file.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                source = f"{file.name}:{number}"
-                if line.startswith("{"):
-                    text = line
-                elif CHECKPOINT_MARKER + "{" in line:
-                    text = line.split(CHECKPOINT_MARKER, 1)[1]
-                else:
-                    continue
-                try:
-                    data = json.loads(text)
-                    yield Checkpoint(
-                        int(data["seq"]),
-                        str(data["hash"]),
-                        str(data["at"]),
-                        str(data["sig"]),
-                        source,
-                    )
-                except (ValueError, KeyError, TypeError):
-                    yield Break(0, f"checkpoint {source} is not well formed")
 
 
 class Proofs:
@@ -435,11 +306,6 @@ def verify_chain(proofs: Proofs | None = None, *, batch_size: int = 5000) -> Ite
         current = AuditHead.objects.get(pk=1).seq
         if newest > current:
             yield Break(newest, f"event {newest} lies beyond the chain head #{current}")
-
-
-def count_and_head() -> tuple[int, str]:
-    head = AuditHead.objects.get(pk=1)
-    return head.seq, head.hash
 
 
 def check_chain(proofs: Proofs | None = None, *, by: str) -> ChainVerification:

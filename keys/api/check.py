@@ -35,11 +35,15 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
-from keys import throttle, tokens, usage
-from keys.cache_counters import cache_get_many, here
-from keys.client_ip import client_ip
-from keys.models import ApiKey, KeyRow, ip_in_networks
-from keys.problems import problem
+from keys import tokens
+from keys.api import usage
+from keys.api.key_read import KeyRow, read_key
+from keys.api.problems import problem
+from keys.lib import throttle
+from keys.lib.cache_counters import cache_get_many, here
+from keys.lib.client_ip import client_ip
+from keys.lib.networks import ip_in_networks
+from keys.models import ApiKey
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +170,7 @@ def _check(request: HttpRequest, api: str, ip: str | None) -> Caller:
     # shuts it out; step 6 accepts it only from the cache, never with Argon2.
 
     # 3. identifier
-    row = ApiKey.objects.for_authentication(identifier)
+    row = read_key(identifier)
     if row is None:
         raise Refusal(401, "unknown_identifier")
 

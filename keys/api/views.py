@@ -14,12 +14,13 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
-from keys import actions, auth, usage
-from keys.demo_data import DEMO_DATA
+from keys import actions
+from keys.api import check, usage
+from keys.api.demo_data import DEMO_DATA
+from keys.api.problems import problem
 from keys.models import ApiKey
-from keys.problems import problem
 
-ANY_API = auth.ANY_API
+ANY_API = check.ANY_API
 ALLOWED_METHODS = ("GET", "HEAD")
 DEFAULT_SELF_ROTATION_OVERLAP = 3600
 
@@ -37,8 +38,8 @@ def api_endpoint(api: str, *, methods: tuple[str, ...] = ALLOWED_METHODS):
         @wraps(view)
         def endpoint(request: HttpRequest, **kwargs) -> HttpResponse:
             try:
-                caller = auth.authenticate(request, api)
-            except auth.Refusal as refusal:
+                caller = check.authenticate(request, api)
+            except check.Refusal as refusal:
                 return refusal.response()
             if request.method not in methods:
                 return problem(405, headers={"Allow": ", ".join(methods)})
@@ -55,7 +56,7 @@ def api_endpoint(api: str, *, methods: tuple[str, ...] = ALLOWED_METHODS):
 
 
 @api_endpoint(ANY_API)
-def whoami(request: HttpRequest, caller: auth.Caller) -> HttpResponse:
+def whoami(request: HttpRequest, caller: check.Caller) -> HttpResponse:
     return JsonResponse(
         {
             "identifier": caller.identifier,
@@ -68,7 +69,7 @@ def whoami(request: HttpRequest, caller: auth.Caller) -> HttpResponse:
 
 @api_endpoint(ANY_API, methods=("POST",))
 @sensitive_variables("password")
-def self_rotate(request: HttpRequest, caller: auth.Caller) -> HttpResponse:
+def self_rotate(request: HttpRequest, caller: check.Caller) -> HttpResponse:
     """POST /api/v1/self/rotate: a new password for the calling key, in the response only.
 
     Body (optional): {"overlap_seconds": N}, how long the current password keeps working,
@@ -119,7 +120,7 @@ def demo_list(api: str):
     items = DEMO_DATA[api]
 
     @api_endpoint(api)
-    def collection(request: HttpRequest, caller: auth.Caller) -> HttpResponse:
+    def collection(request: HttpRequest, caller: check.Caller) -> HttpResponse:
         return JsonResponse({"api": api, "items": items})
 
     return collection
@@ -130,7 +131,7 @@ def demo_item(api: str):
     by_id = {item["id"]: item for item in DEMO_DATA[api]}
 
     @api_endpoint(api)
-    def item(request: HttpRequest, caller: auth.Caller, item_id: str) -> HttpResponse:
+    def item(request: HttpRequest, caller: check.Caller, item_id: str) -> HttpResponse:
         if item_id not in by_id:
             raise Http404("No such item.")
         return JsonResponse({"api": api, "item": by_id[item_id]})

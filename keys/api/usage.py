@@ -33,8 +33,10 @@ from django.db import DatabaseError, IntegrityError, close_old_connections, tran
 from django.db.models import F, Q
 from django.utils import timezone
 
-from keys import actions, audit, throttle
-from keys.cache_counters import cache_add
+from keys import actions
+from keys.audit import chain
+from keys.lib import throttle
+from keys.lib.cache_counters import cache_add
 from keys.models import Api, ApiKey, AuditEvent, KeyApiUse, KeyCaller, KeyUsageDay, local_date
 
 logger = logging.getLogger(__name__)
@@ -248,7 +250,7 @@ def _store(taken: _Buffer, due: list, now: datetime.datetime) -> None:
             )
         )
     if events:
-        audit.record_many(events)
+        chain.record_many(events)
     _close_days_now_and_then(now)
 
 
@@ -323,7 +325,7 @@ def close_finished_days(today: datetime.date) -> int:
     for row in finished.select_related("key__owner").order_by("day", "pk"):
         if not KeyUsageDay.objects.filter(pk=row.pk, recorded=False).update(recorded=True):
             continue
-        audit.record(
+        chain.record(
             AuditEvent.Action.KEY_USED,
             key=row.key,
             actor_label=f"api:{row.key.identifier}",

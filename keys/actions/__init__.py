@@ -1,0 +1,45 @@
+"""Every change to a key or the catalogue goes through one of these functions.
+
+Each changes the data and appends its audit event in one transaction: if the event cannot be
+written, nothing changes. Rules are checked by the model (`ApiKey.validated`, `save()`);
+these functions call them, so views, the admin and the shell obey the same rules.
+"""
+
+from keys.actions.catalogue import delete_api, save_api
+from keys.actions.keys import (
+    MAX_RENEWAL_OVERLAP,
+    MAX_SELF_ROTATION_OVERLAP,
+    REGENERATE_OVERLAPS,
+    create_key,
+    edit_key,
+    end_of_validity,
+    end_password_overlaps,
+    regenerate_password,
+    renew_key,
+    revoke_key,
+    revoke_replaced_keys,
+)
+from keys.actions.reminders import (
+    portal_url,
+    reminder_threshold,
+    send_expiry_reminder,
+)
+
+__all__ = [
+    "MAX_RENEWAL_OVERLAP",
+    "MAX_SELF_ROTATION_OVERLAP",
+    "REGENERATE_OVERLAPS",
+    "create_key",
+    "delete_api",
+    "edit_key",
+    "end_of_validity",
+    "end_password_overlaps",
+    "portal_url",
+    "regenerate_password",
+    "reminder_threshold",
+    "renew_key",
+    "revoke_key",
+    "revoke_replaced_keys",
+    "save_api",
+    "send_expiry_reminder",
+]

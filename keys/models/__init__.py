@@ -1,0 +1,56 @@
+"""The keys app's models, one subject per file: the catalogue, keys, their use, the history.
+
+Every key rule lives on the key model (keys/models/key.py): `clean()` explains a broken rule
+to a person, `save()` refuses it from any code path, and constraints refuse it in the database.
+"""
+
+from keys.models.audit import (
+    AUDIT_PAGE_SIZE,
+    AuditEvent,
+    AuditEventQuerySet,
+    AuditHead,
+    AuditPage,
+    ChainVerification,
+)
+from keys.models.catalogue import Api, ApiQuerySet
+from keys.models.key import (
+    KEY_PAGE_SIZE,
+    MAX_DESCRIPTION,
+    REFUSAL_REASONS,
+    REFUSED_ADDRESSES_SHOWN,
+    UNUSED_AFTER,
+    AllowedIp,
+    ApiKey,
+    ApiKeyQuerySet,
+    KeyPage,
+    key_status,
+    latest_expiry_for,
+    local_date,
+)
+from keys.models.usage import KeyApiUse, KeyCaller, KeyUsageDay
+
+__all__ = [
+    "AUDIT_PAGE_SIZE",
+    "KEY_PAGE_SIZE",
+    "MAX_DESCRIPTION",
+    "REFUSAL_REASONS",
+    "REFUSED_ADDRESSES_SHOWN",
+    "UNUSED_AFTER",
+    "AllowedIp",
+    "Api",
+    "ApiKey",
+    "ApiKeyQuerySet",
+    "ApiQuerySet",
+    "AuditEvent",
+    "AuditEventQuerySet",
+    "AuditHead",
+    "AuditPage",
+    "ChainVerification",
+    "KeyApiUse",
+    "KeyCaller",
+    "KeyPage",
+    "KeyUsageDay",
+    "key_status",
+    "latest_expiry_for",
+    "local_date",
+]

@@ -1,0 +1,617 @@
+"""API keys, their allowed IPs and APIs, the API catalogue, usage and the audit history.
+
+Every key rule of DESIGN §3 lives here: `clean()` explains a broken rule to a person, `save()`
+refuses it from any code path, and CheckConstraints refuse it in the database itself.
+"""
+
+import datetime
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import (
+    models,
+)
+from django.db.models import Q
+from django.db.models.functions import Substr
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+from keys import tokens
+from keys.lib.networks import display_network, ip_in_networks
+from keys.models.catalogue import Api
+from keys.validators import (
+    MAX_ALLOWED_IPS,
+    allowlist,
+    normalise_network,
+    validate_no_control_characters,
+)
+
+MAX_DESCRIPTION = 1000
+REFUSED_ADDRESSES_SHOWN = datetime.timedelta(days=30)
+# Why a call with a known key was refused: the code recorded (and exported), the sentence shown.
+REFUSAL_REASONS = {
+    "revoked": "The key is revoked.",
+    "expired": "The key has expired.",
+    "owner_inactive": "The key's owner is deactivated.",
+    "ip_not_allowed": "Called from an address that is not in the allowed IPs.",
+    "bad_password": "Wrong password.",
+    "api_not_granted": "The key is not granted the API it called.",
+    "throttled": "Too many failed attempts: refused for a while.",
+    "rotation_not_allowed": "Tried to rotate itself without being allowed to.",
+    "stored_hash_unusable": "The stored password hash is damaged: contact the administrators.",
+}
+UNUSED_AFTER = datetime.timedelta(days=90)
+
+
+def local_date(at: datetime.datetime | None = None) -> datetime.date:
+    """The calendar date of `at` (default: now) in the portal's TIME_ZONE."""
+    return timezone.localtime(at or timezone.now()).date()
+
+
+def latest_expiry_for(created_on: datetime.date) -> datetime.date:
+    """The same calendar date one year later; 29 February gives 28 February."""
+    try:
+        return created_on.replace(year=created_on.year + 1)
+    except ValueError:  # 29 February -> no such day next year
+        return created_on.replace(year=created_on.year + 1, day=28)
+
+
+KEY_PAGE_SIZE = 50
+
+
+@dataclass
+class KeyPage:
+    keys: list["ApiKey"]
+    older: str | None = None  # `before=` (a key's identifier) for the next older page
+    newer: str | None = None  # `after=` for the next newer page
+
+
+def _revoked(at: datetime.datetime | None = None) -> Q:
+    return ~Q(revoked_at=None) | Q(revoke_at__lte=at or timezone.now())
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        if frozen := ApiKey.columns_only_save_writes().intersection(kwargs):
+            raise ValueError(f"Keys change {sorted(frozen)} only through keys.actions.")
+        return super().update(**kwargs)
+
+    def live(self, at: datetime.datetime | None = None):
+        """Not revoked (possibly expired), counting a replaced key revoked once its overlap ends."""
+        return self.exclude(_revoked(at))
+
+    def usable(self, at: datetime.datetime | None = None):
+        """Neither revoked nor past the end of their expiration date."""
+        return self.live(at).filter(expires_on__gte=local_date(at))
+
+    def expired(self, at: datetime.datetime | None = None):
+        return self.live(at).filter(expires_on__lt=local_date(at))
+
+    def revoked(self, at: datetime.datetime | None = None):
+        return self.filter(_revoked(at))
+
+    def overlap_over(self, at: datetime.datetime | None = None):
+        """Replaced keys whose overlap has ended but whose revocation is not written yet."""
+        return self.filter(revoked_at=None, revoke_at__lte=at or timezone.now())
+
+    def with_status(self, status: str, at: datetime.datetime | None = None):
+        """Keys whose ApiKey.status() is `status` (the one status filter of every list)."""
+        match status:
+            case ApiKey.Status.ACTIVE:
+                return self.usable(at)
+            case ApiKey.Status.EXPIRED:
+                return self.expired(at)
+            case ApiKey.Status.REVOKED:
+                return self.revoked(at)
+        raise ValueError(f"Unknown key status {status!r}.")
+
+    def name_taken(self, owner, name: str, *, exclude=None) -> bool:
+        """True if `owner` has another key with this name that is neither revoked nor
+        being replaced (a renewed key passes its name on to its successor)."""
+        keys = self.filter(owner=owner, name=name, revoked_at=None, revoke_at=None)
+        return keys.exclude(pk=exclude).exists()
+
+    def visible_to(self, user):
+        """Keys `user` may see: their own, or all with the view_all_keys permission."""
+        if user.has_perm("keys.view_all_keys"):
+            return self
+        return self.filter(owner=user)
+
+    def with_listing_data(self, *, allowed_ips: bool = True):
+        """What a list row shows: owner, revoker, APIs and (unless the list omits them) the
+        allowed IPs, in a fixed number of queries whatever the number of rows."""
+        keys = self.select_related("owner", "revoked_by").prefetch_related("apis")
+        return keys.prefetch_related("allowed_ips") if allowed_ips else keys
+
+    def expiring_within(self, days: int, at: datetime.datetime | None = None):
+        """Usable keys whose last valid day is at most `days` days after today."""
+        today = local_date(at)
+        return self.usable(at).filter(expires_on__lte=today + datetime.timedelta(days=days))
+
+    def matching(self, *, q="", owner=None, status="", api=None, expiring_within=None):
+        """Keys whose name, identifier or owner contains `q`, of this owner, status (ApiKey.Status),
+        API and expiring within so many days; each optional."""
+        keys = self
+        if q := q.strip():
+            # The owners are looked up first (people are few next to keys), so each part of the
+            # OR is an index on the keys table: the trigram indexes of migration 0016 on
+            # PostgreSQL, the owner index; not a join that scans every key for its owner.
+            users = self.model._meta.get_field("owner").related_model._default_manager
+            owners = list(users.filter(username__icontains=q).values_list("pk", flat=True))
+            keys = keys.filter(
+                Q(name__icontains=q) | Q(identifier__icontains=q) | Q(owner__in=owners)
+            )
+        if owner is not None:
+            keys = keys.filter(owner=owner)
+        if status:
+            keys = keys.with_status(status)
+        if api is not None:
+            keys = keys.filter(apis=api)
+        if expiring_within is not None:
+            keys = keys.expiring_within(expiring_within)
+        return keys
+
+    def page(self, *, before=None, after=None, size: int = KEY_PAGE_SIZE) -> "KeyPage":
+        """Newest first, cut at a key (its identifier is the cursor), never by OFFSET: a page
+        10,000 keys deep is one short walk along the key_newest_first index, like the first.
+
+        `before` is a key: the page holds the keys created before it (older); `after`, the
+        keys created after it (newer). A cursor key need not match this queryset's filters.
+        """
+        if after is not None:
+            rows = list(self.newer_than(after).order_by("created_at", "pk")[: size + 1])
+            keys = rows[:size][::-1]
+            page = KeyPage(keys)
+            if keys:
+                page.newer = keys[0].identifier if len(rows) > size else None
+                page.older = keys[-1].identifier if self.older_than(keys[-1]).exists() else None
+            return page
+        keys = self.older_than(before) if before is not None else self
+        rows = list(keys.order_by("-created_at", "-pk")[: size + 1])
+        keys = rows[:size]
+        page = KeyPage(keys)
+        if keys:
+            page.older = keys[-1].identifier if len(rows) > size else None
+            if before is not None and self.newer_than(keys[0]).exists():
+                page.newer = keys[0].identifier
+        return page
+
+    def page_and_total(self, **cursors) -> tuple["KeyPage", int | None]:
+        """page(), and on the first page how many keys this queryset holds. Counted only when
+        they fill more than that page (a narrow search costs no second walk of its index); a
+        deeper page is not counted again (a count reads every key: 3 ms at 100,000)."""
+        page = self.page(**cursors)
+        if any(cursors.values()):
+            return page, None
+        if page.older is None:
+            return page, len(page.keys)
+        return page, self.count()
+
+    def older_than(self, key: "ApiKey"):
+        """Keys after `key` in the newest-first order (created_at, then pk, descending)."""
+        # The first bound lets the index walk start at `key`; the exclusion settles ties.
+        keys = self.filter(created_at__lte=key.created_at)
+        return keys.exclude(created_at=key.created_at, pk__gte=key.pk)
+
+    def newer_than(self, key: "ApiKey"):
+        """Keys before `key` in the newest-first order."""
+        keys = self.filter(created_at__gte=key.created_at)
+        return keys.exclude(created_at=key.created_at, pk__lte=key.pk)
+
+    def known_as(self, text: str):
+        """Keys whose name is `text` (any case) or whose identifier starts with it.
+
+        On PostgreSQL the identifier's pattern index serves the prefix (LIKE 'text%') and the
+        trigram index on UPPER(name) the name. SQLite's LIKE ignores case, so the prefix is
+        also compared with `=` on a substring: ckid_abc must not find ckid_ABC; SQLite scans.
+        """
+        keys = self.annotate(identifier_prefix=Substr("identifier", 1, len(text)))
+        prefix = Q(identifier__startswith=text, identifier_prefix=text)
+        return keys.filter(prefix | Q(name__iexact=text))
+
+
+class ApiKey(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_keys"
+    )
+    name = models.CharField(
+        max_length=100,
+        validators=[validate_no_control_characters],
+        help_text="Descriptive; unique among your keys that are not revoked.",
+    )
+    description = models.TextField(
+        blank=True,
+        max_length=1000,
+        help_text="Optional: what the key is for and who runs the integration.",
+    )
+    identifier = models.CharField(max_length=tokens.IDENTIFIER_LENGTH, unique=True, editable=False)
+    password_hash = models.CharField(max_length=200, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_on = models.DateField(
+        editable=False, help_text="Creation date in the portal's time zone."
+    )
+    latest_expires_on = models.DateField(
+        editable=False, help_text="Same calendar date one year after creation."
+    )
+    expires_on = models.DateField(
+        "expiration date",
+        help_text="Valid through the end of this date; at most one year after creation.",
+    )
+    apis = models.ManyToManyField(Api, related_name="keys", verbose_name="APIs")
+    revision = models.PositiveIntegerField(
+        default=1, editable=False, help_text="Raised on every change; cached checks expire."
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
+    )
+    revoke_reason = models.CharField(max_length=500, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    previous_password_hash = models.CharField(max_length=200, blank=True, editable=False)
+    previous_password_valid_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="After a regeneration, the old password works until this moment.",
+    )
+    may_rotate_itself = models.BooleanField(
+        "This key may rotate itself",
+        default=False,
+        help_text="Automation may get a new password with the key's own credentials "
+        "(POST /api/v1/self/rotate).",
+    )
+    replaces = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="replaced_by",
+        editable=False,
+        help_text="The key this one renewed.",
+    )
+    revoke_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Revoked at this moment: the end of the overlap after a renewal.",
+    )
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+        permissions = [
+            ("manage_own_keys", "Can create, edit and revoke their own keys"),
+            ("view_all_keys", "Can see every user's keys"),
+            ("revoke_any_key", "Can revoke any user's key"),
+            ("view_audit", "Can read and export the audit history"),
+        ]
+        indexes = [
+            # All keys lists every key newest first, 50 a page: with this index a page is a
+            # short index walk instead of a sort of the whole table (bench/portal_pages.py).
+            models.Index(fields=["-created_at", "-id"], name="key_newest_first"),
+            # The search's trigram indexes (name, identifier) exist on PostgreSQL only, so
+            # they live in migration 0015 alone, outside the models' state.
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "name"],
+                condition=Q(revoked_at=None, revoke_at=None),
+                name="key_name_unique_among_live_keys",
+                violation_error_message="You already have a key with this name.",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_on__lte=models.F("latest_expires_on")),
+                name="key_expiry_at_most_one_year",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_on__gte=models.F("created_on")),
+                name="key_expiry_not_before_creation",
+            ),
+            models.CheckConstraint(
+                condition=Q(revoked_at__isnull=False) | Q(revoked_by=None, revoke_reason=""),
+                name="key_revocation_fields_only_when_revoked",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.identifier})"
+
+    # --- rules ------------------------------------------------------------------------------
+
+    # What never changes on a key once it is written, and what becomes final once it is
+    # revoked. Declared here only: save() checks them against the stored row, update()
+    # refuses them, and the database trigger (keys.guards, built from these lists) refuses
+    # them from raw SQL. The expiration date also only ever moves earlier.
+    NEVER_CHANGES = (
+        "identifier",
+        "owner",
+        "created_at",
+        "created_on",
+        "latest_expires_on",
+        "replaces",
+    )
+    FINAL_ONCE_REVOKED = ("revoked_at", "revoked_by", "revoke_reason", "name", "expires_on")
+    FINAL_ONCE_SET = ("revoke_at",)
+
+    @classmethod
+    def columns_only_save_writes(cls) -> frozenset[str]:
+        """Fields (and their columns) a bulk update() may never write: it would skip the rules."""
+        fields = [cls._meta.get_field(name) for name in (*cls.NEVER_CHANGES, "revoked_at")]
+        fields += [cls._meta.get_field(name) for name in ("revoked_by", "revoke_reason")]
+        return frozenset(name for f in fields for name in (f.name, f.attname))
+
+    @staticmethod
+    def expiry_errors(
+        expires_on: datetime.date | None,
+        *,
+        latest: datetime.date,
+        previous: datetime.date | None = None,
+        today: datetime.date | None = None,
+    ) -> list[str]:
+        """What is wrong with an expiration date, as messages for its field.
+
+        `latest` is the one-year limit; `previous` the stored date of an existing key (it
+        may only move earlier, and an expired key keeps its past date when edited).
+        """
+        today = today or local_date()
+        if expires_on is None:
+            return ["Enter an expiration date."]
+        errors = []
+        if expires_on != previous and expires_on < today:
+            errors.append("The expiration date cannot be in the past.")
+        if expires_on > latest:
+            errors.append(
+                f"The expiration date can be at most one year after creation: "
+                f"{latest.isoformat()} at the latest."
+            )
+        elif previous is not None and expires_on > previous:
+            errors.append(
+                f"The expiration date can only be shortened: {previous.isoformat()} at the latest."
+            )
+        return errors
+
+    @classmethod
+    def validated(
+        cls,
+        *,
+        owner,
+        name: str,
+        expires_on,
+        networks,
+        apis,
+        description: str = "",
+        key: "ApiKey | None" = None,
+        created_at: datetime.datetime | None = None,
+    ) -> dict:
+        """The fields of a new key (or of `key`, edited), checked against every key rule.
+
+        Returns them cleaned (name stripped, networks normalised) or raises ValidationError
+        with every broken rule under its field's name. The form, the actions and the admin
+        call this; nothing else restates a rule.
+        """
+        errors: dict[str, list[str]] = {}
+        name = (name or "").strip()
+        try:
+            validate_no_control_characters(name)
+        except ValidationError as error:
+            errors["name"] = error.messages
+        if not name:
+            errors["name"] = ["Enter a name."]
+        elif "name" not in errors and cls.objects.name_taken(
+            owner, name, exclude=key.pk if key else None
+        ):
+            errors["name"] = ["You already have a key with this name."]
+        if key is None:
+            latest, previous = latest_expiry_for(local_date(created_at)), None
+        else:
+            latest, previous = key.latest_expires_on, key.expires_on
+        if expiry := cls.expiry_errors(expires_on, latest=latest, previous=previous):
+            errors["expires_on"] = expiry
+        try:
+            networks = allowlist(networks)
+        except ValidationError as error:
+            errors["allowed_ips"] = error.messages
+        apis = list(apis)
+        if not apis:
+            errors["apis"] = ["Select at least one API."]
+        description = (description or "").strip()
+        if len(description) > MAX_DESCRIPTION:
+            errors["description"] = [f"At most {MAX_DESCRIPTION} characters."]
+        if key is not None and key.is_revoked:
+            errors["__all__"] = ["A revoked key cannot be changed."]
+        if errors:
+            raise ValidationError(errors)
+        return {
+            "name": name,
+            "description": description,
+            "expires_on": expires_on,
+            "networks": networks,
+            "apis": apis,
+        }
+
+    def clean(self) -> None:
+        """The expiry rules of this row alone, for full_clean() (the admin, the shell)."""
+        if self._state.adding:
+            latest, previous = latest_expiry_for(local_date(self.created_at)), None
+        else:
+            latest, previous = self.latest_expires_on, self._stored()["expires_on"]
+        if errors := self.expiry_errors(self.expires_on, latest=latest, previous=previous):
+            raise ValidationError({"expires_on": errors})
+
+    def may_be_revoked_by(self, user) -> bool:
+        """Whether `user`'s role lets them revoke this key (whatever its state)."""
+        if self.owner_id == user.pk:
+            return user.has_perm("keys.manage_own_keys")
+        return user.has_perm("keys.revoke_any_key")
+
+    # --- least privilege: what the door saw ----------------------------------------------
+
+    def refused_addresses(self, at: datetime.datetime | None = None):
+        """Addresses refused as not allowed in the last 30 days, newest first."""
+        since = (at or timezone.now()) - REFUSED_ADDRESSES_SHOWN
+        return self.callers.filter(refused=True, last_seen__gte=since).order_by("-last_seen")
+
+    def unused_networks(self, at: datetime.datetime | None = None) -> list[str]:
+        """Allowed entries no successful call came from in 90 days (a key that old)."""
+        since = (at or timezone.now()) - UNUSED_AFTER
+        if self.created_at > since:
+            return []
+        used = self.callers.filter(refused=False, last_seen__gte=since).values_list("ip", flat=True)
+        used = list(used)
+        return [
+            entry.network
+            for entry in self.allowed_ips.all()
+            if not any(ip_in_networks(ip, [entry.network]) for ip in used)
+        ]
+
+    def unused_apis(self, at: datetime.datetime | None = None) -> list["Api"]:
+        """Granted APIs not called in 90 days (a key that old)."""
+        since = (at or timezone.now()) - UNUSED_AFTER
+        if self.created_at > since:
+            return []
+        used = set(self.api_uses.filter(last_used_at__gte=since).values_list("api_id", flat=True))
+        return [api for api in self.apis.all() if api.pk not in used]
+
+    def may_be_edited_by(self, user) -> bool:
+        """Only the owner edits a key, and only while it is not revoked."""
+        return (
+            not self.is_revoked
+            and self.owner_id == user.pk
+            and user.has_perm("keys.manage_own_keys")
+        )
+
+    def revocation_needs_reason(self, user) -> bool:
+        """Revoking someone else's key needs a reason, shown to its owner."""
+        return user is not None and user.pk != self.owner_id
+
+    def prepare_creation(self, at: datetime.datetime | None = None) -> None:
+        """Fix the creation time and the dates derived from it (before the first save)."""
+        if self.created_at is None:
+            self.created_at = at or timezone.now()
+        self.created_on = local_date(self.created_at)
+        self.latest_expires_on = latest_expiry_for(self.created_on)
+
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding:
+            # The creation time fixes the one-year limit: it is now, never a chosen future.
+            if self.created_at > timezone.now() + datetime.timedelta(seconds=60):
+                raise ValueError("A key's creation time cannot lie in the future.")
+            self.prepare_creation()
+            if not tokens.is_identifier(self.identifier):
+                raise ValueError("Create keys with keys.actions.create_key().")
+            previous = None
+        else:
+            previous = self._check_against_stored()
+        errors = self.expiry_errors(
+            self.expires_on, latest=self.latest_expires_on, previous=previous
+        )
+        if errors:
+            raise ValidationError({"expires_on": errors})
+        validate_no_control_characters(self.name)
+        if not self.password_hash.startswith("$argon2id$"):
+            raise ValueError("Only an Argon2id hash of the password is stored.")
+        super().save(*args, **kwargs)
+
+    def _stored(self) -> dict:
+        """The row as stored now: what never changes, the revocation and the expiry."""
+        fields = [self._meta.get_field(n).attname for n in self.NEVER_CHANGES]
+        return (
+            type(self)
+            .objects.filter(pk=self.pk)
+            .values(*fields, *self.FINAL_ONCE_SET, "revoked_at", "expires_on")
+            .get()
+        )
+
+    def _check_against_stored(self) -> datetime.date:
+        """Refuse changes to what never changes; return the stored expiration date."""
+        stored = self._stored()
+        for name in self.NEVER_CHANGES:
+            attname = self._meta.get_field(name).attname
+            if stored[attname] != getattr(self, attname):
+                raise ValueError(f"A key's {name} never changes after creation.")
+        for name in self.FINAL_ONCE_SET:
+            if stored[name] is not None and stored[name] != getattr(self, name):
+                raise ValueError(f"A key's {name} never changes once set.")
+        if stored["revoked_at"] is not None:
+            raise ValueError("A revoked key cannot be changed.")
+        return stored["expires_on"]
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Keys are revoked, never deleted: their history must survive.")
+
+    # --- state ------------------------------------------------------------------------------
+
+    def status(self, at: datetime.datetime | None = None) -> str:
+        return key_status(self.revoked_at, self.expires_on, at, revoke_at=self.revoke_at)
+
+    @cached_property
+    def current_status(self) -> str:
+        return self.status()
+
+    def get_status_display(self) -> str:
+        return self.Status(self.current_status).label
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.status() == self.Status.REVOKED
+
+    @property
+    def replaced_by_key(self) -> "ApiKey | None":
+        """The key that renewed this one, if any."""
+        try:
+            return self.replaced_by
+        except ApiKey.DoesNotExist:
+            return None
+
+    @property
+    def previous_password_works(self) -> bool:
+        """After a regeneration: the old password still works (its overlap is running)."""
+        until = self.previous_password_valid_until
+        return bool(self.previous_password_hash) and until is not None and timezone.now() < until
+
+
+def key_status(revoked_at, expires_on: datetime.date, at=None, *, revoke_at=None) -> str:
+    """Revoked (or past the end of its overlap after a renewal), expired (valid through the
+    end of its date in TIME_ZONE) or active."""
+    if revoked_at is not None or (revoke_at is not None and revoke_at <= (at or timezone.now())):
+        return ApiKey.Status.REVOKED
+    if expires_on < local_date(at):
+        return ApiKey.Status.EXPIRED
+    return ApiKey.Status.ACTIVE
+
+
+class AllowedIp(models.Model):
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="allowed_ips")
+    network = models.CharField(
+        max_length=43, help_text="Normalised IPv4/IPv6 network, e.g. 192.0.2.7/32 or 10.0.0.0/8."
+    )
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "allowed IP"
+        constraints = [
+            models.UniqueConstraint(fields=["key", "network"], name="allowed_ip_unique_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return display_network(self.network)
+
+    def save(self, *args, **kwargs) -> None:
+        self.network = normalise_network(self.network)
+        if self._state.adding and self.key.allowed_ips.count() >= MAX_ALLOWED_IPS:
+            raise ValidationError(f"A key can have at most {MAX_ALLOWED_IPS} allowed IP entries.")
+        super().save(*args, **kwargs)

@@ -1,0 +1,99 @@
+"""Field rules that need no database: the shape of an allowed network and of a name.
+
+The key model (keys/models/key.py) calls these from `ApiKey.validated()`; they raise
+ValidationError with a message meant for the person who typed the value.
+"""
+
+import ipaddress
+import unicodedata
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+MAX_ALLOWED_IPS = 50
+
+
+def normalise_network(text: str) -> str:
+    """Return an IPv4/IPv6 address or CIDR range in canonical form, or raise ValidationError.
+
+    A single address becomes a /32 or /128 network; an IPv4-mapped IPv6 address becomes its
+    IPv4 form, so it matches the IPv4 clients it stands for. Host bits in a range are an
+    error, not silently dropped: 10.0.0.1/8 is probably a typo for 10.0.0.0/8 or 10.0.0.1.
+    """
+    value = (text or "").strip()
+    if not value:
+        raise ValidationError("Enter an IP address or CIDR range.", code="required")
+    if "%" in value:  # an IPv6 zone (fe80::1%eth0) names a local interface, not a client
+        raise ValidationError(
+            "“%(value)s” has an IPv6 zone (%%…); enter the address without it.",
+            code="zone",
+            params={"value": value[:60]},
+        )
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValidationError(
+            "“%(value)s” is not an IPv4 or IPv6 address or CIDR range.",
+            code="invalid",
+            params={"value": value[:60]},
+        ) from None
+    if network.network_address != ipaddress.ip_interface(value).ip and "/" in value:
+        raise ValidationError(
+            "“%(value)s” has host bits set; did you mean %(network)s?",
+            code="host_bits",
+            params={"value": value, "network": network},
+        )
+    if network.version == 6 and network.network_address.ipv4_mapped and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+    widest = settings.KEYS_MIN_PREFIX_V4 if network.version == 4 else settings.KEYS_MIN_PREFIX_V6
+    if network.prefixlen < widest:
+        # An allowlist restricts: a range this wide (0.0.0.0/0 at the extreme) would let a
+        # stolen password in from almost anywhere.
+        raise ValidationError(
+            "“%(value)s” is too wide: an allowed range may be at most /%(widest)s for IPv%(v)s.",
+            code="too_wide",
+            params={"value": value[:60], "widest": widest, "v": network.version},
+        )
+    return str(network)
+
+
+def allowlist(entries: Iterable[str]) -> list[str]:
+    """The allowed IPs of a key, normalised; or ValidationError listing every broken entry.
+
+    The one home of the allowlist rules: each entry's shape and width (normalise_network),
+    no duplicates, at most MAX_ALLOWED_IPS, and at least one unless KEYS_REQUIRE_ALLOWED_IPS
+    is off. Blank entries are ignored (an emptied row is how a row is removed).
+    """
+    errors, networks = [], []
+    for entry in entries:
+        if not (entry or "").strip():
+            continue
+        try:
+            networks.append(normalise_network(entry))
+        except ValidationError as error:
+            errors.extend(error.messages)
+    if len(networks) > MAX_ALLOWED_IPS:
+        errors.append(f"A key can have at most {MAX_ALLOWED_IPS} allowed IP entries.")
+    if len(set(networks)) != len(networks):
+        errors.append("Each allowed IP may be listed only once.")
+    if not networks and not errors and settings.KEYS_REQUIRE_ALLOWED_IPS:
+        errors.append("Add at least one allowed IP address or range.")
+    if errors:
+        raise ValidationError(errors)
+    return networks
+
+
+# Unicode categories no name may hold: controls (a newline forges a log or CSV line),
+# format characters (right-to-left overrides disguise a name) and line/paragraph separators.
+_FORBIDDEN_IN_NAMES = {"Cc", "Cf", "Zl", "Zp"}
+
+
+def validate_no_control_characters(value: str) -> None:
+    """Refuse a name (of a key or a user) holding control or invisible format characters."""
+    if any(unicodedata.category(char) in _FORBIDDEN_IN_NAMES for char in value or ""):
+        raise ValidationError(
+            "Names cannot hold control or invisible formatting characters.",
+            code="control_characters",
+        )
