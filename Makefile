@@ -51,7 +51,7 @@ test-postgres: install
 
 test: lint migrations-check test-sqlite test-postgres
 
-# The API authentication path under load (gunicorn, SQLite); README.md shows a run.
+# The API authentication path under load (gunicorn, SQLite); docs/performance.md shows a run.
 bench: install
 	$(BIN)/python bench/api_auth.py
 

@@ -12,7 +12,7 @@ from gunicorn.glogging import Logger
 
 bind = os.environ.get("BIND", "127.0.0.1:8000").split(",")
 workers = int(os.environ.get("WORKERS") or min(2 * (os.cpu_count() or 1) + 1, 8))
-# sync, chosen from `make bench-flood` (README, "Floods and slow clients"; 2 cores, sync
+# sync, chosen from `make bench-flood` (docs/performance.md, "Floods and slow clients"; 2 cores, sync
 # 5 workers against gthread 2 x 8, 200 flooding connections). Under the flood that costs the
 # server most, wrong passwords from many addresses, a valid caller's p95 was about 0.6 s with
 # sync workers against 1.4 s with gthread (Argon2's CPU is the bottleneck either way, and

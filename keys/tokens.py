@@ -120,7 +120,7 @@ def may_belong_to(password: str, identifier: str) -> bool:
 # Argon2id parameters for a 238-bit random secret. Memory- and time-hardness exist to slow an
 # offline guesser of a *human* password; no guesser can enumerate 2**238 candidates however
 # cheap each guess is, so the hash only has to be one-way and not be a shortcut. We keep
-# Argon2id (the DESIGN asks for it) with small parameters, so that a cold verification is
+# Argon2id (docs/design.md §3 asks for it) with small parameters, so that a cold verification is
 # cheap for the server and a flood of them cannot exhaust memory:
 #   t=1 pass, m=8 MiB, p=1  ->  3.3 ms per verification on this 2-core machine, against
 #   19.8 ms for OWASP's t=2/19 MiB and 93 ms for argon2-cffi's default t=3/64 MiB/p=4

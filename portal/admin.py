@@ -45,7 +45,7 @@ class PortalUserAdmin(UserAdmin):
         if obj is not None and obj.is_superuser and not request.user.is_superuser:
             return False
         if obj is not None and AuditEvent.objects.filter(Q(actor=obj) | Q(owner=obj)).exists():
-            return False  # the history names them: deactivate instead (DESIGN §5)
+            return False  # the history names them: deactivate instead (docs/design.md §5)
         return super().has_delete_permission(request, obj)
 
     def save_model(self, request, obj, form, change):

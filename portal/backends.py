@@ -1,5 +1,5 @@
 """Authentication backends: log-in behind the one failure throttle, and every active user
-is staff (DESIGN §2)."""
+is staff (docs/design.md §2)."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import BaseBackend, ModelBackend

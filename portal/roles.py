@@ -1,4 +1,4 @@
-"""The roles, what each may do, and the rule that every active user is staff (DESIGN §2).
+"""The roles, what each may do, and the rule that every active user is staff (docs/design.md §2).
 
 Roles are Django groups and what they may do are permissions, checked with has_perm(). After
 every migrate (or test database flush) each group gets the permissions listed here, so new

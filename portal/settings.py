@@ -282,20 +282,20 @@ LOGGING = {
 
 # --- Key Portal -----------------------------------------------------------------------------
 
-# At least one allowed IP entry per key (DESIGN §1).
+# At least one allowed IP entry per key (docs/design.md §1).
 KEYS_REQUIRE_ALLOWED_IPS = env_bool("KEYS_REQUIRE_ALLOWED_IPS", True)
-# The widest range an allowed IP entry may be (DESIGN §3): an allowlist restricts.
+# The widest range an allowed IP entry may be (docs/design.md §3): an allowlist restricts.
 KEYS_MIN_PREFIX_V4 = env_int("KEYS_MIN_PREFIX_V4", 16)
 KEYS_MIN_PREFIX_V6 = env_int("KEYS_MIN_PREFIX_V6", 48)
 
-# Client IP (DESIGN §4). Direct mode (no KEYS_TRUSTED_PROXIES): only REMOTE_ADDR counts.
+# Client IP (docs/design.md §4). Direct mode (no KEYS_TRUSTED_PROXIES): only REMOTE_ADDR counts.
 # Proxy mode: KEYS_PROXY_HEADER (as in request.META, e.g. HTTP_X_FORWARDED_FOR) is honoured
 # only when REMOTE_ADDR is one of KEYS_TRUSTED_PROXIES.
 KEYS_TRUSTED_PROXIES = env_list("KEYS_TRUSTED_PROXIES")
 KEYS_PROXY_HEADER = env("KEYS_PROXY_HEADER", "HTTP_X_FORWARDED_FOR")
 
 
-# The django-ipware major version keys/client_ip.py was written and tested against: another
+# The django-ipware major version keys/lib/client_ip.py was written and tested against: another
 # major version may read headers differently, so it stops start-up until someone re-checks.
 IPWARE_TESTED_MAJOR = 8
 # The widest trusted-proxy range: anything wider trusts a large part of the internet to say
@@ -340,7 +340,7 @@ def _check_proxies(entries: list[str], header: str) -> None:
 
 _check_proxies(KEYS_TRUSTED_PROXIES, KEYS_PROXY_HEADER)
 
-# Throttling of failed API attempts (DESIGN §4, keys/throttle.py): per client network (IPv4
+# Throttling of failed API attempts (docs/design.md §4, keys/lib/throttle.py): per client network (IPv4
 # address or IPv6 /64) and per identifier.
 KEYS_THROTTLE_WINDOW_SECONDS = env_int("KEYS_THROTTLE_WINDOW_SECONDS", 300)
 KEYS_THROTTLE_MAX_FAILURES_PER_IP = env_int("KEYS_THROTTLE_MAX_FAILURES_PER_IP", 50)
@@ -404,12 +404,12 @@ PORTAL_URL = env("PORTAL_URL", "http://127.0.0.1:8000")
 
 KEYS_EXPIRY_REMINDER_DAYS = [int(d) for d in env_list("KEYS_EXPIRY_REMINDER_DAYS", "30,7,1")]
 
-# Leak reports (POST /api/v1/leaks, keys/leaks.py): the public keys whose ECDSA signatures are
+# Leak reports (POST /api/v1/leaks, keys/api/leaks.py): the public keys whose ECDSA signatures are
 # accepted, as a JSON file in the form of https://api.github.com/meta/public_keys/secret_scanning
 # (save that document here). Unset: every report is refused with 401.
 KEYS_LEAK_REPORT_PUBLIC_KEYS_FILE = env("KEYS_LEAK_REPORT_PUBLIC_KEYS_FILE", "")
 
-# Log-in throttling on every log-in path (keys/throttle.py): this many failures for one user
+# Log-in throttling on every log-in path (keys/lib/throttle.py): this many failures for one user
 # name (from any address), or for any user names from one client network (IPv4 address or
 # IPv6 /64), lock that name, or that network, out until the window closes.
 LOGIN_THROTTLE_MAX_FAILURES = env_int("LOGIN_THROTTLE_MAX_FAILURES", 5)

@@ -1,4 +1,4 @@
-"""Privileged acts on people reach the audit history (DESIGN §5), whatever path made them.
+"""Privileged acts on people reach the audit history (docs/design.md §5), whatever path made them.
 
 The Django admin, the Users page, `adduser`, the shell: each saves the User model or its
 groups, so the receivers here see every such change and append it to the same hash chain as

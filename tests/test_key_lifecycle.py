@@ -1,4 +1,4 @@
-"""Keys outlive their year without downtime (DESIGN §8): regenerate, renew, self-rotation.
+"""Keys outlive their year without downtime (docs/design.md §8): regenerate, renew, self-rotation.
 
 Driven as their users drive them: the owner through the key's pages, automation through
 POST /api/v1/self/rotate, callers through HTTP Basic. Time moves with time_machine.

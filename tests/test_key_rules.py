@@ -1,4 +1,4 @@
-"""The key rules of DESIGN §3, enforced by the model whatever the code path."""
+"""The key rules of docs/design.md §3, enforced by the model whatever the code path."""
 
 import datetime
 import zoneinfo

@@ -1,4 +1,4 @@
-"""Every privileged act on people is on the record (DESIGN §5, issue 9): who acted, from
+"""Every privileged act on people is on the record (docs/design.md §5, issue 9): who acted, from
 where, on whom (by stable id and the name at the time), in the same hash chain as keys."""
 
 import io

@@ -1,4 +1,4 @@
-"""The one place API credentials are checked (DESIGN §4).
+"""The one place API credentials are checked (docs/design.md §4).
 
 `authenticate(request, api)` returns a `Caller` or raises a `Refusal`, checking cheapest
 first so that garbage, a throttled caller or an unknown IP never costs an Argon2 verification:
@@ -289,7 +289,7 @@ def _looks_like_credentials(text: str) -> bool:
 
 def _ip_allowed(ip: str | None, networks: frozenset[str]) -> bool:
     if ip is None:
-        return False  # no client IP determined: refused (DESIGN §4)
+        return False  # no client IP determined: refused (docs/design.md §4)
     if not networks:
         # Only possible with KEYS_REQUIRE_ALLOWED_IPS = False: the key allows any IP.
         return not settings.KEYS_REQUIRE_ALLOWED_IPS

@@ -1,4 +1,4 @@
-"""Leaked-key reports: POST /api/v1/leaks (DESIGN §8).
+"""Leaked-key reports: POST /api/v1/leaks (docs/design.md §8).
 
 The request is that of GitHub's secret-scanning partner programme: a JSON list of
 {"token", "type", "url", "source"}, signed with ECDSA P-256 / SHA-256 over the raw body, the

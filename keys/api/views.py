@@ -1,4 +1,4 @@
-"""The protected endpoints under /api/v1/ (DESIGN §4).
+"""The protected endpoints under /api/v1/ (docs/design.md §4).
 
 Every endpoint is made with `@api_endpoint(api)`, naming the catalogue API it belongs to (or
 ANY_API for whoami); keys/urls.py lists each route with its view. Adding a catalogue API

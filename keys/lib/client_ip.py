@@ -1,4 +1,4 @@
-"""The client's IP address, through django-ipware, configured explicitly (DESIGN §4).
+"""The client's IP address, through django-ipware, configured explicitly (docs/design.md §4).
 
 Direct mode (KEYS_TRUSTED_PROXIES empty): only REMOTE_ADDR counts; every forwarded header is
 ignored, since any client can send one. Proxy mode: KEYS_PROXY_HEADER is honoured only when

@@ -1,7 +1,7 @@
 """The database itself refuses to un-revoke a key or to move its identity or one-year limit.
 
 save() and QuerySet.update() already refuse these changes; this trigger covers raw SQL and
-any other client of the database (DESIGN §3: guard with the database where it can).
+any other client of the database (docs/design.md §3: guard with the database where it can).
 """
 
 from django.db import migrations

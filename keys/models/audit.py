@@ -155,7 +155,7 @@ def _any(walks, **bounds) -> bool:
 
 
 class AuditEvent(models.Model):
-    """One entry of the append-only, hash-chained key history (DESIGN §5).
+    """One entry of the append-only, hash-chained key history (docs/design.md §5).
 
     hash = SHA-256(prev_hash ‖ canonical JSON of the event), and signature = an Ed25519
     signature of that hash by a key the database does not hold; see keys.audit. The database

@@ -1,6 +1,6 @@
 """API keys, their allowed IPs and APIs, the API catalogue, usage and the audit history.
 
-Every key rule of DESIGN §3 lives here: `clean()` explains a broken rule to a person, `save()`
+Every key rule of docs/design.md §3 lives here: `clean()` explains a broken rule to a person, `save()`
 refuses it from any code path, and CheckConstraints refuse it in the database itself.
 """
 
