@@ -16,19 +16,38 @@ CATALOGUE = [
 ]
 
 
-def seed(apps) -> None:
+def seed(apps, *, with_routes: bool = True) -> None:
     """Create what is missing; never undo an admin's change to an existing entry."""
     Api = apps.get_model("keys", "Api")
     for position, (slug, name, description) in enumerate(CATALOGUE):
-        Api.objects.get_or_create(
+        api, created = Api.objects.get_or_create(
             slug=slug, defaults={"name": name, "description": description, "position": position}
         )
+        if created and with_routes:
+            api.routes.create(host="", path_prefix=demo_prefix(slug))
+    if with_routes:
+        apps.get_model("keys", "RouteTable").objects.get_or_create(pk=1)
     AuditHead = apps.get_model("keys", "AuditHead")
     AuditHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": "0" * 64})
 
 
+def demo_prefix(slug: str) -> str:
+    """The path prefix of a seeded API's demo endpoints, its first route."""
+    return f"/api/v1/{slug}/"
+
+
+def seed_routes(apps) -> None:
+    """Give each seeded API without a route its demo route (migration 0017)."""
+    Api = apps.get_model("keys", "Api")
+    apps.get_model("keys", "RouteTable").objects.get_or_create(pk=1)
+    for api in Api.objects.filter(slug__in=[slug for slug, _name, _text in CATALOGUE]):
+        if not api.routes.exists():
+            api.routes.create(host="", path_prefix=demo_prefix(api.slug))
+
+
 def seed_in_migration(apps, schema_editor) -> None:
-    seed(apps)
+    # Migration 0003 seeds the catalogue before routes exist; 0017 gives them theirs.
+    seed(apps, with_routes=False)
 
 
 def seed_after_migrate(sender, using="default", **kwargs) -> None:
@@ -38,4 +57,4 @@ def seed_after_migrate(sender, using="default", **kwargs) -> None:
 
     tables = connections[using].introspection.table_names()
     if {"keys_api", "keys_audithead"} <= set(tables):  # not when half-migrated
-        seed(apps)
+        seed(apps, with_routes="keys_apiroute" in tables)

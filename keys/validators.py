@@ -5,6 +5,7 @@ ValidationError with a message meant for the person who typed the value.
 """
 
 import ipaddress
+import re
 import unicodedata
 from collections.abc import Iterable
 
@@ -96,4 +97,43 @@ def validate_no_control_characters(value: str) -> None:
         raise ValidationError(
             "Names cannot hold control or invisible formatting characters.",
             code="control_characters",
+        )
+
+
+# A route's host: DNS labels (letters, digits, hyphens), optionally a port.
+_HOST_RE = re.compile(
+    r"(?=.{1,253}(:|$))[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"(:[0-9]{1,5})?"
+)
+# A path prefix: printable ASCII without spaces, query, fragment, backslash or percent.
+_PREFIX_RE = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
+
+
+def validate_route_host(value: str) -> None:
+    """Refuse a route host that is not a lower-case DNS name (with an optional port)."""
+    if value and not _HOST_RE.fullmatch(value):
+        raise ValidationError(
+            "Enter a host name such as api.example.org (lower case, no scheme or path).",
+            code="host",
+        )
+
+
+def validate_path_prefix(value: str) -> None:
+    """Refuse a path prefix the gateway check could not match safely.
+
+    It starts and ends with "/" (so /risks/ never also claims /risks-archive/), holds no
+    dot segment, empty segment, percent-escape, query or fragment: the check compares it
+    with the request's decoded, dot-free path, so an escaped or dotted prefix never matches.
+    """
+    segments = value.split("/")[1:-1]
+    if (
+        not value.startswith("/")
+        or not value.endswith("/")
+        or not _PREFIX_RE.fullmatch(value)
+        or any(segment in {"", ".", ".."} for segment in segments)
+    ):
+        raise ValidationError(
+            "Enter a path prefix that starts and ends with / and holds no //, . or .. "
+            "segment, %, ? or #, e.g. /risks/.",
+            code="path_prefix",
         )

@@ -184,7 +184,7 @@ def revoke_key(
     return key
 
 
-# --- the lifecycle: regenerate, renew, self-rotation (docs/design.md §8) ---------------------------
+# --- the lifecycle: regenerate, renew, self-rotation (docs/design.md §8) -----------------
 
 REGENERATE_OVERLAPS = {
     "none": datetime.timedelta(0),

@@ -17,8 +17,9 @@ from django.db import (
     connections,
     models,
 )
+from django.db.models.expressions import RawSQL
 
-from keys.models import ApiKey, key_status
+from keys.models import ApiKey, KeyGrant, RouteTable, key_status
 
 
 def read_key(identifier: str, using: str = "default") -> "KeyRow | None":
@@ -31,7 +32,7 @@ def read_key(identifier: str, using: str = "default") -> "KeyRow | None":
     if not rows:
         return None
     (pk, name, owner_active, revision, password_hash, revoked_at, expires_on, revoke_at,
-     previous_hash, previous_until, may_rotate_itself) = rows[0][:-2]  # fmt: skip
+     previous_hash, previous_until, may_rotate_itself, routes_revision) = rows[0][:-3]  # fmt: skip
     return KeyRow(
         key_id=pk,
         name=name,
@@ -44,8 +45,10 @@ def read_key(identifier: str, using: str = "default") -> "KeyRow | None":
         previous_password_hash=previous_hash,
         previous_password_valid_until=_moment(previous_until),
         may_rotate_itself=bool(may_rotate_itself),
-        networks=frozenset(row[-2] for row in rows if row[-2] is not None),
-        apis=frozenset(row[-1] for row in rows if row[-1] is not None),
+        routes_revision=routes_revision or 0,
+        networks=frozenset(row[-3] for row in rows if row[-3] is not None),
+        apis=frozenset(row[-2] for row in rows if row[-2] is not None),
+        read_only=frozenset(row[-2] for row in rows if row[-1] == KeyGrant.Access.READ),
     )
 
 
@@ -95,7 +98,7 @@ def _reconnecting_helps(connection, error: Exception) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class KeyRow:
-    """What the API checks read of a key (ApiKeyQuerySet.for_authentication)."""
+    """What the API checks read of a key (read_key)."""
 
     key_id: int
     name: str
@@ -108,8 +111,16 @@ class KeyRow:
     previous_password_hash: str
     previous_password_valid_until: datetime.datetime | None
     may_rotate_itself: bool
+    routes_revision: int  # RouteTable's, read with the key (keys/api/routes.py)
     networks: frozenset[str]
     apis: frozenset[str]
+    read_only: frozenset[str]  # the APIs of `apis` granted read only
+
+    def access(self, api: str) -> str | None:
+        """How the key holds `api`: "read", "write", or None if not at all."""
+        if api not in self.apis:
+            return None
+        return KeyGrant.Access.READ if api in self.read_only else KeyGrant.Access.WRITE
 
     def status(self, at: datetime.datetime) -> str:
         """The key's status at `at`: the same rule as ApiKey.status()."""
@@ -136,9 +147,11 @@ _KEY_ROW_COLUMNS = (
     "previous_password_hash",
     "previous_password_valid_until",
     "may_rotate_itself",
+    "routes_revision",
     # Last: one row per (allowed IP x API); the columns above are the same in each.
     "allowed_ips__network",
-    "apis__slug",
+    "grants__api__slug",
+    "grants__access",
 )
 _PLACEHOLDER = "identifier"
 _DATE = models.DateField()
@@ -155,12 +168,16 @@ def _moment(value) -> datetime.datetime | None:
 
 @functools.cache
 def _key_row_sql(model: type[models.Model], alias: str) -> str:
-    """The SQL of for_authentication(), compiled by the ORM once per process and database.
+    """The SQL of read_key(), compiled by the ORM once per process and database.
 
     Building and compiling the queryset costs several times what SQLite needs to run it,
     on every call of the API; the SQL itself never changes, only its one parameter.
     """
     query = model._base_manager.filter(identifier=_PLACEHOLDER).order_by()
+    # A scalar subquery with its id written out, so the read keeps its one parameter.
+    table = RouteTable._meta.db_table
+    revision = f"SELECT revision FROM {table} WHERE id = 1"  # noqa: S608 (a model's table name)
+    query = query.annotate(routes_revision=RawSQL(revision, ()))  # noqa: S611 (no input)
     sql, params = query.values_list(*_KEY_ROW_COLUMNS).query.get_compiler(using=alias).as_sql()
     assert params == (_PLACEHOLDER,), params
     return sql

@@ -12,7 +12,7 @@ from keys.models.audit import (
     AuditPage,
     ChainVerification,
 )
-from keys.models.catalogue import Api, ApiQuerySet
+from keys.models.catalogue import Api, ApiQuerySet, ApiRoute, RouteTable
 from keys.models.key import (
     KEY_PAGE_SIZE,
     MAX_DESCRIPTION,
@@ -22,6 +22,7 @@ from keys.models.key import (
     AllowedIp,
     ApiKey,
     ApiKeyQuerySet,
+    KeyGrant,
     KeyPage,
     key_status,
     latest_expiry_for,
@@ -41,6 +42,7 @@ __all__ = [
     "ApiKey",
     "ApiKeyQuerySet",
     "ApiQuerySet",
+    "ApiRoute",
     "AuditEvent",
     "AuditEventQuerySet",
     "AuditHead",
@@ -48,8 +50,10 @@ __all__ = [
     "ChainVerification",
     "KeyApiUse",
     "KeyCaller",
+    "KeyGrant",
     "KeyPage",
     "KeyUsageDay",
+    "RouteTable",
     "key_status",
     "latest_expiry_for",
     "local_date",

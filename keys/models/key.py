@@ -1,7 +1,7 @@
-"""API keys, their allowed IPs and APIs, the API catalogue, usage and the audit history.
+"""API keys, their allowed IPs and their granted APIs.
 
-Every key rule of docs/design.md §3 lives here: `clean()` explains a broken rule to a person, `save()`
-refuses it from any code path, and CheckConstraints refuse it in the database itself.
+Every key rule of docs/design.md §3 lives here: `clean()` explains a broken rule to a person,
+`save()` refuses it from any code path, and CheckConstraints refuse it in the database itself.
 """
 
 import datetime
@@ -243,7 +243,7 @@ class ApiKey(models.Model):
         "expiration date",
         help_text="Valid through the end of this date; at most one year after creation.",
     )
-    apis = models.ManyToManyField(Api, related_name="keys", verbose_name="APIs")
+    apis = models.ManyToManyField(Api, through="KeyGrant", related_name="keys", verbose_name="APIs")
     revision = models.PositiveIntegerField(
         default=1, editable=False, help_text="Raised on every change; cached checks expire."
     )
@@ -615,3 +615,45 @@ class AllowedIp(models.Model):
         if self._state.adding and self.key.allowed_ips.count() >= MAX_ALLOWED_IPS:
             raise ValidationError(f"A key can have at most {MAX_ALLOWED_IPS} allowed IP entries.")
         super().save(*args, **kwargs)
+
+
+class KeyGrant(models.Model):
+    """One API granted to a key, and how: read and write (every method) or read only.
+
+    The table is the one the key's `apis` always had (keys_apikey_apis); `access` was added
+    to it, existing grants becoming read and write, as CERRIX grants are.
+    """
+
+    class Access(models.TextChoices):
+        WRITE = "write", "Read and write"
+        READ = "read", "Read only"
+
+    # Methods a read-only grant allows: they change nothing on a well-behaved API.
+    READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    apikey = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="grants")
+    api = models.ForeignKey(Api, on_delete=models.CASCADE, related_name="grants")
+    access = models.CharField(
+        max_length=5,
+        choices=Access.choices,
+        default=Access.WRITE,
+        help_text="Read only allows GET, HEAD and OPTIONS; read and write every method.",
+    )
+
+    class Meta:
+        db_table = "keys_apikey_apis"
+        unique_together = [("apikey", "api")]
+        verbose_name = "granted API"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(access__in=["read", "write"]), name="key_grant_access_known"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api} ({self.get_access_display().lower()})"
+
+    @classmethod
+    def allows(cls, access: str, method: str) -> bool:
+        """Whether a grant of `access` lets a request of `method` through."""
+        return access == cls.Access.WRITE or method.upper() in cls.READ_METHODS
