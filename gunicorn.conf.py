@@ -12,16 +12,15 @@ from gunicorn.glogging import Logger
 
 bind = os.environ.get("BIND", "127.0.0.1:8000").split(",")
 workers = int(os.environ.get("WORKERS") or min(2 * (os.cpu_count() or 1) + 1, 8))
-# sync, chosen from `make bench-flood` (docs/performance.md, "Floods and slow clients"; 2 cores, sync
-# 5 workers against gthread 2 x 8, 200 flooding connections). Under the flood that costs the
-# server most, wrong passwords from many addresses, a valid caller's p95 was about 0.6 s with
-# sync workers against 1.4 s with gthread (Argon2's CPU is the bottleneck either way, and
-# more requests in flight only lengthen the wait). gthread did better only on cheap
-# refusals (bad checksums, directly: p95 0.17-0.19 s against 0.23-0.28 s). Slow clients
-# (slowloris) stopped both classes alike: nginx in front, which reads whole requests before
-# passing them on, is what protects, whatever the worker class (docs/deploy.md). sync also
-# keeps one database connection per process and no thread-safety question in the request
-# path.
+# sync, chosen from `make bench-flood` (docs/performance.md, "Floods and slow clients"; 2 cores,
+# sync 5 workers against gthread 2 x 8, 200 flooding connections). Under the flood that costs the
+# server most, wrong passwords from many addresses, a valid caller's p95 was about 0.6 s with sync
+# workers against 1.4 s with gthread (Argon2's CPU is the bottleneck either way, and more requests
+# in flight only lengthen the wait). gthread did better only on cheap refusals (bad checksums,
+# directly: p95 0.17-0.19 s against 0.23-0.28 s). Slow clients (slowloris) stopped both classes
+# alike: nginx in front, which reads whole requests before passing them on, is what protects,
+# whatever the worker class (docs/deploy.md). sync also keeps one database connection per process
+# and no thread-safety question in the request path.
 worker_class = "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20

@@ -7,7 +7,7 @@ from django.utils import dateformat
 
 from keys.actions import REGENERATE_OVERLAPS
 from keys.lib.networks import display_network
-from keys.models import Api, ApiKey, latest_expiry_for, local_date
+from keys.models import Api, ApiKey, KeyGrant, latest_expiry_for, local_date
 
 
 class IpListWidget(forms.Widget):
@@ -55,10 +55,24 @@ class AllowedIpsField(forms.Field):
 
 
 class ApiCheckboxes(forms.CheckboxSelectMultiple):
-    """One checkbox per API, labelled with its name and description."""
+    """One checkbox per API, labelled with its name and description, each with its access:
+    a select named access-<slug> (Read and write, Read only) that works without JavaScript."""
 
     template_name = "keys/_api_choices.html"
     option_template_name = "keys/_api_choice.html"
+    read_only: frozenset[str] = frozenset()  # slugs shown as Read only
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        option["access_name"] = access_field_name(label)
+        option["read_only"] = label.slug in self.read_only
+        option["access_choices"] = KeyGrant.Access.choices
+        return option
+
+
+def access_field_name(api: Api) -> str:
+    """The name of the select that says how a key holds `api`."""
+    return f"access-{api.slug}"
 
 
 class ApiChoiceField(forms.ModelMultipleChoiceField):
@@ -105,7 +119,8 @@ class KeyForm(forms.Form):
         label="APIs",
         queryset=Api.objects.active(),
         required=False,
-        help_text="Only the selected APIs can be called with this key.",
+        help_text="Only the selected APIs can be called with this key. Read only allows GET, "
+        "HEAD and OPTIONS; Read and write every method.",
     )
     description = ApiKey._meta.get_field("description").formfield(
         widget=forms.Textarea(attrs={"rows": 3})
@@ -145,6 +160,15 @@ class KeyForm(forms.Form):
                 },
             )
         super().__init__(*args, **kwargs)
+        if self.is_bound:
+            read_only = {
+                name.removeprefix("access-")
+                for name, value in self.data.items()
+                if name.startswith("access-") and value == KeyGrant.Access.READ
+            }
+        else:
+            read_only = set(key.read_only_slugs()) if key is not None else set()
+        self.fields["apis"].widget.read_only = frozenset(read_only)
         self.latest_expires_on = latest
         expiry = self.fields["expires_on"]
         expiry.widget.attrs.update({"min": today.isoformat(), "max": latest.isoformat()})
@@ -178,6 +202,7 @@ class KeyForm(forms.Form):
                 expires_on=cleaned.get("expires_on"),
                 networks=cleaned.get("allowed_ips", []),
                 apis=cleaned.get("apis", []),
+                read_only=self._read_only(cleaned.get("apis", [])),
                 key=self.key,
             )
         except ValidationError as error:
@@ -185,6 +210,18 @@ class KeyForm(forms.Form):
                 if field == "__all__" or field not in self._errors:
                     self.add_error(None if field == "__all__" else field, messages)
         return cleaned
+
+    def _read_only(self, apis) -> list[str]:
+        """The slugs of the chosen APIs whose access select says Read only."""
+        choices = {value for value, _label in KeyGrant.Access.choices}
+        read_only = []
+        for api in apis:
+            value = self.data.get(access_field_name(api), KeyGrant.Access.WRITE)
+            if value not in choices:
+                self.add_error("apis", f"Choose the access to {api.name}.")
+            elif value == KeyGrant.Access.READ:
+                read_only.append(api.slug)
+        return read_only
 
     def key_fields(self) -> dict:
         """The checked values, named as keys.actions.create_key and edit_key take them."""

@@ -19,6 +19,7 @@ COLUMNS = [
     "identifier",
     "apis",
     "api_names",
+    "read_only_apis",
     "allowed_ips",
     "created_utc",
     "expires_on",
@@ -36,13 +37,15 @@ def _utc(moment: datetime.datetime | None) -> str:
 
 def key_row(key: ApiKey) -> list[str]:
     """One CSV row; `key` should come from ApiKey.objects.with_listing_data()."""
-    apis = list(key.apis.all())
+    grants = list(key.grants.all())
+    apis = [grant.api for grant in grants]
     row = [
         key.owner.get_username(),
         key.name,
         key.identifier,
         " ".join(api.slug for api in apis),
         "; ".join(api.name for api in apis),
+        " ".join(grant.api.slug for grant in grants if grant.access == grant.Access.READ),
         " ".join(display_network(entry.network) for entry in key.allowed_ips.all()),
         _utc(key.created_at),
         key.expires_on.isoformat(),

@@ -4,9 +4,10 @@ The key pages are written out here; the machine door (/api/v1/) and the ledger's
 (/audit/) each have their own urls.py.
 """
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from keys import all_keys_views, views
+from keys.api import gateway
 
 key_pages = [
     path("", views.key_list, name="list"),
@@ -30,4 +31,8 @@ urlpatterns = [
     path("all-keys/", all_keys_views.all_keys, name="all_keys"),
     path("all-keys/inventory.csv", all_keys_views.inventory, name="all_keys_inventory"),
     path("audit/", include("keys.audit.urls")),
+    # The gateway check (keys/api/gateway.py): nginx, Caddy and Traefik ask the first with
+    # headers naming the original request; Envoy appends the original path to the second.
+    path("gateway/verify", gateway.verify, name="gateway_verify"),
+    re_path(r"^gateway/verify(?P<envoy_path>/.*)$", gateway.verify, name="gateway_verify_path"),
 ]

@@ -293,6 +293,9 @@ KEYS_MIN_PREFIX_V6 = env_int("KEYS_MIN_PREFIX_V6", 48)
 # only when REMOTE_ADDR is one of KEYS_TRUSTED_PROXIES.
 KEYS_TRUSTED_PROXIES = env_list("KEYS_TRUSTED_PROXIES")
 KEYS_PROXY_HEADER = env("KEYS_PROXY_HEADER", "HTTP_X_FORWARDED_FOR")
+# How long a gateway may reuse a yes of /gateway/verify (docs/design.md §9): 0, the default,
+# sends no-store, so a revocation counts on the next request; N > 0 is then the revocation delay.
+KEYS_GATEWAY_CACHE_SECONDS = env_int("KEYS_GATEWAY_CACHE_SECONDS", 0)
 
 
 # The django-ipware major version keys/lib/client_ip.py was written and tested against: another
@@ -340,8 +343,8 @@ def _check_proxies(entries: list[str], header: str) -> None:
 
 _check_proxies(KEYS_TRUSTED_PROXIES, KEYS_PROXY_HEADER)
 
-# Throttling of failed API attempts (docs/design.md §4, keys/lib/throttle.py): per client network (IPv4
-# address or IPv6 /64) and per identifier.
+# Throttling of failed API attempts (docs/design.md §4, keys/lib/throttle.py): per client
+# network (IPv4 address or IPv6 /64) and per identifier.
 KEYS_THROTTLE_WINDOW_SECONDS = env_int("KEYS_THROTTLE_WINDOW_SECONDS", 300)
 KEYS_THROTTLE_MAX_FAILURES_PER_IP = env_int("KEYS_THROTTLE_MAX_FAILURES_PER_IP", 50)
 KEYS_THROTTLE_MAX_FAILURES_PER_KEY = env_int("KEYS_THROTTLE_MAX_FAILURES_PER_KEY", 20)

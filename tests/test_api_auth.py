@@ -1,4 +1,4 @@
-"""The one authentication path of /api/v1/ (docs/design.md §4): answers, order of checks, the cache."""
+"""The one authentication path of /api/v1/ (docs/design.md §4): answers, order, the cache."""
 
 import datetime
 import json

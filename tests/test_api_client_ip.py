@@ -1,4 +1,4 @@
-"""The client IP of an API call (docs/design.md §4): REMOTE_ADDR, or a trusted proxy's header only."""
+"""The client IP of an API call (docs/design.md §4): REMOTE_ADDR, or a trusted proxy's header."""
 
 import base64
 import os

@@ -135,7 +135,7 @@ def test_any_client_address_and_forwarded_header_get_a_proper_answer(
     assert_answered_properly(response)
 
 
-# --- leak reports (keys/api/leaks.py): signed by a scanner, not made with a key ----------------------
+# --- leak reports (keys/api/leaks.py): signed by a scanner, not made with a key ----------------
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,

@@ -184,6 +184,7 @@ INVENTORY_COLUMNS = [
     "identifier",
     "apis",
     "api_names",
+    "read_only_apis",
     "allowed_ips",
     "created_utc",
     "expires_on",

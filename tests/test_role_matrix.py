@@ -103,6 +103,12 @@ MATRIX = {
     ),
     "healthz": ("/healthz", {"GET": everyone(200)}),
     "readyz": ("/readyz", {"GET": everyone(200)}),
+    # The gateway check answers trusted proxies only: to a browser, signed in or not, 404.
+    "gateway/verify": ("/gateway/verify", {"GET": everyone(404), "POST": everyone(404)}),
+    "^gateway/verify(?P<envoy_path>/.*)$": (
+        "/gateway/verify/api/v1/risks/",
+        {"GET": everyone(404), "POST": everyone(404)},
+    ),
 }
 
 # What only reads: an auditor may never get past the permission check anywhere else.
@@ -110,6 +116,7 @@ READ_ONLY = {"", "login/", "logout/", "profile/", "keys/", "keys/<str:identifier
 READ_ONLY |= {"all-keys/", "audit/", "audit/export.csv", "users/", "healthz", "readyz"}
 # Checking the chain reads it; the result is kept outside it (keys.models.ChainVerification).
 READ_ONLY |= {"all-keys/inventory.csv", "audit/verify/"}
+READ_ONLY |= {"gateway/verify", "^gateway/verify(?P<envoy_path>/.*)$"}
 
 
 def portal_routes(patterns=None, prefix: str = "") -> list[str]:

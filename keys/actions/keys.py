@@ -15,7 +15,7 @@ from django.views.decorators.debug import sensitive_variables
 from keys import tokens
 from keys.audit import chain
 from keys.lib.networks import display_network
-from keys.models import AllowedIp, ApiKey, AuditEvent
+from keys.models import AllowedIp, ApiKey, AuditEvent, KeyGrant
 
 Action = AuditEvent.Action
 
@@ -29,8 +29,17 @@ def key_snapshot(key: ApiKey) -> dict:
             display_network(n) for n in key.allowed_ips.values_list("network", flat=True)
         ),
         "apis": sorted(key.apis.values_list("slug", flat=True)),
+        "read_only_apis": key.read_only_slugs(),
         "may_rotate_itself": key.may_rotate_itself,
     }
+
+
+def _grant(key: ApiKey, apis, read_only: list[str]) -> None:
+    """Grant exactly `apis`, those named in `read_only` read only and the rest read and write."""
+    key.apis.set(apis, through_defaults={"access": KeyGrant.Access.WRITE})
+    grants = KeyGrant.objects.filter(apikey=key)
+    grants.filter(api__slug__in=read_only).update(access=KeyGrant.Access.READ)
+    grants.exclude(api__slug__in=read_only).update(access=KeyGrant.Access.WRITE)
 
 
 @sensitive_variables("password")
@@ -41,6 +50,7 @@ def create_key(
     expires_on: datetime.date,
     networks: list[str],
     apis,
+    read_only=(),
     description: str = "",
     actor=None,
     ip: str | None = None,
@@ -58,9 +68,11 @@ def create_key(
         expires_on=expires_on,
         networks=networks,
         apis=apis,
+        read_only=read_only,
         created_at=at,
     )
     networks, apis = fields.pop("networks"), fields.pop("apis")
+    read_only = fields.pop("read_only")
     key = ApiKey(
         owner=owner,
         created_at=at,
@@ -75,7 +87,7 @@ def create_key(
         with transaction.atomic():
             key.save()
             AllowedIp.objects.bulk_create(AllowedIp(key=key, network=n) for n in networks)
-            key.apis.set(apis)
+            _grant(key, apis, read_only)
             details = key_snapshot(key)
             if replaces is not None:
                 details["replaces"] = replaces.identifier
@@ -96,13 +108,17 @@ def edit_key(
     expires_on: datetime.date,
     networks: list[str],
     apis,
+    read_only=None,
     description: str | None = None,
     ip: str | None = None,
     may_rotate_itself: bool | None = None,
 ) -> ApiKey:
-    """Change a key's name, allowed IPs, APIs, self-rotation or (shorten) its expiry."""
+    """Change a key's name, allowed IPs, APIs (and which are read only), self-rotation or
+    (shorten) its expiry."""
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if read_only is None:  # not asked: every API the key keeps keeps its access
+            read_only = key.read_only_slugs()
         fields = ApiKey.validated(
             owner=key.owner,
             name=name,
@@ -110,9 +126,11 @@ def edit_key(
             expires_on=expires_on,
             networks=networks,
             apis=apis,
+            read_only=read_only,
             key=key,
         )
         networks, apis = fields.pop("networks"), fields.pop("apis")
+        read_only = fields.pop("read_only")
         before = key_snapshot(key)
         old_expiry = key.expires_on
         key.name, key.expires_on = fields["name"], fields["expires_on"]
@@ -126,7 +144,7 @@ def edit_key(
         AllowedIp.objects.bulk_create(
             AllowedIp(key=key, network=n) for n in networks if n not in current
         )
-        key.apis.set(apis)
+        _grant(key, apis, read_only)
         after = key_snapshot(key)
         changes = {
             field: {"before": before[field], "after": after[field]}
@@ -279,6 +297,7 @@ def renew_key(
             expires_on=expires_on,
             networks=[str(entry) for entry in old.allowed_ips.all()],
             apis=list(old.apis.all()),
+            read_only=old.read_only_slugs(),
             actor=actor,
             ip=ip,
             may_rotate_itself=old.may_rotate_itself,

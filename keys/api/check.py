@@ -5,6 +5,10 @@ first so that garbage, a throttled caller or an unknown IP never costs an Argon2
 
     parse + checksum -> throttle -> identifier -> status -> client IP -> password -> API grant
 
+The demo API names its API; the gateway check (keys/api/gateway.py) passes the request it was
+asked about, whose API the route table decides at the last step. The grant's access decides
+the method: read only allows GET, HEAD and OPTIONS.
+
 Every refusal before the password is verified is the same 401, whatever its reason; the
 reason of each refusal of a known key is recorded for its owner (keys.usage), never sent.
 Failures are counted by keys.throttle, per client network and per identifier.
@@ -36,6 +40,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
 from keys import tokens
+from keys.api import routes as route_table
 from keys.api import usage
 from keys.api.key_read import KeyRow, read_key
 from keys.api.problems import problem
@@ -43,7 +48,8 @@ from keys.lib import throttle
 from keys.lib.cache_counters import cache_get_many, here
 from keys.lib.client_ip import client_ip
 from keys.lib.networks import ip_in_networks
-from keys.models import ApiKey
+from keys.lib.routes import api_for
+from keys.models import ApiKey, KeyGrant
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +82,28 @@ WWW_AUTHENTICATE = 'Basic realm="Key Portal API", charset="UTF-8"'
 UNAUTHORIZED_DETAIL = "Valid API key credentials are required (HTTP Basic: Identifier:Password)."
 
 
+# The 403s: a verified key from an allowed IP, refused for what it asked.
+FORBIDDEN_DETAILS = {
+    "api_not_granted": "This key is not granted the API it called.",
+    "method_not_granted": "This key may only read this API (GET, HEAD, OPTIONS).",
+    "no_route": "No API of the catalogue serves this path.",
+    "path_not_canonical": "The path has dot or empty segments, escaped slashes or control "
+    "characters; send it in its plain form.",
+}
+
+
+@dataclass(frozen=True)
+class GatewayRequest:
+    """The request a gateway asks about: its method, host, path (decoded, or None if it is
+    not in canonical form, see keys.lib.routes) and query string."""
+
+    method: str
+    host: str
+    path: str | None
+    query: str = ""
+    raw_path: str = ""  # for the record: what the gateway sent, cut short
+
+
 class Refusal(Exception):
     """A refused call: `reason` is for the record, `response()` is what the client sees."""
 
@@ -96,7 +124,9 @@ class Refusal(Exception):
         if self.status == 401:
             return problem(401, UNAUTHORIZED_DETAIL, headers={"WWW-Authenticate": WWW_AUTHENTICATE})
         if self.status == 403:
-            return problem(403, "This key is not granted the API it called.")
+            return problem(
+                403, FORBIDDEN_DETAILS.get(self.reason, FORBIDDEN_DETAILS["api_not_granted"])
+            )
         headers = {"Retry-After": str(self.retry_after or 1)}
         if self.status == 429:
             return problem(429, "Too many failed attempts; retry later.", headers=headers)
@@ -116,13 +146,17 @@ class Caller:
     apis: frozenset[str]
     ip: str
     may_rotate_itself: bool = False
+    owner: str = ""  # the owner's user name
+    api: str | None = None  # the catalogue API called (None for whoami, self-rotation)
+    access: str | None = None  # how the key holds it: "read" or "write"
 
 
 # --- the checks --------------------------------------------------------------------------
 
 
-def authenticate(request: HttpRequest, api: str) -> Caller:
-    """Return the verified caller of `api` (a catalogue slug or ANY_API), or raise Refusal.
+def authenticate(request: HttpRequest, api: "str | GatewayRequest") -> Caller:
+    """Return the verified caller of `api` (a catalogue slug, ANY_API, or the request a
+    gateway asks about), or raise Refusal.
 
     Every 401 that cost a lookup counts a failure against the client network; garbage that
     fails its parse or checksum costs nothing and is not counted.
@@ -137,11 +171,16 @@ def authenticate(request: HttpRequest, api: str) -> Caller:
 
 
 @sensitive_variables("header", "credentials", "password")
-def _check(request: HttpRequest, api: str, ip: str | None) -> Caller:
-    path = request.path_info[:200]
+def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) -> Caller:
+    if isinstance(api, GatewayRequest):
+        method, path = api.method, api.raw_path[:200]
+        stray = _looks_like_credentials(api.query) if api.query else False
+    else:
+        method, path = request.method or "GET", request.path_info[:200]
+        stray = _credentials_outside_header(request)
 
     # 1. parse and checksum: no database, cache or Argon2 work for garbage
-    if _credentials_outside_header(request):
+    if stray:
         raise Refusal(401, "credentials_outside_header")
     header = request.META.get("HTTP_AUTHORIZATION")
     if not header:
@@ -211,9 +250,20 @@ def _check(request: HttpRequest, api: str, ip: str | None) -> Caller:
         throttle.count_failure(throttle.api_identifier(identifier))
         raise record_refusal("bad_password")
 
-    # 7. API granted
-    if api != ANY_API and api not in row.apis:
-        raise record_refusal("api_not_granted", 403)
+    # 7. API granted, for this method
+    if isinstance(api, GatewayRequest):
+        if api.path is None:
+            raise record_refusal("path_not_canonical", 403)
+        api = api_for(route_table.table(row.routes_revision), api.host, api.path)
+        if api is None:
+            raise record_refusal("no_route", 403)
+    access = None
+    if api != ANY_API:
+        access = row.access(api)
+        if access is None:
+            raise record_refusal("api_not_granted", 403)
+        if not KeyGrant.allows(access, method):
+            raise record_refusal("method_not_granted", 403)
     return Caller(
         key_id=row.key_id,
         identifier=identifier,
@@ -222,6 +272,9 @@ def _check(request: HttpRequest, api: str, ip: str | None) -> Caller:
         apis=row.apis,
         ip=ip,
         may_rotate_itself=row.may_rotate_itself,
+        owner=row.owner,
+        api=None if api == ANY_API else api,
+        access=access,
     )
 
 

@@ -31,11 +31,12 @@ def read_key(identifier: str, using: str = "default") -> "KeyRow | None":
     )
     if not rows:
         return None
-    (pk, name, owner_active, revision, password_hash, revoked_at, expires_on, revoke_at,
+    (pk, name, owner, owner_active, revision, password_hash, revoked_at, expires_on, revoke_at,
      previous_hash, previous_until, may_rotate_itself, routes_revision) = rows[0][:-3]  # fmt: skip
     return KeyRow(
         key_id=pk,
         name=name,
+        owner=owner,
         owner_active=bool(owner_active),
         revision=revision,
         password_hash=password_hash,
@@ -102,6 +103,7 @@ class KeyRow:
 
     key_id: int
     name: str
+    owner: str  # the owner's user name
     owner_active: bool
     revision: int
     password_hash: str
@@ -138,6 +140,7 @@ class KeyRow:
 _KEY_ROW_COLUMNS = (
     "pk",
     "name",
+    "owner__username",
     "owner__is_active",
     "revision",
     "password_hash",

@@ -17,6 +17,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
+# Machine paths: answered with problem documents, never a page (the API, the gateway check).
+MACHINE_PREFIXES = (API_PREFIX, "/gateway/")
 CONTENT_TYPE = "application/problem+json"
 # Headers a replaced error response keeps: they tell the client what to do next.
 KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
@@ -37,7 +39,7 @@ def problem(
 
 
 def is_api_path(request: HttpRequest) -> bool:
-    return request.path_info.startswith(API_PREFIX)
+    return request.path_info.startswith(MACHINE_PREFIXES)
 
 
 class ApiProblemMiddleware:

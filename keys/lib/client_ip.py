@@ -18,15 +18,16 @@ from ipware import get_client_ip
 from keys.lib.networks import ip_in_networks
 
 
-def client_ip(request) -> str | None:
-    remote_addr = request.META.get("REMOTE_ADDR") or ""
+def from_trusted_proxy(request) -> bool:
+    """True if the connection comes from one of KEYS_TRUSTED_PROXIES (never in direct mode)."""
     proxies = settings.KEYS_TRUSTED_PROXIES
-    if proxies and ip_in_networks(remote_addr, proxies):
-        # proxy_count=0 picks the last hop, the one our proxy saw; strict=False so that a
-        # client cannot void the header by prepending garbage to it.
-        header = settings.KEYS_PROXY_HEADER
-    else:
-        header = "REMOTE_ADDR"
+    return bool(proxies) and ip_in_networks(request.META.get("REMOTE_ADDR") or "", proxies)
+
+
+def client_ip(request) -> str | None:
+    # proxy_count=0 picks the last hop, the one our proxy saw; strict=False so that a client
+    # cannot void the header by prepending garbage to it.
+    header = settings.KEYS_PROXY_HEADER if from_trusted_proxy(request) else "REMOTE_ADDR"
     # ipware sees only the one header it may use: no spelling variant of another header
     # (it folds case and dashes) can stand in for it, and it has less to scan. Of a forwarded
     # chain it sees only the right-most element, the one our proxy wrote: if that is not an

@@ -72,6 +72,11 @@ class RouteTable(models.Model):
 
 
 class ApiRouteQuerySet(models.QuerySet):
+    # Every way of writing routes raises the table's revision (save() and delete() too).
+    def bulk_create(self, *args, **kwargs):
+        RouteTable.changed()
+        return super().bulk_create(*args, **kwargs)
+
     def update(self, **kwargs):
         RouteTable.changed()
         return super().update(**kwargs)

@@ -121,7 +121,10 @@ class ApiKeyQuerySet(models.QuerySet):
     def with_listing_data(self, *, allowed_ips: bool = True):
         """What a list row shows: owner, revoker, APIs and (unless the list omits them) the
         allowed IPs, in a fixed number of queries whatever the number of rows."""
-        keys = self.select_related("owner", "revoked_by").prefetch_related("apis")
+        grants = KeyGrant.objects.select_related("api").order_by("api__position", "api__name")
+        keys = self.select_related("owner", "revoked_by").prefetch_related(
+            models.Prefetch("grants", queryset=grants)
+        )
         return keys.prefetch_related("allowed_ips") if allowed_ips else keys
 
     def expiring_within(self, days: int, at: datetime.datetime | None = None):
@@ -393,6 +396,7 @@ class ApiKey(models.Model):
         expires_on,
         networks,
         apis,
+        read_only=(),
         description: str = "",
         key: "ApiKey | None" = None,
         created_at: datetime.datetime | None = None,
@@ -441,6 +445,8 @@ class ApiKey(models.Model):
             "expires_on": expires_on,
             "networks": networks,
             "apis": apis,
+            # Read only is a property of a grant: only APIs granted can be read only.
+            "read_only": sorted(set(read_only) & {api.slug for api in apis}),
         }
 
     def clean(self) -> None:
@@ -477,6 +483,15 @@ class ApiKey(models.Model):
             for entry in self.allowed_ips.all()
             if not any(ip_in_networks(ip, [entry.network]) for ip in used)
         ]
+
+    def read_only_slugs(self) -> list[str]:
+        """The slugs of the APIs this key may only read (GET, HEAD, OPTIONS)."""
+        grants = KeyGrant.objects.filter(apikey=self, access=KeyGrant.Access.READ)
+        return sorted(grants.values_list("api__slug", flat=True))
+
+    def grants_for_display(self) -> list["KeyGrant"]:
+        """Each granted API with its access, in catalogue order."""
+        return list(self.grants.select_related("api").order_by("api__position", "api__name"))
 
     def unused_apis(self, at: datetime.datetime | None = None) -> list["Api"]:
         """Granted APIs not called in 90 days (a key that old)."""

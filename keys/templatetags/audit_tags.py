@@ -14,10 +14,15 @@ _LABELS = {
     "expires_on": "expiration date",
     "allowed_ips": "allowed IPs",
     "apis": "APIs",
+    "read_only_apis": "read-only APIs",
     "threshold_days": "threshold (days)",
     "days_left": "days left",
     "keys_revoked": "keys revoked",
 }
+
+
+# Fields that hold API slugs, shown by name.
+_API_FIELDS = ("apis", "read_only_apis")
 
 
 def _label(field: str) -> str:
@@ -29,7 +34,7 @@ def _value(value, api_names=None) -> str:
         return ", ".join(_value(v, api_names) for v in value) or "none"
     if isinstance(value, dict):
         return "; ".join(
-            f"{_label(k)}: {_value(v, api_names if k == 'apis' else None)}"
+            f"{_label(k)}: {_value(v, api_names if k in _API_FIELDS else None)}"
             for k, v in sorted(value.items())
         )
     if isinstance(value, bool):
@@ -59,14 +64,14 @@ def event_summary(event, api_names=None) -> str:
         }
     for field, change in sorted(changes.items()):
         if isinstance(change, dict) and set(change) == {"before", "after"}:
-            names = api_names if field == "apis" else None
+            names = api_names if field in _API_FIELDS else None
             before, after = _value(change["before"], names), _value(change["after"], names)
             parts.append(f"{_label(field)}: {before} → {after}")
     if set(details) == {"before", "after"}:  # expiry_shortened
         parts.append(f"{_value(details['before'])} → {_value(details['after'])}")
         details = {}
     parts.extend(
-        f"{_label(k)}: {_value(v, api_names if k == 'apis' else None)}"
+        f"{_label(k)}: {_value(v, api_names if k in _API_FIELDS else None)}"
         for k, v in sorted(details.items())
     )
     return "; ".join(parts)
