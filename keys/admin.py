@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from keys import actions
 from keys.forms import RevokeForm
 from keys.lib.client_ip import client_ip
-from keys.models import Api, ApiKey, AuditEvent
+from keys.models import Api, ApiKey, ApiRoute, AuditEvent
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -143,12 +143,37 @@ class ApiAdminForm(forms.ModelForm):
         return slug
 
 
+class ApiRouteInline(admin.TabularInline):
+    """Where the API is served, for the gateway check; saved through keys.actions."""
+
+    model = ApiRoute
+    extra = 1
+    fields = ["host", "path_prefix"]
+
+
 @admin.register(Api)
 class ApiAdmin(admin.ModelAdmin):
     """Every change goes through keys.actions, which records it in the audit history."""
 
     form = ApiAdminForm
-    list_display = ["name", "slug", "position", "is_active"]
+    inlines = [ApiRouteInline]
+    list_display = ["name", "slug", "position", "is_active", "route_list"]
+
+    @admin.display(description="routes")
+    def route_list(self, obj: Api) -> str:
+        return ", ".join(str(route) for route in obj.routes.all())
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("routes")
+
+    def save_related(self, request, form, formsets, change):
+        # The admin saves the inline routes itself (inside its transaction); what changed is
+        # recorded in the history by the catalogue action, with before and after.
+        before = actions.route_snapshot(form.instance)
+        super().save_related(request, form, formsets, change)
+        actions.routes_changed(
+            form.instance, before=before, actor=request.user, ip=client_ip(request)
+        )
 
     def get_actions(self, request):
         found = super().get_actions(request)

@@ -110,10 +110,11 @@ _PREFIX_RE = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
 
 
 def validate_route_host(value: str) -> None:
-    """Refuse a route host that is not a lower-case DNS name (with an optional port)."""
-    if value and not _HOST_RE.fullmatch(value):
+    """Refuse a route host that is not a DNS name (with an optional port); the route
+    stores it in lower case."""
+    if value and not _HOST_RE.fullmatch(value.strip().lower().rstrip(".")):
         raise ValidationError(
-            "Enter a host name such as api.example.org (lower case, no scheme or path).",
+            "Enter a host name such as api.example.org (no scheme or path).",
             code="host",
         )
 

@@ -26,6 +26,11 @@ ROLE_PERMISSIONS = {
         "keys.view_api",
         "keys.add_api",
         "keys.change_api",
+        # an API's routes, edited with it (the gateway check)
+        "keys.view_apiroute",
+        "keys.add_apiroute",
+        "keys.change_apiroute",
+        "keys.delete_apiroute",
         "keys.view_auditevent",
         "portal.view_user",
         "portal.add_user",

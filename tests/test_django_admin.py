@@ -124,6 +124,9 @@ def _api_form(api: Api, **changes) -> dict:
         "description": api.description,
         "position": api.position,
         "is_active": "on" if api.is_active else "",
+        # the routes inline: no route form sent, existing routes left as they are
+        "routes-TOTAL_FORMS": "0",
+        "routes-INITIAL_FORMS": "0",
     }
     return {**data, **changes}
 
@@ -150,6 +153,7 @@ def test_changing_the_catalogue_in_the_django_admin_is_audited(carol, login):
 
 def test_adding_to_the_catalogue_in_the_django_admin_is_audited(carol, login):
     data = {"slug": "assets", "name": "Assets", "description": "", "position": 9}
+    data.update({"routes-TOTAL_FORMS": "0", "routes-INITIAL_FORMS": "0"})
     response = login(carol).post("/admin/keys/api/add/", {**data, "is_active": "on"})
     assert response.status_code == 302
     event = AuditEvent.objects.get(action="catalogue_changed")
@@ -279,3 +283,26 @@ def test_deactivating_an_api_withdraws_it_from_keys_that_hold_it(carol, login, a
     assert withdrawn.details["apis"] == {"before": ["controls", "risks"], "after": ["controls"]}
     denied = AuditEvent.objects.get(key=key, action="use_denied")
     assert denied.details["reason"] == "api_not_granted"
+
+
+def test_a_route_added_in_the_django_admin_is_audited_and_used(carol, login):
+    api = Api.objects.get(slug="kris")
+    data = _api_form(api, **{"routes-TOTAL_FORMS": "1", "routes-0-host": "API.example.org"})
+    data["routes-0-path_prefix"] = "/kris/"
+    response = login(carol).post(f"/admin/keys/api/{api.pk}/change/", data)
+    assert response.status_code == 302
+    assert api.routes.filter(host="api.example.org", path_prefix="/kris/").exists()
+    event = AuditEvent.objects.filter(action=AuditEvent.Action.CATALOGUE_CHANGED).last()
+    assert event.details["changes"]["routes"] == {
+        "before": ["/api/v1/kris/"],
+        "after": ["/api/v1/kris/", "api.example.org/kris/"],
+    }
+
+
+def test_a_route_another_api_claims_is_refused_in_the_django_admin(carol, login):
+    api = Api.objects.get(slug="kris")
+    data = _api_form(api, **{"routes-TOTAL_FORMS": "1", "routes-0-path_prefix": "/api/v1/risks/"})
+    response = login(carol).post(f"/admin/keys/api/{api.pk}/change/", data)
+    assert response.status_code == 200
+    assert "already exists" in response.content.decode()
+    assert not api.routes.filter(path_prefix="/api/v1/risks/").exists()

@@ -5,7 +5,7 @@ written, nothing changes. Rules are checked by the model (`ApiKey.validated`, `s
 these functions call them, so views, the admin and the shell obey the same rules.
 """
 
-from keys.actions.catalogue import delete_api, save_api
+from keys.actions.catalogue import delete_api, route_snapshot, routes_changed, save_api
 from keys.actions.keys import (
     MAX_RENEWAL_OVERLAP,
     MAX_SELF_ROTATION_OVERLAP,
@@ -40,6 +40,8 @@ __all__ = [
     "renew_key",
     "revoke_key",
     "revoke_replaced_keys",
+    "route_snapshot",
+    "routes_changed",
     "save_api",
     "send_expiry_reminder",
 ]

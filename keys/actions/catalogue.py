@@ -5,7 +5,7 @@ from django.db import transaction
 
 from keys.actions.keys import key_snapshot
 from keys.audit import chain
-from keys.models import Api, ApiKey, AuditEvent
+from keys.models import Api, ApiKey, ApiRoute, AuditEvent
 
 Action = AuditEvent.Action
 
@@ -82,3 +82,22 @@ def delete_api(api: Api, *, actor, ip: str | None = None) -> None:
 
 
 # --- expiry reminders ------------------------------------------------------------------------
+
+
+def route_snapshot(api: Api) -> list[str]:
+    """The API's routes as host + path prefix, sorted: what the history shows of them."""
+    if api.pk is None:
+        return []
+    return sorted(str(route) for route in ApiRoute.objects.filter(api=api))
+
+
+def routes_changed(api: Api, *, before: list[str], actor, ip: str | None = None) -> None:
+    """Record a change of the API's routes (made by the admin's inline forms)."""
+    after = route_snapshot(api)
+    if after != before:
+        details = {
+            "api": api.slug,
+            "change": "changed",
+            "changes": {"routes": {"before": before, "after": after}},
+        }
+        chain.record(Action.CATALOGUE_CHANGED, actor=actor, ip=ip, details=details)
