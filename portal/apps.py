@@ -10,4 +10,5 @@ class PortalConfig(AppConfig):
         from portal.roles import grant_after_migrate
 
         post_migrate.connect(grant_after_migrate, sender=self, dispatch_uid="portal.roles")
-        from portal import user_events  # noqa: F401  (connects the receivers)
+        # Imported for their side effects: they register the checks and connect the receivers.
+        from portal import checks, user_events  # noqa: F401

@@ -6,62 +6,25 @@ SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, CACHE_URL and, behind a proxy,
 KEYS_TRUSTED_PROXIES + KEYS_PROXY_HEADER, AUDIT_SIGNING_KEY_FILE. See docs/deploy.md.
 """
 
-import base64
-import importlib.metadata
-import ipaddress
-import os
-import re
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
+
+from portal.env import (
+    audit_signing_key,
+    caches_from_url,
+    env,
+    env_bool,
+    env_int,
+    env_list,
+    secret_key,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-
-def env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
-
-
-def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if value.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in env(name, default).split(",") if item.strip()]
-
-
 DEBUG = env_bool("DEBUG", False)
-
-SECRET_KEY = env("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off.")
-    # Debug only: a random key kept in an untracked file, so sessions survive a reload.
-    from django.core.management.utils import get_random_secret_key
-
-    _dev_key_file = BASE_DIR / ".dev-secret-key"
-    if not _dev_key_file.exists():
-        _dev_key_file.write_text(get_random_secret_key())
-        _dev_key_file.chmod(0o600)
-    SECRET_KEY = _dev_key_file.read_text().strip()
+# Required unless debugging; then a random key kept in an untracked file.
+SECRET_KEY = secret_key(debug=DEBUG, dev_key_file=BASE_DIR / ".dev-secret-key")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -162,31 +125,6 @@ AUTHENTICATION_BACKENDS = [
     "portal.backends.ThrottledModelBackend",
     "portal.backends.EveryActiveUserIsStaff",
 ]
-
-
-def caches_from_url(url: str) -> dict:
-    """Cache: local memory by default (one process); redis://… for several processes."""
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        # Short timeouts: with Redis down, a request falls back (API: Argon2 without the
-        # verification cache) within a second instead of hanging.
-        return {
-            "default": {
-                "BACKEND": "portal.cache.RedisCache",
-                "LOCATION": url,
-                "KEY_PREFIX": "keyportal",
-                "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-            }
-        }
-    if url in {"", "locmem://"}:
-        # Room for the throttle counters of a flood from many addresses (Django's default of
-        # 300 entries would let a flood evict them); each entry is a few hundred bytes.
-        return {
-            "default": {
-                "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                "OPTIONS": {"MAX_ENTRIES": 100_000},
-            }
-        }
-    raise ImproperlyConfigured(f"CACHE_URL must be redis://… or locmem://, not {url!r}")
 
 
 CACHE_URL = env("CACHE_URL", "")
@@ -293,55 +231,13 @@ KEYS_MIN_PREFIX_V6 = env_int("KEYS_MIN_PREFIX_V6", 48)
 # only when REMOTE_ADDR is one of KEYS_TRUSTED_PROXIES.
 KEYS_TRUSTED_PROXIES = env_list("KEYS_TRUSTED_PROXIES")
 KEYS_PROXY_HEADER = env("KEYS_PROXY_HEADER", "HTTP_X_FORWARDED_FOR")
+# The django-ipware major version keys/lib/client_ip.py was written and tested against: another
+# major version may read headers differently, so a system check stops start-up until someone
+# re-checks (portal/checks.py, which also checks the two settings above).
+IPWARE_TESTED_MAJOR = 8
 # How long a gateway may reuse a yes of /gateway/verify (docs/design.md §9): 0, the default,
 # sends no-store, so a revocation counts on the next request; N > 0 is then the revocation delay.
 KEYS_GATEWAY_CACHE_SECONDS = env_int("KEYS_GATEWAY_CACHE_SECONDS", 0)
-
-
-# The django-ipware major version keys/lib/client_ip.py was written and tested against: another
-# major version may read headers differently, so it stops start-up until someone re-checks.
-IPWARE_TESTED_MAJOR = 8
-# The widest trusted-proxy range: anything wider trusts a large part of the internet to say
-# who the client is.
-_WIDEST_PROXY_PREFIX = {4: 8, 6: 32}
-
-
-def _check_proxies(entries: list[str], header: str) -> None:
-    # A mistyped entry would silently leave proxy mode off (every caller would then appear
-    # as the proxy), and a catch-all would let any client name its own address: refuse to
-    # start instead, saying what to fix.
-    for entry in entries:
-        try:
-            network = ipaddress.ip_network(entry, strict=True)
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"KEYS_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR range "
-                "without host bits."
-            ) from None
-        if network.version == 6 and network.network_address.ipv4_mapped:
-            network = ipaddress.ip_network(
-                f"{network.network_address.ipv4_mapped}/{max(network.prefixlen - 96, 0)}"
-            )
-        if network.prefixlen < _WIDEST_PROXY_PREFIX[network.version]:
-            raise ImproperlyConfigured(
-                f"KEYS_TRUSTED_PROXIES: {entry!r} trusts too much of the internet; list your "
-                f"proxies' addresses (at most a /{_WIDEST_PROXY_PREFIX[network.version]})."
-            )
-    if not re.fullmatch(r"HTTP_[A-Z0-9_]+", header):
-        raise ImproperlyConfigured(
-            f"KEYS_PROXY_HEADER: {header!r} is not a request.META name; write the header "
-            "as Django sees it, e.g. HTTP_X_FORWARDED_FOR for X-Forwarded-For."
-        )
-    installed = importlib.metadata.version("django-ipware")
-    if int(installed.split(".")[0]) != IPWARE_TESTED_MAJOR:
-        raise ImproperlyConfigured(
-            f"django-ipware {installed} is installed; Key Portal's client IP rules are tested "
-            f"with {IPWARE_TESTED_MAJOR}.x. Install django-ipware {IPWARE_TESTED_MAJOR}.x "
-            "(constraints.txt)."
-        )
-
-
-_check_proxies(KEYS_TRUSTED_PROXIES, KEYS_PROXY_HEADER)
 
 # Throttling of failed API attempts (docs/design.md §4, keys/lib/throttle.py): per client
 # network (IPv4 address or IPv6 /64) and per identifier.
@@ -362,35 +258,9 @@ KEYS_REFUSAL_WINDOW_SECONDS = env_int("KEYS_REFUSAL_WINDOW_SECONDS", 60)
 
 # Audit history signing (docs/deploy.md, "Audit signing key and checkpoints"): an Ed25519
 # private key the database never holds, as a PEM file (AUDIT_SIGNING_KEY_FILE) or as text
-# (AUDIT_SIGNING_KEY: PEM, or the base64 of the 32-byte seed). keys.signing parses it at start-up.
-def _audit_signing_key() -> str:
-    path, text = env("AUDIT_SIGNING_KEY_FILE"), env("AUDIT_SIGNING_KEY")
-    if path and text:
-        raise ImproperlyConfigured("Set AUDIT_SIGNING_KEY_FILE or AUDIT_SIGNING_KEY, not both.")
-    if path:
-        try:
-            return Path(path).read_text()
-        except OSError as error:
-            raise ImproperlyConfigured(
-                f"AUDIT_SIGNING_KEY_FILE: cannot read {path}: {error.strerror}"
-            ) from None
-    if text:
-        return text
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "AUDIT_SIGNING_KEY_FILE is required when DEBUG is off: the path of an Ed25519 "
-            "private key (openssl genpkey -algorithm ed25519 -out FILE) that signs the audit "
-            "history; see docs/deploy.md."
-        )
-    # Debug only: a random seed kept in an untracked file, so the dev history stays verifiable.
-    dev_key_file = BASE_DIR / ".dev-audit-key"
-    if not dev_key_file.exists():
-        dev_key_file.write_text(base64.b64encode(os.urandom(32)).decode())
-        dev_key_file.chmod(0o600)
-    return dev_key_file.read_text()
-
-
-AUDIT_SIGNING_KEY = _audit_signing_key()
+# (AUDIT_SIGNING_KEY: PEM, or the base64 of the 32-byte seed). keys.audit.signing parses it at
+# start-up. Required unless debugging; then a random seed kept in an untracked file.
+AUDIT_SIGNING_KEY = audit_signing_key(debug=DEBUG, dev_key_file=BASE_DIR / ".dev-audit-key")
 # Signed checkpoints of the chain head go to the log and, one JSON line each, to a file per
 # day in this directory (keep it where the database's administrators cannot write).
 AUDIT_CHECKPOINT_DIR = env("AUDIT_CHECKPOINT_DIR") or None
