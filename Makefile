@@ -34,6 +34,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -68,4 +69,4 @@ bench-flood: install
 	$(BIN)/python bench/flood.py
 
 clean:
-	rm -rf $(VENV) db.sqlite3* staticfiles test-artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) db.sqlite3* staticfiles test-artifacts .pytest_cache .ruff_cache .mypy_cache

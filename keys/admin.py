@@ -24,30 +24,33 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset.with_status(self.value()) if self.value() else queryset
 
 
+# Every field of a key but password_hash: the hash never leaves the database.
+_KEY_FIELDS = (
+    "identifier",
+    "name",
+    "description",
+    "owner",
+    "created_at",
+    "expires_on",
+    "latest_expires_on",
+    "apis",
+    "allowed_ip_list",
+    "revoked_at",
+    "revoked_by",
+    "revoke_reason",
+    "last_used_at",
+    "last_used_ip",
+)
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "identifier", "owner", "expires_on", "status", "last_used_at"]
     list_filter = [StatusFilter, "apis"]
     list_select_related = ["owner"]
     search_fields = ["name", "identifier", "owner__username"]
-    # Every field but password_hash: the hash never leaves the database.
-    fields = [
-        "identifier",
-        "name",
-        "description",
-        "owner",
-        "created_at",
-        "expires_on",
-        "latest_expires_on",
-        "apis",
-        "allowed_ip_list",
-        "revoked_at",
-        "revoked_by",
-        "revoke_reason",
-        "last_used_at",
-        "last_used_ip",
-    ]
-    readonly_fields = fields
+    fields = _KEY_FIELDS
+    readonly_fields = _KEY_FIELDS
     actions = ["revoke_selected"]
 
     def has_add_permission(self, request):

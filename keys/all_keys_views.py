@@ -38,7 +38,7 @@ def all_keys(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 @permission_required("keys.view_all_keys", raise_exception=True)
-def inventory(request: HttpRequest) -> HttpResponse:
+def inventory(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """Stream every key the All keys filters match, one CSV row each, for access reviews."""
     form = AllKeysFilterForm(request.GET)
     if not form.is_valid():

@@ -184,7 +184,9 @@ class KeyForm(forms.Form):
         self.fields["allowed_ips"].widget.current_ip = current_ip
         if key is not None:
             # A key keeps an API it holds even if the catalogue entry was later deactivated.
-            self.fields["apis"].queryset = Api.objects.filter(
+            apis = self.fields["apis"]
+            assert isinstance(apis, ApiChoiceField)  # self.fields is typed as plain Fields
+            apis.queryset = Api.objects.filter(
                 pk__in=[
                     *Api.objects.active().values_list("pk", flat=True),
                     *key.apis.values_list("pk", flat=True),

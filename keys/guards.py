@@ -20,7 +20,7 @@ MESSAGE = (
 
 
 def _columns(names: tuple[str, ...], existing: set[str] | None) -> list[str]:
-    columns = [ApiKey._meta.get_field(name).column for name in names]
+    columns = [ApiKey.column_field(name).column for name in names]
     return [c for c in columns if existing is None or c in existing]
 
 

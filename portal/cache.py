@@ -13,6 +13,8 @@ from django.core.cache.backends import redis as django_redis
 
 
 class _ClientReusingRedisCacheClient(django_redis.RedisCacheClient):
+    _serializer: django_redis.RedisSerializer  # set by Django's __init__; not in django-stubs
+
     def get_client(self, key=None, *, write=False):
         pool = self._get_connection_pool(write)
         clients = self.__dict__.setdefault("_clients", {})
@@ -23,6 +25,8 @@ class _ClientReusingRedisCacheClient(django_redis.RedisCacheClient):
 
 
 class RedisCache(django_redis.RedisCache):
+    _cache: _ClientReusingRedisCacheClient  # Django's cached property; not in django-stubs
+
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = _ClientReusingRedisCacheClient

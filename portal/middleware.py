@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
+from django_htmx.middleware import HtmxDetails
 
 from keys.api.problems import is_api_path
 from keys.lib.client_ip import client_ip
@@ -57,14 +58,16 @@ class HtmxLoginRedirectMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if response.status_code != 302 or not getattr(request, "htmx", False):
+        # Set by django-htmx's middleware, before this one (django-stubs' HttpRequest has no htmx).
+        htmx: HtmxDetails | None = getattr(request, "htmx", None)
+        if response.status_code != 302 or not htmx:
             return response
         login = resolve_url(settings.LOGIN_URL)
         if response.get("Location", "").startswith(login):
-            current = urlsplit(request.htmx.current_url or "")
+            current = urlsplit(htmx.current_url or "")
             back = current.path + (f"?{current.query}" if current.query else "")
             if not url_has_allowed_host_and_scheme(
-                request.htmx.current_url or "", allowed_hosts={request.get_host()}
+                htmx.current_url or "", allowed_hosts={request.get_host()}
             ):
                 back = "/"
             redirect = HttpResponse(status=204)

@@ -30,6 +30,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, replace
+from typing import TypeGuard
 from urllib.parse import parse_qsl, unquote_plus
 
 from django.conf import settings
@@ -117,7 +118,7 @@ class Refusal(Exception):
         response = self._response()
         # Refusals are expected answers, recorded per key in aggregate (keys.usage); one
         # "Unauthorized" log line per call would let a flood drown the log.
-        response._has_been_logged = True
+        response._has_been_logged = True  # type: ignore[attr-defined]  # Django's, not in django-stubs
         return response
 
     def _response(self) -> HttpResponse:
@@ -340,7 +341,8 @@ def _looks_like_credentials(text: str) -> bool:
     return any(_CREDENTIAL_NAME_RE.search(name) for name in names)
 
 
-def _ip_allowed(ip: str | None, networks: frozenset[str]) -> bool:
+def _ip_allowed(ip: str | None, networks: frozenset[str]) -> TypeGuard[str]:
+    """True if ip (an address, then) may call with a key allowing these networks."""
     if ip is None:
         return False  # no client IP determined: refused (docs/design.md §4)
     if not networks:

@@ -157,7 +157,7 @@ _KEY_ROW_COLUMNS = (
     "grants__access",
 )
 _PLACEHOLDER = "identifier"
-_DATE = models.DateField()
+_DATE: models.DateField = models.DateField()
 
 
 def _moment(value) -> datetime.datetime | None:

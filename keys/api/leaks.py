@@ -111,7 +111,7 @@ def report(request: HttpRequest) -> HttpResponse:
 
 
 # The view is authorised by a signature, not by a key: it belongs to no catalogue API.
-report.api = None
+report.api = None  # type: ignore[attr-defined]  # mypy cannot declare a function's attribute
 
 
 def signed(body: bytes, key_identifier: str, signature: str) -> bool:

@@ -82,15 +82,15 @@ class _Buffer:
 
     def merge_back(self, taken: "_Buffer") -> None:
         """Put counts whose flush failed back, in front of what came since."""
-        for name, uses in taken.uses.items():
-            self.uses[name] = self.uses.get(name, 0) + uses
+        for day, uses in taken.uses.items():
+            self.uses[day] = self.uses.get(day, 0) + uses
         for key_id, last in taken.last_use.items():
             self.last_use.setdefault(key_id, last)
-        for name, (calls, first, last) in taken.callers.items():
-            seen = self.callers.setdefault(name, [0, first, last])
+        for caller, (calls, first, seen_last) in taken.callers.items():
+            seen = self.callers.setdefault(caller, [0, first, seen_last])
             seen[0], seen[1] = seen[0] + calls, first
-        for name, at in taken.api_uses.items():
-            self.api_uses.setdefault(name, at)
+        for api_use, at in taken.api_uses.items():
+            self.api_uses.setdefault(api_use, at)
 
 
 _lock = threading.Lock()

@@ -13,7 +13,8 @@ import functools
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
+from typing import cast
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -261,7 +262,9 @@ def installation_proofs() -> Proofs:
     )
 
 
-def verify_chain(proofs: Proofs | None = None, *, batch_size: int = 5000) -> Iterator[Break]:
+def verify_chain(
+    proofs: Proofs | None = None, *, batch_size: int = 5000
+) -> Generator[Break, None, None]:
     """Yield every place where the stored chain does not re-compute or is not proven.
 
     Checks signatures and checkpoints with `proofs` (default: installation_proofs()). Walks
@@ -278,7 +281,8 @@ def verify_chain(proofs: Proofs | None = None, *, batch_size: int = 5000) -> Ite
     expected_seq, prev_hash = 1, GENESIS_HASH
     last_seq = 0
     events = AuditEvent.objects.filter(seq__lte=head.seq).order_by("seq")
-    rows = events.iterator(chunk_size=batch_size)
+    # QuerySet.iterator() returns a generator, which django-stubs types as a plain Iterator.
+    rows = cast(Generator[AuditEvent, None, None], events.iterator(chunk_size=batch_size))
     try:
         for event in rows:
             if event.seq != expected_seq:

@@ -51,7 +51,7 @@ def event_row(event: AuditEvent) -> list[str]:
         event.actor_label,
         _text(event.actor_ip),
         event.key_identifier,
-        event.owner.get_username() if event.owner_id else "",
+        event.owner.get_username() if event.owner else "",
         to_json(event.details),
         _text(event.actor_id),
         _text(event.key_id),

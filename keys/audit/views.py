@@ -63,7 +63,7 @@ def _history_page(request: HttpRequest, form: AuditFilterForm, page) -> HttpResp
 @require_GET
 @login_required
 @permission_required(VIEW_AUDIT, raise_exception=True)
-def export_csv(request: HttpRequest) -> HttpResponse:
+def export_csv(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """Stream the filtered events oldest first, with their hashes (verify_audit --csv)."""
     form = AuditFilterForm(request.GET)
     if not form.is_valid():

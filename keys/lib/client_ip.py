@@ -10,9 +10,9 @@ IPv4-mapped IPv6 addresses come back in their IPv4 form.
 """
 
 import functools
-from types import SimpleNamespace
 
 from django.conf import settings
+from django.http import HttpRequest
 from ipware import get_client_ip
 
 from keys.lib.networks import ip_in_networks
@@ -44,8 +44,10 @@ def client_ip(request) -> str | None:
 def _address_in(header: str, value: str) -> str | None:
     # A pure function of its arguments, and callers come back from the same few addresses:
     # remembered, ipware's parsing is paid once per address, not on every API call.
+    request = HttpRequest()
+    request.META = {header: value}
     ip, _routable = get_client_ip(
-        SimpleNamespace(META={header: value}),
+        request,
         proxy_order="left-most",
         proxy_count=0,
         proxy_trusted_ips=None,

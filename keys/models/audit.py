@@ -33,7 +33,9 @@ class AuditEventQuerySet(models.QuerySet):
     def delete(self):
         raise ValueError("Audit events are append-only.")
 
-    _raw_delete = delete
+    def _raw_delete(self, using: str | None) -> int:
+        # Django's cascade path deletes through this, with the database alias.
+        raise ValueError("Audit events are append-only.")
 
     def bulk_create(self, objs, *args, **kwargs):
         # Rows made here would be neither chained nor signed: keys.audit appends them.

@@ -173,8 +173,8 @@ class ApiKeyQuerySet(models.QuerySet):
                 page.newer = keys[0].identifier if len(rows) > size else None
                 page.older = keys[-1].identifier if self.older_than(keys[-1]).exists() else None
             return page
-        keys = self.older_than(before) if before is not None else self
-        rows = list(keys.order_by("-created_at", "-pk")[: size + 1])
+        older = self.older_than(before) if before is not None else self
+        rows = list(older.order_by("-created_at", "-pk")[: size + 1])
         keys = rows[:size]
         page = KeyPage(keys)
         if keys:
@@ -354,10 +354,17 @@ class ApiKey(models.Model):
     FINAL_ONCE_SET = ("revoke_at",)
 
     @classmethod
+    def column_field(cls, name: str) -> models.Field:
+        """The field called name, one that has a column (as every field the rules list has)."""
+        field = cls._meta.get_field(name)
+        assert isinstance(field, models.Field), name  # not a reverse relation
+        return field
+
+    @classmethod
     def columns_only_save_writes(cls) -> frozenset[str]:
         """Fields (and their columns) a bulk update() may never write: it would skip the rules."""
-        fields = [cls._meta.get_field(name) for name in (*cls.NEVER_CHANGES, "revoked_at")]
-        fields += [cls._meta.get_field(name) for name in ("revoked_by", "revoke_reason")]
+        names = (*cls.NEVER_CHANGES, "revoked_at", "revoked_by", "revoke_reason")
+        fields = [cls.column_field(name) for name in names]
         return frozenset(name for f in fields for name in (f.name, f.attname))
 
     @staticmethod
@@ -479,8 +486,9 @@ class ApiKey(models.Model):
         since = (at or timezone.now()) - UNUSED_AFTER
         if self.created_at > since:
             return []
-        used = self.callers.filter(refused=False, last_seen__gte=since).values_list("ip", flat=True)
-        used = list(used)
+        used = list(
+            self.callers.filter(refused=False, last_seen__gte=since).values_list("ip", flat=True)
+        )
         return [
             entry.network
             for entry in self.allowed_ips.all()
@@ -546,7 +554,7 @@ class ApiKey(models.Model):
 
     def _stored(self) -> dict:
         """The row as stored now: what never changes, the revocation and the expiry."""
-        fields = [self._meta.get_field(n).attname for n in self.NEVER_CHANGES]
+        fields = [self.column_field(n).attname for n in self.NEVER_CHANGES]
         return (
             type(self)
             .objects.filter(pk=self.pk)
@@ -558,7 +566,7 @@ class ApiKey(models.Model):
         """Refuse changes to what never changes; return the stored expiration date."""
         stored = self._stored()
         for name in self.NEVER_CHANGES:
-            attname = self._meta.get_field(name).attname
+            attname = self.column_field(name).attname
             if stored[attname] != getattr(self, attname):
                 raise ValueError(f"A key's {name} never changes after creation.")
         for name in self.FINAL_ONCE_SET:

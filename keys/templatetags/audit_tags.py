@@ -49,8 +49,9 @@ def _value(value, api_names=None) -> str:
 @register.filter
 def event_summary(event, api_names=None) -> str:
     details = dict(event.details or {})
-    parts = []
-    if reason := details.pop("reason", None):
+    parts: list[str] = []
+    reason: str | None = details.pop("reason", None)
+    if reason:
         if event.action == AuditEvent.Action.USE_DENIED:  # a code: shown as its sentence
             parts.append(REFUSAL_REASONS.get(reason, reason))
         else:

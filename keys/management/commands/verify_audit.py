@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from keys.audit import chain, export, signing
+from keys.audit.checkpoints import Checkpoint
+from keys.audit.hashing import Break
 
 
 class Command(BaseCommand):
@@ -64,7 +66,7 @@ class Command(BaseCommand):
         else:
             signer = signing.signer()
             keys = {signer.key_id: signer.public_key}
-        found = []
+        found: list[Checkpoint | Break] = []
         for path in checkpoints or filter(None, [settings.AUDIT_CHECKPOINT_DIR]):
             try:
                 found.extend(chain.read_checkpoints(path))
