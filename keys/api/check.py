@@ -255,9 +255,10 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
     if isinstance(api, GatewayRequest):
         if api.path is None:
             raise record_refusal("path_not_canonical", 403)
-        api = api_for(route_table.table(row.routes_revision), api.host, api.path)
-        if api is None:
+        routed = api_for(route_table.table(row.routes_revision), api.host, api.path)
+        if routed is None:
             raise record_refusal("no_route", 403)
+        api = routed
     access = None
     if api != ANY_API:
         access = row.access(api)

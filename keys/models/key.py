@@ -249,7 +249,9 @@ class ApiKey(models.Model):
         "expiration date",
         help_text="Valid through the end of this date; at most one year after creation.",
     )
-    apis = models.ManyToManyField(Api, through="KeyGrant", related_name="keys", verbose_name="APIs")
+    apis: "models.ManyToManyField[Api, KeyGrant]" = models.ManyToManyField(
+        Api, through="KeyGrant", related_name="keys", verbose_name="APIs"
+    )
     revision = models.PositiveIntegerField(
         default=1, editable=False, help_text="Raised on every change; cached checks expire."
     )
