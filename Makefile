@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV := DEBUG=1
 
-.PHONY: install run serve test lint format migrations-check test-sqlite test-postgres bench bench-scale bench-flood clean
+.PHONY: install run serve test lint format migrations-check test-sqlite test-postgres bench bench-scale bench-flood bench-gateway clean
 
 install: $(STAMP)
 
@@ -67,6 +67,11 @@ bench-scale: install
 # gthread workers, directly and behind nginx as docs/deploy.md sets it up (needs nginx).
 bench-flood: install
 	$(BIN)/python bench/flood.py
+
+# The gateway check behind real nginx with wrk: unprotected, auth_request to the portal,
+# auth_basic with bcrypt, refusals; /gateway/verify vs /healthz (needs nginx, wrk, htpasswd).
+bench-gateway: install
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3* staticfiles test-artifacts .pytest_cache .ruff_cache .mypy_cache

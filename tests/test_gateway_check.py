@@ -95,6 +95,9 @@ def test_a_valid_key_passes_with_its_identity_for_the_upstream(client, risks_key
     assert response["X-Key-Api"] == "risks"
     assert response["X-Key-Access"] == "write"
     assert response["Cache-Control"] == "no-store"
+    # plain str values: runserver's wsgiref answers 500 to a header value of a str subclass
+    for name in ("X-Key-Identifier", "X-Key-Name", "X-Key-Owner", "X-Key-Api", "X-Key-Access"):
+        assert type(response[name]) is str, name
 
 
 def test_an_address_that_is_not_a_trusted_proxy_gets_404(client, risks_key):

@@ -122,7 +122,10 @@ class KeyRow:
         """How the key holds `api`: "read", "write", or None if not at all."""
         if api not in self.apis:
             return None
-        return KeyGrant.Access.READ if api in self.read_only else KeyGrant.Access.WRITE
+        # A plain str: it goes out in the X-Key-Access header, and a WSGI server such as
+        # runserver's wsgiref refuses a header value that is a str subclass (500).
+        access = KeyGrant.Access.READ if api in self.read_only else KeyGrant.Access.WRITE
+        return str(access.value)
 
     def status(self, at: datetime.datetime) -> str:
         """The key's status at `at`: the same rule as ApiKey.status()."""
