@@ -44,6 +44,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The gateway check, answered before anything a page needs (keys/api/gateway.py).
+    "keys.api.gateway.GatewayMiddleware",
     # Outermost, so their headers (nosniff, anti-framing, CSP) reach every response: static
     # files answered by WhiteNoise and /api/ problem documents too.
     "django.middleware.security.SecurityMiddleware",

@@ -114,3 +114,25 @@ def verify(request: HttpRequest, envoy_path: str | None = None) -> HttpResponse:
 def _no_store(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"] = "no-store"
     return response
+
+
+class GatewayMiddleware:
+    """Answer the gateway check ahead of the page machinery (first in MIDDLEWARE).
+
+    A gateway asks once per request to the services it guards, so the check should cost no
+    more than the portal's own /healthz: it needs no session, CSRF token, user, messages,
+    htmx or static files, and takes no URL resolving. Errors still become problem documents
+    (handler500, portal/errors.py: 503 for an unreachable database). The URLconf routes the
+    same paths to the same view, so nothing depends on this shortcut but speed.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        if path == PREFIX:
+            return verify(request)
+        if path.startswith(PREFIX + "/"):
+            return verify(request, path[len(PREFIX) :])
+        return self.get_response(request)
