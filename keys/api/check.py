@@ -78,6 +78,8 @@ NO_CREDENTIALS = "no_credentials"
 FREE_REFUSALS = {NO_CREDENTIALS, "malformed", "credentials_outside_header"}
 # Refused because the database holds a hash Argon2 cannot parse: not the caller's failure.
 STORED_HASH_UNUSABLE = "stored_hash_unusable"
+# Which of a key's passwords a caller proved (step 6).
+CURRENT, PREVIOUS = "current", "previous"
 
 WWW_AUTHENTICATE = 'Basic realm="Key Portal API", charset="UTF-8"'
 UNAUTHORIZED_DETAIL = "Valid API key credentials are required (HTTP Basic: Identifier:Password)."
@@ -150,6 +152,9 @@ class Caller:
     owner: str = ""  # the owner's user name
     api: str | None = None  # the catalogue API called (None for whoami, self-rotation)
     access: str | None = None  # how the key holds it: "read" or "write"
+    # Authenticated with the previous password, during the overlap after a regeneration: it
+    # still opens the key, but may not rotate it (keys.api.views.self_rotate).
+    previous_password: bool = False
 
 
 # --- the checks --------------------------------------------------------------------------
@@ -240,12 +245,12 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
     if retry_after is None and not _remembered(remembered, row, now):
         # this process remembers it for another revision: the shared cache decides
         retry_after, remembered = _shared_state(ip, identifier, verified_name)
-    if _remembered(remembered, row, now):
+    if which := _remembered(remembered, row, now):
         if retry_after:
             _remember_longer(verified_name)  # an integration under attack stays in
     elif retry_after:
         raise record_refusal("throttled", 429, retry_after=retry_after)
-    elif not _verify_password(password, row, verified_name, now, record_refusal):
+    elif not (which := _verify_password(password, row, verified_name, now, record_refusal)):
         # Counted per identifier only here, from an allowed IP: the identifier is public,
         # so counting failures from anywhere would let anyone lock a key out.
         throttle.count_failure(throttle.api_identifier(identifier))
@@ -277,6 +282,7 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
         owner=row.owner,
         api=None if api == ANY_API else api,
         access=access,
+        previous_password=which == PREVIOUS,
     )
 
 
@@ -381,18 +387,21 @@ def _verified_token(row: KeyRow, *, previous: bool = False) -> str:
     return f"{row.key_id}:{row.revision}:{row.password_hash[-12:]}"
 
 
-def _remembered(remembered: object, row: KeyRow, now: datetime.datetime) -> bool:
-    """True if the cache remembers the password as verified for the key's current revision.
+def _remembered(remembered: object, row: KeyRow, now: datetime.datetime) -> str | None:
+    """Which password the cache remembers as verified for the key's current revision:
+    CURRENT, PREVIOUS or None.
 
     A previous password counts only while its overlap runs: the end is the database's value
     read with this call, so no cache entry outlives it on any server."""
     if not isinstance(remembered, str):
-        return False
+        return None
     if constant_time_compare(remembered, _verified_token(row)):
-        return True
-    return row.previous_password_works(now) and constant_time_compare(
+        return CURRENT
+    if row.previous_password_works(now) and constant_time_compare(
         remembered, _verified_token(row, previous=True)
-    )
+    ):
+        return PREVIOUS
+    return None
 
 
 def _remembered_here_seconds() -> int:
@@ -428,23 +437,23 @@ def _verification_slots() -> threading.BoundedSemaphore:
 @sensitive_variables("password")
 def _verify_password(
     password: str, row: KeyRow, cache_key: str, now: datetime.datetime, record_refusal
-) -> bool:
-    """True if Argon2 verifies password against the key's hash (or, during an overlap, its
-    previous hash); then it is remembered under cache_key. At most
-    KEYS_MAX_CONCURRENT_VERIFICATIONS run at once in a process."""
+) -> str | None:
+    """CURRENT if Argon2 verifies password against the key's hash, PREVIOUS if against its
+    previous hash during an overlap, else None; a verified one is remembered under
+    cache_key. At most KEYS_MAX_CONCURRENT_VERIFICATIONS run at once in a process."""
     slots = _verification_slots()
     if not slots.acquire(timeout=VERIFICATION_WAIT_SECONDS):
         raise Refusal(503, "busy", retry_after=1)
-    token = None
+    token = which = None
     try:
         if _matches(row.password_hash, password, row, record_refusal):
             if tokens.needs_rehash(row.password_hash):
                 row = _upgrade_hash(row, password)
-            token = _verified_token(row)
+            token, which = _verified_token(row), CURRENT
         elif row.previous_password_works(now) and _matches(
             row.previous_password_hash, password, row, record_refusal
         ):
-            token = _verified_token(row, previous=True)
+            token, which = _verified_token(row, previous=True), PREVIOUS
     finally:
         slots.release()
     if token is not None:
@@ -453,7 +462,7 @@ def _verify_password(
             cache.set(cache_key, token, settings.KEYS_VERIFICATION_CACHE_SECONDS)
         except Exception:
             logger.warning("Verification cache unavailable", exc_info=True)
-    return token is not None
+    return which
 
 
 @sensitive_variables("password")
