@@ -219,10 +219,16 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
     if row is None:
         raise Refusal(401, "unknown_identifier")
 
-    def record_refusal(reason: str, status: int = 401, **kwargs) -> Refusal:
-        """The refusal of this known key, recorded for its owner (never sent)."""
+    def record_refusal(reason: str, status: int = 401, *, proved=False, **kwargs) -> Refusal:
+        """The refusal of this known key, recorded for its owner (never sent); `proved`: the
+        caller proved it holds the password (else it may be anyone who read the identifier)."""
         usage.record_refusal(
-            identifier=identifier, reason=reason, ip=ip, path=path, key_id=row.key_id
+            identifier=identifier,
+            reason=reason,
+            ip=ip,
+            path=path,
+            key_id=row.key_id,
+            proved=proved,
         )
         return Refusal(status, reason, **kwargs)
 
@@ -236,9 +242,11 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
     if not row.owner_active:
         raise record_refusal("owner_inactive")
 
-    # 5. client IP in the allowlist
+    # 5. client IP in the allowlist. The password is not verified for an address that is not
+    # allowed (no Argon2 for it); only a verification remembered for the current password
+    # proves the caller, and only then does the key page offer to allow the address.
     if not _ip_allowed(ip, row.networks):
-        raise record_refusal("ip_not_allowed")
+        raise record_refusal("ip_not_allowed", proved=_remembered(remembered, row, now) == CURRENT)
 
     # 6. password (the current one, or the previous one while its overlap runs): remembered
     # for this revision of the key, else Argon2 (not while throttled)
@@ -259,18 +267,18 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
     # 7. API granted, for this method
     if isinstance(api, GatewayRequest):
         if api.path is None:
-            raise record_refusal("path_not_canonical", 403)
+            raise record_refusal("path_not_canonical", 403, proved=True)
         routed = api_for(route_table.table(row.routes_revision), api.host, api.path)
         if routed is None:
-            raise record_refusal("no_route", 403)
+            raise record_refusal("no_route", 403, proved=True)
         api = routed
     access = None
     if api != ANY_API:
         access = row.access(api)
         if access is None:
-            raise record_refusal("api_not_granted", 403)
+            raise record_refusal("api_not_granted", 403, proved=True)
         if not KeyGrant.allows(access, method):
-            raise record_refusal("method_not_granted", 403)
+            raise record_refusal("method_not_granted", 403, proved=True)
     return Caller(
         key_id=row.key_id,
         identifier=identifier,

@@ -138,6 +138,7 @@ def _refuse_rotation(request: HttpRequest, caller: check.Caller, reason: str) ->
         ip=caller.ip,
         path=request.path_info[:200],
         key_id=caller.key_id,
+        proved=True,
     )
 
 
