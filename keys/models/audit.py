@@ -184,6 +184,19 @@ class AuditEvent(models.Model):
         LOGIN_SUCCEEDED = "login_succeeded", "Logged in"
         LOGIN_FAILED = "login_failed", "Log-in failed"
 
+    # What an attacker with database access would most like to erase: a checkpoint follows
+    # each of these at once (keys.audit.chain), so deleting one from the end shows.
+    SECURITY_ACTIONS = frozenset(
+        {
+            Action.KEY_REVOKED,
+            Action.OWNER_DEACTIVATED,
+            Action.PASSWORD_REGENERATED,
+            Action.USER_CHANGED,  # (de)activation, admin flags, e-mail address
+            Action.ROLES_CHANGED,
+            Action.PASSWORD_SET,
+        }
+    )
+
     class Outcome(models.TextChoices):
         """Whether a call with a key went through: denied ones are USE_DENIED events."""
 
