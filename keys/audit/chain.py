@@ -60,6 +60,8 @@ __all__ = [
     "hash_fields",
     "hashed_fields",
     "installation_proofs",
+    "keep_verification",
+    "last_verification",
     "read_checkpoints",
     "record",
     "record_many",
@@ -333,7 +335,8 @@ def verify_chain(
 def check_chain(proofs: Proofs | None = None, *, by: str) -> ChainVerification:
     """Verify the whole chain up to its first break and keep the result for the history page.
 
-    The record is outside the chain (ChainVerification), so checking appends no event.
+    The record is outside the chain (ChainVerification), so checking appends no event; it is
+    signed like an event, so that a row written into the database by hand is not believed.
     """
     breaks = verify_chain(proofs)
     try:
@@ -348,9 +351,49 @@ def check_chain(proofs: Proofs | None = None, *, by: str) -> ChainVerification:
         broken_at=first.seq if first else None,
         reason=first.reason[:500] if first else "",
     )
+    return keep_verification(checked)
+
+
+def keep_verification(checked: ChainVerification) -> ChainVerification:
+    """Sign the record of a check and store it (a failure to store is logged, not raised)."""
+    checked.signature = signing.signer().sign(signing.VERIFICATION, _verification_payload(checked))
     try:
         with transaction.atomic():
             checked.save()
     except DatabaseError:  # e.g. a read-only database role: the check still counts
         logger.warning("The chain check's result could not be recorded", exc_info=True)
     return checked
+
+
+def last_verification() -> tuple[ChainVerification | None, bool]:
+    """The newest recorded chain check, and whether a check of this installation wrote it.
+
+    A record dated in the future is passed over (it would otherwise stay the newest); one
+    without a valid signature by the installation's audit key is returned as untrusted, so
+    the page can say so instead of repeating what it claims.
+    """
+    row = ChainVerification.objects.filter(at__lte=timezone.now()).first()
+    if row is None:
+        return None, False
+    signer = signing.signer()
+    reason = signing.verify(
+        {signer.key_id: signer.public_key},
+        signing.VERIFICATION,
+        _verification_payload(row),
+        row.signature,
+    )
+    return row, reason is None
+
+
+def _verification_payload(checked: ChainVerification) -> str:
+    """What a check's signature covers: every field of its record."""
+    return to_json(
+        {
+            "at": format_at(checked.at),
+            "by": checked.by,
+            "intact": checked.intact,
+            "events": checked.events,
+            "broken_at": checked.broken_at,
+            "reason": checked.reason,
+        }
+    )

@@ -312,6 +312,14 @@ class ChainVerification(models.Model):
         null=True, blank=True, editable=False, help_text="The first broken sequence number."
     )
     reason = models.CharField(max_length=500, blank=True, editable=False)
+    signature = models.CharField(
+        max_length=128,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="'<key id>:<base64 Ed25519 signature>' of the other fields, by the audit "
+        "signing key: the history page trusts no record of a check without it.",
+    )
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -319,3 +327,9 @@ class ChainVerification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {'intact' if self.intact else 'broken'}"
+
+    def save(self, *args, **kwargs) -> None:
+        # A check is recorded when it ran: a record from the future would stay the newest.
+        if self.at > timezone.now():
+            raise ValueError("A chain check cannot be recorded in the future.")
+        super().save(*args, **kwargs)
