@@ -19,7 +19,8 @@ own copy for a while, so a warm call makes no cache round trip at all. The cache
 decision: the key's status, allowlist and grants are read from the database on every request
 (one indexed query), so a revocation or an edit counts on the very next request everywhere.
 A remembered password also gets in while its network or identifier is throttled, so nobody
-else's failures can shut out an integration that works.
+else's failures can shut out an integration that works; one not remembered gets one try per
+window while only its identifier is locked (keys.lib.throttle).
 """
 
 import base64
@@ -205,14 +206,16 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
     verified_name = _verified_cache_key(identifier, password)
     remembered = here.get(verified_name)
     retry_after = None  # unknown until the shared cache is read
+    one_try = False
     if remembered is None:
-        retry_after, remembered = _shared_state(ip, identifier, verified_name)
-        if retry_after and remembered is None:
+        retry_after, remembered, one_try = _shared_state(ip, identifier, verified_name)
+        if retry_after and remembered is None and not one_try:
             usage.record_throttled(identifier=identifier, ip=ip, path=path)
             raise Refusal(429, "throttled", retry_after=retry_after)
     # A caller whose password is remembered goes on while throttled, so that neither a
     # misbehaving neighbour on its network nor someone hammering its (public) identifier
-    # shuts it out; step 6 accepts it only from the cache, never with Argon2.
+    # shuts it out; step 6 accepts it only from the cache, never with Argon2. A caller
+    # whose network may take its one try this window (keys.lib.throttle) goes on too.
 
     # 3. identifier
     row = read_key(identifier)
@@ -252,16 +255,18 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
     # for this revision of the key, else Argon2 (not while throttled)
     if retry_after is None and not _remembered(remembered, row, now):
         # this process remembers it for another revision: the shared cache decides
-        retry_after, remembered = _shared_state(ip, identifier, verified_name)
+        retry_after, remembered, one_try = _shared_state(ip, identifier, verified_name)
     if which := _remembered(remembered, row, now):
         if retry_after:
             _remember_longer(verified_name)  # an integration under attack stays in
-    elif retry_after:
+    elif retry_after and not (one_try and throttle.take_one_try(ip, identifier)):
         raise record_refusal("throttled", 429, retry_after=retry_after)
     elif not (which := _verify_password(password, row, verified_name, now, record_refusal)):
         # Counted per identifier only here, from an allowed IP: the identifier is public,
-        # so counting failures from anywhere would let anyone lock a key out.
+        # so counting failures from anywhere would let anyone lock a key out. A network that
+        # failed has no one try left in this window.
         throttle.count_failure(throttle.api_identifier(identifier))
+        throttle.take_one_try(ip, identifier)
         raise record_refusal("bad_password")
 
     # 7. API granted, for this method
@@ -369,15 +374,23 @@ def _ip_allowed(ip: str | None, networks: frozenset[str]) -> TypeGuard[str]:
 # --- the password and its verification cache ---------------------------------------------
 
 
-def _shared_state(ip: str | None, identifier: str, verified_name: str) -> tuple[int, object]:
-    """(seconds the caller is throttled for, the shared cache's verification of the password),
-    in one round trip; the verification is kept in this process too."""
+def _shared_state(ip: str | None, identifier: str, verified_name: str) -> tuple[int, object, bool]:
+    """(seconds the caller is throttled for, the shared cache's verification of the password,
+    whether its network may take its one try while throttled), in one round trip; the
+    verification is kept in this process too."""
     buckets = throttle.api_buckets(ip, identifier)
-    cached = cache_get_many([*throttle.cache_names(buckets), verified_name])
+    gate = throttle.api_one_try(ip, identifier)
+    gates = [gate.name] if gate else []
+    cached = cache_get_many([*throttle.cache_names(buckets), *gates, verified_name])
     remembered = cached.get(verified_name)
     if remembered is not None:
         here.set(verified_name, remembered, _remembered_here_seconds())
-    return throttle.retry_after(buckets, cached), remembered
+    retry_after = throttle.retry_after(buckets, cached)
+    return (
+        retry_after,
+        remembered,
+        bool(retry_after) and throttle.one_try_open(ip, identifier, cached),
+    )
 
 
 def _verified_cache_key(identifier: str, password: str) -> str:
