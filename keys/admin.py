@@ -21,7 +21,11 @@ class StatusFilter(admin.SimpleListFilter):
         return ApiKey.Status.choices
 
     def queryset(self, request, queryset):
-        return queryset.with_status(self.value()) if self.value() else queryset
+        # A status that is none of the choices (a hand-edited ?status=) filters nothing,
+        # as the admin's own filters ignore values they do not know.
+        if self.value() in ApiKey.Status.values:
+            return queryset.with_status(self.value())
+        return queryset
 
 
 # Every field of a key but password_hash: the hash never leaves the database.

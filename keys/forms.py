@@ -81,6 +81,23 @@ class ApiChoiceField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, api):
         return api  # the option template shows its name and description
 
+    def _check_values(self, value):
+        """Refuse a value that names no API before it reaches the database, where an id past
+        its integer range (2**63) is an error rather than a miss: a short catalogue, read once."""
+        try:
+            values = {str(choice) for choice in value}
+        except TypeError:
+            message = self.error_messages["invalid_list"]
+            raise ValidationError(message, code="invalid_list") from None
+        known = {str(pk) for pk in self.queryset.values_list("pk", flat=True)}
+        if unknown := sorted(values - known):
+            raise ValidationError(
+                self.error_messages["invalid_choice"],
+                code="invalid_choice",
+                params={"value": unknown[0]},
+            )
+        return super()._check_values(value)
+
 
 class ExpiryDateInput(forms.DateInput):
     """A date input with preset buttons, which static/forms.js shows and makes work."""

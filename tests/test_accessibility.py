@@ -427,7 +427,9 @@ def test_least_privilege_regenerate_and_renew_by_keyboard_alone(browser, live_se
             networks=["127.0.0.1", "198.51.100.0/24"],
             apis=list(Api.objects.filter(slug__in=["risks", "kris"])),
         )
-    # A caller from an address the key does not allow: the door records the refusal.
+    # The integration, proved from an allowed address, then calls from one the key does not
+    # allow: the door records the refusal, and the page offers to allow it.
+    assert call(Client(), "/api/v1/whoami", key.identifier, password).status_code == 200
     refused = call(Client(), "/api/v1/whoami", key.identifier, password, REMOTE_ADDR="192.0.2.44")
     assert refused.status_code == 401
     found: dict[str, list[str]] = {}

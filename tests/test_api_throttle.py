@@ -118,12 +118,53 @@ def test_another_ip_is_not_throttled_by_a_failing_neighbour(client, key):
     assert right_password(client, key, ip="127.0.0.1").status_code == 200
 
 
-def test_a_key_past_its_bad_password_limit_gets_429_from_every_ip(client, key):
+def test_a_key_past_its_bad_password_limit_gets_429_from_every_ip_that_failed(client, key):
     wrong_password(client, key, ip="127.0.0.1")
     wrong_password(client, key, ip="127.0.0.2")
     with argon2_verifications() as argon2:
-        assert_the_429(right_password(client, key, ip="2001:db8::1"), retry_after=WINDOW)
+        assert_the_429(right_password(client, key, ip="127.0.0.1"), retry_after=WINDOW)
+        assert_the_429(wrong_password(client, key, ip="127.0.0.2"), retry_after=WINDOW)
     assert argon2.call_count == 0
+
+
+def test_a_key_past_its_bad_password_limit_gives_every_other_network_one_try(client, key):
+    wrong_password(client, key, ip="127.0.0.1")
+    wrong_password(client, key, ip="127.0.0.2")
+    with argon2_verifications() as argon2:
+        assert_the_401(wrong_password(client, key, ip="2001:db8::1"))  # its one try: spent
+        assert_the_429(right_password(client, key, ip="2001:db8::1"), retry_after=WINDOW)
+        assert_the_429(wrong_password(client, key, ip="2001:db8::2"), retry_after=WINDOW)
+    assert argon2.call_count == 1  # the same /64: one network, one try
+
+
+def test_someone_elses_failures_in_its_allowed_range_let_a_correct_password_through(
+    client, alice, make_key
+):
+    """An integration whose password was not verified lately is not locked out for the
+    window by someone else on its /24 hammering its identifier: one try, one Argon2."""
+    ranged = make_key(alice, name="Ranged", networks=("192.0.2.0/24",))
+    for _ in range(2):
+        wrong_password(client, ranged, ip="192.0.2.66")
+    assert_the_429(wrong_password(client, ranged, ip="192.0.2.66"), retry_after=WINDOW)
+
+    with argon2_verifications() as argon2:
+        assert right_password(client, ranged, ip="192.0.2.9").status_code == 200
+    assert argon2.call_count == 1
+    with argon2_verifications() as argon2:  # remembered from now on
+        for _ in range(3):
+            assert right_password(client, ranged, ip="192.0.2.9").status_code == 200
+    assert argon2.call_count == 0
+
+
+def test_the_one_try_comes_back_with_the_next_window(client, alice, make_key, clock):
+    ranged = make_key(alice, name="Ranged", networks=("192.0.2.0/24",))
+    for _ in range(2):
+        wrong_password(client, ranged, ip="192.0.2.66")
+    assert_the_401(wrong_password(client, ranged, ip="192.0.2.9"))  # a typo spends it
+    assert_the_429(right_password(client, ranged, ip="192.0.2.9"), retry_after=WINDOW)
+
+    clock.shift(WINDOW)
+    assert right_password(client, ranged, ip="192.0.2.9").status_code == 200
 
 
 def test_bad_passwords_from_ips_not_allowed_cannot_lock_a_key_out(client, key):

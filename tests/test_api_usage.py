@@ -180,9 +180,14 @@ def test_each_refusal_of_a_known_key_is_recorded_with_its_reason(
     call(client, RISKS, identifier, tokens.generate_password(identifier))
     use(client, key, "/api/v1/findings/")
 
-    event = AuditEvent.objects.filter(key=key[0], action=DENIED).order_by("seq").first()
-    assert event.actor_label == f"api:{identifier}"
-    assert event.actor_ip == "192.0.2.1"
+    events = AuditEvent.objects.filter(key=key[0], action=DENIED).order_by("seq")
+    # Only the last caller proved the password: the identifier alone names nobody.
+    assert [event.actor_label for event in events] == [
+        "unauthenticated caller",
+        "unauthenticated caller",
+        f"api:{identifier}",
+    ]
+    assert events[0].actor_ip == "192.0.2.1"
     assert refusals(key) == [
         {"reason": "ip_not_allowed", "path": RISKS, "count": 1},
         {"reason": "bad_password", "path": RISKS, "count": 1},
@@ -227,6 +232,7 @@ def test_a_flood_of_refusals_is_recorded_at_once_and_then_exactly_each_minute(cl
 
 
 def test_refusals_are_aggregated_per_reason(client, key):
+    use(client, key)  # proved first: every refusal below is the key's own (one actor)
     for _ in range(3):
         use(client, key, REMOTE_ADDR="192.0.2.1")
         use(client, key, "/api/v1/findings/")

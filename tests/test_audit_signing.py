@@ -15,6 +15,7 @@ import json
 import subprocess
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
@@ -354,6 +355,81 @@ def test_a_full_checkpoint_directory_does_not_fail_the_change(
     assert "audit checkpoint #1 could not be written" in caplog.text
     with pytest.raises(CommandError, match="Cannot write to AUDIT_CHECKPOINT_DIR"):
         call_command("audit_checkpoint", stdout=io.StringIO())
+
+
+# --- Security events are checkpointed at once --------------------------------------------------
+
+
+def revoke_through_the_page(alice, bob, login, key):
+    assert login(alice).post(f"/keys/{key.identifier}/revoke/", {}).status_code == 302
+
+
+def regenerate_through_the_page(alice, bob, login, key):
+    page = login(alice).post(f"/keys/{key.identifier}/regenerate/", {"overlap": "none"})
+    assert page.status_code == 200
+
+
+def make_bob_an_admin(alice, bob, login, key):
+    bob.groups.add(Group.objects.get(name="admin"))
+
+
+def set_bobs_password(alice, bob, login, key):
+    bob.set_password("a-new-portal-password")
+    bob.save()
+
+
+def deactivate_bob(alice, bob, login, key):
+    bob.is_active = False
+    bob.save()
+
+
+@pytest.mark.parametrize(
+    "security_event",
+    [
+        revoke_through_the_page,
+        regenerate_through_the_page,
+        make_bob_an_admin,
+        set_bobs_password,
+        deactivate_bob,
+    ],
+)
+def test_removing_a_security_event_just_after_it_happened_is_caught(
+    alice, bob, login, make_key, checkpoints, settings, django_capture_on_commit_callbacks,
+    security_event,
+):  # fmt: skip
+    settings.AUDIT_CHECKPOINT_EVERY_EVENTS = 1000
+    settings.AUDIT_CHECKPOINT_EVERY_SECONDS = 3600
+    key, _ = make_key(alice, name="Nightly export")
+    call_command("audit_checkpoint", stdout=io.StringIO())  # #1; the next quiet spell: an hour
+    with django_capture_on_commit_callbacks(execute=True):
+        security_event(alice, bob, login, key)
+    newest = AuditHead.objects.get().seq
+    assert newest > 1
+
+    # Someone with the database alone takes the event back: a whole, shorter chain is left.
+    db_admin.raw("DELETE FROM {table} WHERE seq > 1")
+    AuditHead.objects.filter(pk=1).update(seq=1, hash=AuditEvent.objects.get(seq=1).hash)
+    assert_hash_chain_alone_is_whole()
+
+    with pytest.raises(CommandError, match="BROKEN at seq 2: the newest events are missing"):
+        verify()
+
+
+def test_verify_audit_says_how_many_newest_events_no_checkpoint_covers_yet(
+    alice, make_key, checkpoints, settings
+):
+    settings.AUDIT_CHECKPOINT_EVERY_EVENTS = 1000
+    settings.AUDIT_CHECKPOINT_EVERY_SECONDS = 3600
+    make_key(alice, name="First")
+    call_command("audit_checkpoint", stdout=io.StringIO())
+    assert "covered by no checkpoint" not in verify()
+
+    make_key(alice, name="Second")
+    make_key(alice, name="Third")
+
+    output = verify()
+    assert output.splitlines()[0].startswith("OK: 3 events")
+    assert "the newest 2 event(s) are covered by no checkpoint yet" in output
 
 
 # --- Installations from before signing -------------------------------------------------------

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from keys import actions
 from keys.audit import chain as audit
+from keys.audit import signing
 from keys.models import AuditEvent, ChainVerification
 from tests import db_admin
 from tests.conftest import make_user
@@ -335,6 +336,56 @@ def test_the_history_page_records_no_verification_by_being_read(dave, login, pip
     assert not ChainVerification.objects.exists()
 
 
+@pytest.fixture
+def broken_and_checked(pipeline, reports):
+    """A chain edited at event 2, and the scheduled check that found it."""
+    db_admin.raw("UPDATE {table} SET actor_label = %s WHERE seq = 2", ["mallory"])
+    with pytest.raises(CommandError, match="BROKEN at seq 2"):
+        call_command("verify_audit", stdout=io.StringIO())
+    return ChainVerification.objects.get()
+
+
+def forge(**fields) -> None:
+    """A record of a check written straight into the database, as its writer alone could."""
+    row = {"by": "manage.py verify_audit", "intact": True, "events": 2, **fields}
+    ChainVerification.objects.bulk_create([ChainVerification(**row)])  # save() is skipped
+
+
+def test_a_forged_record_of_an_intact_chain_does_not_hide_a_broken_one(
+    dave, login, broken_and_checked
+):
+    forge(at=timezone.now())
+    page = login(dave).get(HISTORY).text
+
+    assert "intact" not in page
+    assert "is not signed with this portal's audit key" in page
+
+
+def test_a_genuine_signature_moved_onto_a_forged_record_does_not_verify(
+    dave, login, broken_and_checked
+):
+    forge(at=timezone.now(), signature=broken_and_checked.signature)
+    page = login(dave).get(HISTORY).text
+    assert "intact" not in page and "is not signed with this portal's audit key" in page
+
+
+def test_a_record_dated_in_the_future_is_passed_over(dave, login, broken_and_checked):
+    forge(at=timezone.now() + datetime.timedelta(days=1))
+    page = login(dave).get(HISTORY).text
+    assert "<strong>broken at event 2</strong>" in page and "intact" not in page
+    with pytest.raises(ValueError, match="in the future"):
+        ChainVerification(
+            at=timezone.now() + datetime.timedelta(minutes=1), by="x", intact=True, events=2
+        ).save()
+
+
+def test_each_check_signs_its_record(dave, login, pipeline):
+    login(dave).post("/audit/verify/")
+    (checked,) = ChainVerification.objects.all()
+    assert checked.signature.startswith(signing.signer().key_id + ":")
+    assert "intact, 1 events" in login(dave).get(HISTORY).text
+
+
 # --- the audit CSV says UTC ---------------------------------------------------------------------
 
 
@@ -415,12 +466,14 @@ def test_the_history_showing_a_verification_has_no_axe_violation(
     page.wait_for_load_state("load")
     assert "The chain is intact:" in page.content()
     check(page, "audit-verified", found)
-    ChainVerification.objects.create(
-        by="manage.py verify_audit",
-        intact=False,
-        events=AuditEvent.objects.count(),
-        broken_at=2,
-        reason="its content does not match its hash",
+    audit.keep_verification(  # as a check that found the chain broken records it
+        ChainVerification(
+            by="manage.py verify_audit",
+            intact=False,
+            events=AuditEvent.objects.count(),
+            broken_at=2,
+            reason="its content does not match its hash",
+        )
     )
     page.goto(live_server.url + HISTORY)
     check(page, "audit-verification-broken", found)

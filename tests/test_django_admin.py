@@ -50,6 +50,26 @@ def test_admin_sees_keys_in_the_django_admin_but_never_the_hash(carol, login, ke
     assert 'name="_save"' not in page.text
 
 
+@pytest.mark.parametrize("status", ["x", "ACTIVE", "%00"])
+def test_an_unknown_status_in_the_key_list_shows_every_key(carol, login, make_key, alice, status):
+    active = make_key(alice, name="Active")[0]
+    revoked = make_key(alice, name="Revoked")[0]
+    login(carol).post(f"/keys/{revoked.identifier}/revoke/", {"reason": "done"})
+
+    listing = login(carol).get(f"/admin/keys/apikey/?status={status}")
+
+    assert listing.status_code == 200
+    assert active.identifier in listing.text and revoked.identifier in listing.text
+
+
+def test_a_known_status_still_filters_the_key_list(carol, login, make_key, alice):
+    active = make_key(alice, name="Active")[0]
+    revoked = make_key(alice, name="Revoked")[0]
+    login(carol).post(f"/keys/{revoked.identifier}/revoke/", {"reason": "done"})
+    listing = login(carol).get("/admin/keys/apikey/?status=revoked")
+    assert revoked.identifier in listing.text and active.identifier not in listing.text
+
+
 def test_keys_cannot_be_added_changed_or_deleted_in_the_django_admin(carol, root, client, key):
     for person in (carol, root):
         client.force_login(person)

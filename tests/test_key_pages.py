@@ -209,6 +209,24 @@ def test_errors_stand_next_to_their_fields_and_nothing_is_created(alice, login, 
     assert not AuditEvent.objects.exists()
 
 
+@pytest.mark.parametrize("api_id", [str(2**63), str(2**64), "99999", "-1", "1.5", "risks"])
+def test_an_api_id_that_names_no_api_is_an_error_next_to_its_field(alice, login, today, api_id):
+    response = login(alice).post("/keys/add/", add_form_data(today, apis=[api_id]))
+    assert response.status_code == 200
+    assert "Select a valid choice." in " ".join(field_errors(response, "apis"))
+    assert not ApiKey.objects.exists()
+
+
+def test_an_api_id_past_the_integer_range_in_an_edit_is_an_error_too(alice, login, make_key, today):
+    key, _ = make_key(alice)
+    response = login(alice).post(
+        f"/keys/{key.identifier}/edit/", add_form_data(today, apis=[str(2**63)])
+    )
+    assert response.status_code == 200
+    assert field_errors(response, "apis")
+    assert list(key.apis.values_list("slug", flat=True)) == ["risks"]
+
+
 def test_a_failed_save_titles_the_page_error_and_sums_up_each_error_linked_to_its_field(
     alice, login, today
 ):

@@ -10,8 +10,9 @@ from django.core import mail
 from django.test import Client
 
 from keys import actions, tokens
+from keys.api import leak_queue, leaks
 from keys.models import ApiKey, AuditEvent
-from tests.api_calls import assert_the_401, call
+from tests.api_calls import argon2_verifications, assert_the_401, call
 from tests.leak_reports import LEAKS, Scanner, match
 
 RISKS = "/api/v1/risks/"
@@ -305,3 +306,80 @@ def test_a_previous_password_still_in_its_overlap_is_a_leak_of_the_key(
     response = scanner.post(client, [match(old_password, URL)])
     assert labels(response) == [(hashed(old_password), "true_positive")]
     assert revoked(key)
+
+
+# --- a long report is answered at once, and judged to the end after ---------------------------
+
+
+@pytest.fixture
+def judged_after():
+    """Waits, after the test, until the tokens left for after the answer are judged."""
+    yield leak_queue.wait
+    assert leak_queue.wait(60), "reported tokens still waiting to be judged"
+
+
+def wrong_passwords(key: ApiKey, count: int) -> list[str]:
+    """Well-formed passwords naming the key, each one Argon2 verification to rule out."""
+    return [tokens.generate_password(key.identifier) for _ in range(count)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_report_of_many_wrong_passwords_is_answered_after_a_few_argon2_checks(
+    alice, make_key, scanner, judged_after
+):
+    key, password = make_key(alice, name="Billing sync")
+    reported = [*wrong_passwords(key, 2 * leaks.VERIFICATIONS_IN_REQUEST), password]
+
+    response = scanner.post(Client(), [match(token, URL) for token in reported])
+
+    answered = labels(response)
+    assert len(answered) == leaks.VERIFICATIONS_IN_REQUEST  # the rest: judged after answering
+    assert answered == [(hashed(token), "false_positive") for token in reported[: len(answered)]]
+    assert hashed(password) not in dict(answered)
+    assert judged_after(60)
+    assert revoked(key)  # the leaked password, last in the report, revoked all the same
+    assert AuditEvent.objects.get(key=key, action="key_revoked").actor_label == "leak report"
+    [sent] = mail.outbox
+    assert sent.to == ["alice@example.com"] and password not in sent.body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_passwords_of_usable_keys_are_judged_before_answering(
+    alice, bob, make_key, scanner, judged_after
+):
+    old, _ = make_key(bob, name="Old")
+    actions.revoke_key(old, actor=bob)
+    live, password = make_key(alice, name="Live")
+    reported = [*wrong_passwords(old, leaks.VERIFICATIONS_IN_REQUEST + 5), password]
+
+    response = scanner.post(Client(), [match(token, URL) for token in reported])
+
+    assert (hashed(password), "true_positive") in labels(response)
+    assert revoked(live)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tokens_that_name_no_stored_key_cost_nothing_and_are_all_answered(
+    alice, make_key, scanner, judged_after
+):
+    _key, password = make_key(alice)
+    made_up = [tokens.generate_password(tokens.generate_identifier()) for _ in range(100)]
+    with argon2_verifications() as argon2:
+        response = scanner.post(Client(), [match(token) for token in [*made_up, password]])
+        assert judged_after(60)
+    assert len(labels(response)) == 101
+    assert argon2.call_count == 1
+
+
+def test_a_report_the_queue_has_no_room_for_is_refused_untouched(
+    client, alice, make_key, scanner, monkeypatch
+):
+    key, password = make_key(alice)
+    monkeypatch.setattr(leak_queue, "MAX_PENDING", 0)
+    reported = [password, *wrong_passwords(key, leaks.VERIFICATIONS_IN_REQUEST)]
+
+    response = scanner.post(client, [match(token) for token in reported])
+
+    assert_problem(response, 503)
+    assert response["Retry-After"] == "60"
+    assert not revoked(key)  # nothing judged: the scanner sends it again

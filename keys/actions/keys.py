@@ -6,6 +6,7 @@ these functions call them, so views, the admin and the shell obey the same rules
 """
 
 import datetime
+import math
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -211,6 +212,10 @@ REGENERATE_OVERLAPS = {
     "7 days": datetime.timedelta(days=7),
 }
 MAX_SELF_ROTATION_OVERLAP = datetime.timedelta(hours=24)
+# A key rotates itself at most once this often: automation that loops, or two holders of the
+# password taking it from each other, cannot churn through passwords (and the owner's mail).
+SELF_ROTATION_EVERY = datetime.timedelta(minutes=1)
+SELF_ROTATED_BY = "the key itself"
 MAX_RENEWAL_OVERLAP = datetime.timedelta(days=30)
 
 
@@ -220,6 +225,32 @@ def end_of_validity(key: ApiKey) -> datetime.datetime:
         key.expires_on + datetime.timedelta(days=1), datetime.time()
     )
     return timezone.make_aware(midnight)
+
+
+class RotatedTooSoon(Exception):
+    """The key rotated itself less than SELF_ROTATION_EVERY ago."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"The key rotated itself within a minute; retry in {retry_after} s.")
+        self.retry_after = retry_after
+
+
+def _self_rotation_wait(key: ApiKey, now: datetime.datetime) -> int:
+    """Seconds until the key may rotate itself again; 0 if it may now.
+
+    Read from the history (the audit_key_action_seq index: a key has few regenerations), so
+    every process and server sees the same last rotation."""
+    last = (
+        AuditEvent.objects.filter(
+            key=key, action=Action.PASSWORD_REGENERATED, details__by=SELF_ROTATED_BY
+        )
+        .order_by("-seq")
+        .values_list("at", flat=True)
+        .first()
+    )
+    if last is None or not now - SELF_ROTATION_EVERY < last <= now:
+        return 0  # (a last rotation in the future is a clock set back: not a reason to refuse)
+    return max(1, math.ceil((last + SELF_ROTATION_EVERY - now).total_seconds()))
 
 
 @sensitive_variables("password")
@@ -232,10 +263,15 @@ def regenerate_password(
     by_itself: bool = False,
 ) -> tuple[ApiKey, str]:
     """Give the key a new password (same identifier and settings); the old one keeps working
-    for `overlap` and then never again. Returns the key and the new password."""
+    for `overlap` and then never again. Returns the key and the new password.
+
+    by_itself: the key asked (POST /api/v1/self/rotate), at most once a minute
+    (RotatedTooSoon), and only if its owner allowed it (PermissionError)."""
     limit = MAX_SELF_ROTATION_OVERLAP if by_itself else max(REGENERATE_OVERLAPS.values())
     if not datetime.timedelta(0) <= overlap <= limit:
         raise ValidationError({"overlap": [f"The overlap can be at most {limit}."]})
+    if by_itself and (wait := _self_rotation_wait(key, timezone.now())):
+        raise RotatedTooSoon(wait)  # before paying for a hash; checked again under the lock
     password = tokens.generate_password(key.identifier)
     new_hash = tokens.hash_password(password)
     with transaction.atomic():
@@ -245,6 +281,8 @@ def regenerate_password(
         if by_itself and not key.may_rotate_itself:
             raise PermissionError("This key may not rotate itself.")
         now = timezone.now()
+        if by_itself and (wait := _self_rotation_wait(key, now)):
+            raise RotatedTooSoon(wait)  # another process rotated it meanwhile
         if overlap:
             key.previous_password_hash = key.password_hash
             key.previous_password_valid_until = min(now + overlap, end_of_validity(key))
@@ -263,7 +301,7 @@ def regenerate_password(
             details={
                 "overlap_seconds": int(overlap.total_seconds()),
                 "previous_password_valid_until": until.isoformat() if until else None,
-                "by": "the key itself" if by_itself else "owner",
+                "by": SELF_ROTATED_BY if by_itself else "owner",
             },
         )
     return key, password

@@ -19,7 +19,8 @@ own copy for a while, so a warm call makes no cache round trip at all. The cache
 decision: the key's status, allowlist and grants are read from the database on every request
 (one indexed query), so a revocation or an edit counts on the very next request everywhere.
 A remembered password also gets in while its network or identifier is throttled, so nobody
-else's failures can shut out an integration that works.
+else's failures can shut out an integration that works; one not remembered gets one try per
+window while only its identifier is locked (keys.lib.throttle).
 """
 
 import base64
@@ -78,6 +79,8 @@ NO_CREDENTIALS = "no_credentials"
 FREE_REFUSALS = {NO_CREDENTIALS, "malformed", "credentials_outside_header"}
 # Refused because the database holds a hash Argon2 cannot parse: not the caller's failure.
 STORED_HASH_UNUSABLE = "stored_hash_unusable"
+# Which of a key's passwords a caller proved (step 6).
+CURRENT, PREVIOUS = "current", "previous"
 
 WWW_AUTHENTICATE = 'Basic realm="Key Portal API", charset="UTF-8"'
 UNAUTHORIZED_DETAIL = "Valid API key credentials are required (HTTP Basic: Identifier:Password)."
@@ -150,6 +153,9 @@ class Caller:
     owner: str = ""  # the owner's user name
     api: str | None = None  # the catalogue API called (None for whoami, self-rotation)
     access: str | None = None  # how the key holds it: "read" or "write"
+    # Authenticated with the previous password, during the overlap after a regeneration: it
+    # still opens the key, but may not rotate it (keys.api.views.self_rotate).
+    previous_password: bool = False
 
 
 # --- the checks --------------------------------------------------------------------------
@@ -200,24 +206,32 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
     verified_name = _verified_cache_key(identifier, password)
     remembered = here.get(verified_name)
     retry_after = None  # unknown until the shared cache is read
+    one_try = False
     if remembered is None:
-        retry_after, remembered = _shared_state(ip, identifier, verified_name)
-        if retry_after and remembered is None:
+        retry_after, remembered, one_try = _shared_state(ip, identifier, verified_name)
+        if retry_after and remembered is None and not one_try:
             usage.record_throttled(identifier=identifier, ip=ip, path=path)
             raise Refusal(429, "throttled", retry_after=retry_after)
     # A caller whose password is remembered goes on while throttled, so that neither a
     # misbehaving neighbour on its network nor someone hammering its (public) identifier
-    # shuts it out; step 6 accepts it only from the cache, never with Argon2.
+    # shuts it out; step 6 accepts it only from the cache, never with Argon2. A caller
+    # whose network may take its one try this window (keys.lib.throttle) goes on too.
 
     # 3. identifier
     row = read_key(identifier)
     if row is None:
         raise Refusal(401, "unknown_identifier")
 
-    def record_refusal(reason: str, status: int = 401, **kwargs) -> Refusal:
-        """The refusal of this known key, recorded for its owner (never sent)."""
+    def record_refusal(reason: str, status: int = 401, *, proved=False, **kwargs) -> Refusal:
+        """The refusal of this known key, recorded for its owner (never sent); `proved`: the
+        caller proved it holds the password (else it may be anyone who read the identifier)."""
         usage.record_refusal(
-            identifier=identifier, reason=reason, ip=ip, path=path, key_id=row.key_id
+            identifier=identifier,
+            reason=reason,
+            ip=ip,
+            path=path,
+            key_id=row.key_id,
+            proved=proved,
         )
         return Refusal(status, reason, **kwargs)
 
@@ -231,41 +245,45 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
     if not row.owner_active:
         raise record_refusal("owner_inactive")
 
-    # 5. client IP in the allowlist
+    # 5. client IP in the allowlist. The password is not verified for an address that is not
+    # allowed (no Argon2 for it); only a verification remembered for the current password
+    # proves the caller, and only then does the key page offer to allow the address.
     if not _ip_allowed(ip, row.networks):
-        raise record_refusal("ip_not_allowed")
+        raise record_refusal("ip_not_allowed", proved=_remembered(remembered, row, now) == CURRENT)
 
     # 6. password (the current one, or the previous one while its overlap runs): remembered
     # for this revision of the key, else Argon2 (not while throttled)
     if retry_after is None and not _remembered(remembered, row, now):
         # this process remembers it for another revision: the shared cache decides
-        retry_after, remembered = _shared_state(ip, identifier, verified_name)
-    if _remembered(remembered, row, now):
+        retry_after, remembered, one_try = _shared_state(ip, identifier, verified_name)
+    if which := _remembered(remembered, row, now):
         if retry_after:
             _remember_longer(verified_name)  # an integration under attack stays in
-    elif retry_after:
+    elif retry_after and not (one_try and throttle.take_one_try(ip, identifier)):
         raise record_refusal("throttled", 429, retry_after=retry_after)
-    elif not _verify_password(password, row, verified_name, now, record_refusal):
+    elif not (which := _verify_password(password, row, verified_name, now, record_refusal)):
         # Counted per identifier only here, from an allowed IP: the identifier is public,
-        # so counting failures from anywhere would let anyone lock a key out.
+        # so counting failures from anywhere would let anyone lock a key out. A network that
+        # failed has no one try left in this window.
         throttle.count_failure(throttle.api_identifier(identifier))
+        throttle.take_one_try(ip, identifier)
         raise record_refusal("bad_password")
 
     # 7. API granted, for this method
     if isinstance(api, GatewayRequest):
         if api.path is None:
-            raise record_refusal("path_not_canonical", 403)
+            raise record_refusal("path_not_canonical", 403, proved=True)
         routed = api_for(route_table.table(row.routes_revision), api.host, api.path)
         if routed is None:
-            raise record_refusal("no_route", 403)
+            raise record_refusal("no_route", 403, proved=True)
         api = routed
     access = None
     if api != ANY_API:
         access = row.access(api)
         if access is None:
-            raise record_refusal("api_not_granted", 403)
+            raise record_refusal("api_not_granted", 403, proved=True)
         if not KeyGrant.allows(access, method):
-            raise record_refusal("method_not_granted", 403)
+            raise record_refusal("method_not_granted", 403, proved=True)
     return Caller(
         key_id=row.key_id,
         identifier=identifier,
@@ -277,6 +295,7 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
         owner=row.owner,
         api=None if api == ANY_API else api,
         access=access,
+        previous_password=which == PREVIOUS,
     )
 
 
@@ -355,15 +374,23 @@ def _ip_allowed(ip: str | None, networks: frozenset[str]) -> TypeGuard[str]:
 # --- the password and its verification cache ---------------------------------------------
 
 
-def _shared_state(ip: str | None, identifier: str, verified_name: str) -> tuple[int, object]:
-    """(seconds the caller is throttled for, the shared cache's verification of the password),
-    in one round trip; the verification is kept in this process too."""
+def _shared_state(ip: str | None, identifier: str, verified_name: str) -> tuple[int, object, bool]:
+    """(seconds the caller is throttled for, the shared cache's verification of the password,
+    whether its network may take its one try while throttled), in one round trip; the
+    verification is kept in this process too."""
     buckets = throttle.api_buckets(ip, identifier)
-    cached = cache_get_many([*throttle.cache_names(buckets), verified_name])
+    gate = throttle.api_one_try(ip, identifier)
+    gates = [gate.name] if gate else []
+    cached = cache_get_many([*throttle.cache_names(buckets), *gates, verified_name])
     remembered = cached.get(verified_name)
     if remembered is not None:
         here.set(verified_name, remembered, _remembered_here_seconds())
-    return throttle.retry_after(buckets, cached), remembered
+    retry_after = throttle.retry_after(buckets, cached)
+    return (
+        retry_after,
+        remembered,
+        bool(retry_after) and throttle.one_try_open(ip, identifier, cached),
+    )
 
 
 def _verified_cache_key(identifier: str, password: str) -> str:
@@ -381,18 +408,21 @@ def _verified_token(row: KeyRow, *, previous: bool = False) -> str:
     return f"{row.key_id}:{row.revision}:{row.password_hash[-12:]}"
 
 
-def _remembered(remembered: object, row: KeyRow, now: datetime.datetime) -> bool:
-    """True if the cache remembers the password as verified for the key's current revision.
+def _remembered(remembered: object, row: KeyRow, now: datetime.datetime) -> str | None:
+    """Which password the cache remembers as verified for the key's current revision:
+    CURRENT, PREVIOUS or None.
 
     A previous password counts only while its overlap runs: the end is the database's value
     read with this call, so no cache entry outlives it on any server."""
     if not isinstance(remembered, str):
-        return False
+        return None
     if constant_time_compare(remembered, _verified_token(row)):
-        return True
-    return row.previous_password_works(now) and constant_time_compare(
+        return CURRENT
+    if row.previous_password_works(now) and constant_time_compare(
         remembered, _verified_token(row, previous=True)
-    )
+    ):
+        return PREVIOUS
+    return None
 
 
 def _remembered_here_seconds() -> int:
@@ -428,23 +458,23 @@ def _verification_slots() -> threading.BoundedSemaphore:
 @sensitive_variables("password")
 def _verify_password(
     password: str, row: KeyRow, cache_key: str, now: datetime.datetime, record_refusal
-) -> bool:
-    """True if Argon2 verifies password against the key's hash (or, during an overlap, its
-    previous hash); then it is remembered under cache_key. At most
-    KEYS_MAX_CONCURRENT_VERIFICATIONS run at once in a process."""
+) -> str | None:
+    """CURRENT if Argon2 verifies password against the key's hash, PREVIOUS if against its
+    previous hash during an overlap, else None; a verified one is remembered under
+    cache_key. At most KEYS_MAX_CONCURRENT_VERIFICATIONS run at once in a process."""
     slots = _verification_slots()
     if not slots.acquire(timeout=VERIFICATION_WAIT_SECONDS):
         raise Refusal(503, "busy", retry_after=1)
-    token = None
+    token = which = None
     try:
         if _matches(row.password_hash, password, row, record_refusal):
             if tokens.needs_rehash(row.password_hash):
                 row = _upgrade_hash(row, password)
-            token = _verified_token(row)
+            token, which = _verified_token(row), CURRENT
         elif row.previous_password_works(now) and _matches(
             row.previous_password_hash, password, row, record_refusal
         ):
-            token = _verified_token(row, previous=True)
+            token, which = _verified_token(row, previous=True), PREVIOUS
     finally:
         slots.release()
     if token is not None:
@@ -453,7 +483,7 @@ def _verify_password(
             cache.set(cache_key, token, settings.KEYS_VERIFICATION_CACHE_SECONDS)
         except Exception:
             logger.warning("Verification cache unavailable", exc_info=True)
-    return token is not None
+    return which
 
 
 @sensitive_variables("password")

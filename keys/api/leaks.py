@@ -18,6 +18,12 @@ Each token is judged on its own:
 
 The answer is GitHub's feedback format, with `token_hash` (SHA-256 of the token) rather than
 `token_raw`, so that no response but the one that created it ever carries a password.
+
+Only VERIFICATIONS_IN_REQUEST tokens that need an Argon2 verification (a password naming a
+stored key) are judged before answering, those of usable keys first; the rest are judged
+after the answer, by this process's leak_queue thread, and left out of the answer (GitHub's
+feedback is optional). So a report of thousands of wrong passwords is answered at once
+instead of after a minute of Argon2; a report for which the queue has no room gets 503.
 """
 
 import base64
@@ -40,6 +46,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
 from keys import actions, tokens
+from keys.api import leak_queue
 from keys.api.problems import problem
 from keys.lib.client_ip import client_ip
 from keys.models import ApiKey
@@ -51,18 +58,22 @@ KEY_IDENTIFIER_HEADER = "HTTP_GITHUB_PUBLIC_KEY_IDENTIFIER"
 # A P-256 DER signature is at most 72 bytes (96 in base64); GitHub's key ids are 64 hex digits.
 MAX_HEADER_LENGTH = 200
 # GitHub batches matches into one request; 256 KiB holds thousands of them. Each new-layout
-# password of an existing key costs one Argon2 verification (~3 ms), and only a signed report
+# password of an existing key costs one Argon2 verification (~10 ms), and only a signed report
 # gets that far.
 MAX_REPORT_BYTES = 256 * 1024
+# Argon2 verifications a report may cost before it is answered (~0.2 s); the rest come after.
+VERIFICATIONS_IN_REQUEST = 20
 ACTOR_LABEL = "leak report"
 REASON_MAX_LENGTH = ApiKey._meta.get_field("revoke_reason").max_length
 
 TRUE_POSITIVE = "true_positive"
 FALSE_POSITIVE = "false_positive"
 UNSIGNED_DETAIL = "A report must carry a valid signature of a configured public key."
+BUSY_DETAIL = "Busy judging earlier reports; send this one again later."
 
 
 @csrf_exempt
+@sensitive_variables("body", "matches", "labels", "candidates", "now", "later", "jobs", "token")
 def report(request: HttpRequest) -> HttpResponse:
     """Check the signature, then judge every reported token and answer the label of each."""
     if request.method != "POST":
@@ -87,11 +98,17 @@ def report(request: HttpRequest) -> HttpResponse:
             400, 'The body must be a JSON list of {"token", "type", "url", "source"} strings.'
         )
     ip = client_ip(request)
-    labels = {}
-    for match in matches:
-        token = match["token"]
-        if token not in labels:  # a token found in several places is judged once
-            labels[token] = _judge(token, _printable(match.get("url", "")), ip)
+    labels: dict[str, bool] = {}
+    candidates = _candidates(matches)
+    for token in {match["token"] for match in matches} - candidates.keys():
+        labels[token] = False  # names no stored key: nothing to verify
+    now, later = _split(list(candidates.items()))
+    jobs = [(token, key.pk, url, ip) for token, (key, url) in later]
+    if not leak_queue.later(_judge_later, jobs):
+        logger.error("Leak report refused: too many tokens wait to be judged already")
+        return problem(503, BUSY_DETAIL, headers={"Retry-After": "60"})
+    for token, (key, url) in now:
+        labels[token] = _judge(token, key, url, ip)
     answer = [
         {
             "token_hash": hashlib.sha256(match["token"].encode()).hexdigest(),
@@ -99,11 +116,13 @@ def report(request: HttpRequest) -> HttpResponse:
             "label": TRUE_POSITIVE if labels[match["token"]] else FALSE_POSITIVE,
         }
         for match in matches
+        if match["token"] in labels  # judged after answering: left out
     ]
     logger.info(
-        "Leak report: %d tokens, %d true positives",
-        len(answer),
+        "Leak report: %d tokens, %d true positives, %d judged after answering",
+        len(matches),
         sum(1 for item in answer if item["label"] == TRUE_POSITIVE),
+        len(later),
     )
     response = JsonResponse(answer, safe=False)
     response["Cache-Control"] = "no-store"
@@ -176,15 +195,44 @@ def _parse(body: bytes) -> list[dict[str, str]] | None:
     return matches
 
 
+@sensitive_variables("matches")
+def _candidates(matches: list[dict[str, str]]) -> dict[str, tuple[ApiKey, str]]:
+    """{token: (the stored key it names, the url it was found at)} for every reported token
+    worth an Argon2 verification, in one query. Anything but a new-layout password naming a
+    stored key is none (a token found in several places counts once, at its first url)."""
+    named = {}
+    for match in matches:
+        identifier = tokens.identifier_of(match["token"])  # None: not a new-layout password
+        if identifier is not None and match["token"] not in named:
+            named[match["token"]] = (identifier, _printable(match.get("url", "")))
+    keys = ApiKey.objects.select_related("owner").in_bulk(
+        {identifier for identifier, _url in named.values()}, field_name="identifier"
+    )
+    return {
+        token: (keys[identifier], url)
+        for token, (identifier, url) in named.items()
+        if identifier in keys
+    }
+
+
+def _split(candidates: list) -> tuple[list, list]:
+    """(judged before answering, judged after): VERIFICATIONS_IN_REQUEST of them now, those of
+    usable keys first (their revocation is what matters), in the report's order otherwise."""
+    ordered = sorted(candidates, key=lambda item: item[1][0].status() != ApiKey.Status.ACTIVE)
+    return ordered[:VERIFICATIONS_IN_REQUEST], ordered[VERIFICATIONS_IN_REQUEST:]
+
+
 @sensitive_variables("token")
-def _judge(token: str, url: str, ip: str | None) -> bool:
-    """True if token is a key's password; a usable key is revoked and its owner mailed."""
-    identifier = tokens.identifier_of(token)  # None for anything but a new-layout password
-    if identifier is None:
-        return False
-    key = ApiKey.objects.select_related("owner").filter(identifier=identifier).first()
-    if key is None:
-        return False
+def _judge_later(token: str, key_id: int, url: str, ip: str | None) -> None:
+    """Judge a token after its report was answered, against the key as it is by then."""
+    key = ApiKey.objects.select_related("owner").filter(pk=key_id).first()
+    if key is not None:
+        _judge(token, key, url, ip)
+
+
+@sensitive_variables("token")
+def _judge(token: str, key: ApiKey, url: str, ip: str | None) -> bool:
+    """True if token is the key's password; a usable key is revoked and its owner mailed."""
     # The current password, or the previous one while its overlap after a regeneration runs:
     # either still opens the key, so either leaked is a leak of the key.
     try:

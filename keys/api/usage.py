@@ -14,6 +14,8 @@ transaction at most once a second (KEYS_USAGE_FLUSH_SECONDS): per-day counts, th
 - refusals of a known key are exact: the first of a (key, reason) is recorded within a
   second, later ones are counted and recorded when their minute ends, with their count
   (USE_DENIED events), so a flood costs the history at most one event a minute per process.
+  A refusal names the key as its actor (`api:<identifier>`) only if the caller proved the
+  password; the identifier is public, so anyone else is an "unauthenticated caller".
 
 In gunicorn a background thread of each worker flushes every KEYS_USAGE_FLUSH_SECONDS, and
 the worker flushes once more when it exits. Without the thread (tests, the shell), each
@@ -47,6 +49,8 @@ DAY_CLOSE_EVERY_SECONDS = 60
 # distinct (key, address) pairs between two flushes, further new addresses are not tracked
 # (their calls are still counted).
 MAX_ADDRESSES = 10_000
+# The history's actor for a refused caller that did not prove the key's password.
+UNAUTHENTICATED = "unauthenticated caller"
 
 
 @dataclasses.dataclass
@@ -65,20 +69,23 @@ class _Buffer:
     def __init__(self) -> None:
         self.uses: dict[tuple[int, datetime.date], int] = {}
         self.last_use: dict[int, tuple[datetime.datetime, str]] = {}
-        # (key, address, refused as not allowed) -> [calls, first, last]
+        # (key, address, refused as not allowed) -> [calls, first, last, password proved]
         self.callers: dict[tuple[int, str, bool], list] = {}
         self.api_uses: dict[tuple[int, str], datetime.datetime] = {}
-        self.refusals: dict[tuple[str, str], _Refusals] = {}
+        # (identifier, reason, password proved) -> its window
+        self.refusals: dict[tuple[str, str, bool], _Refusals] = {}
 
-    def count_caller(self, key_id: int, ip: str | None, refused: bool, at) -> None:
+    def count_caller(
+        self, key_id: int, ip: str | None, refused: bool, at, proved: bool = True
+    ) -> None:
         if ip is None:
             return
         name = (key_id, ip, refused)
         if name in self.callers:
             seen = self.callers[name]
-            seen[0], seen[2] = seen[0] + 1, at
+            seen[0], seen[2], seen[3] = seen[0] + 1, at, seen[3] or proved
         elif len(self.callers) < MAX_ADDRESSES:
-            self.callers[name] = [1, at, at]
+            self.callers[name] = [1, at, at, proved]
 
     def merge_back(self, taken: "_Buffer") -> None:
         """Put counts whose flush failed back, in front of what came since."""
@@ -86,9 +93,9 @@ class _Buffer:
             self.uses[day] = self.uses.get(day, 0) + uses
         for key_id, last in taken.last_use.items():
             self.last_use.setdefault(key_id, last)
-        for caller, (calls, first, seen_last) in taken.callers.items():
-            seen = self.callers.setdefault(caller, [0, first, seen_last])
-            seen[0], seen[1] = seen[0] + calls, first
+        for caller, (calls, first, seen_last, proved) in taken.callers.items():
+            seen = self.callers.setdefault(caller, [0, first, seen_last, proved])
+            seen[0], seen[1], seen[3] = seen[0] + calls, first, seen[3] or proved
         for api_use, at in taken.api_uses.items():
             self.api_uses.setdefault(api_use, at)
 
@@ -122,16 +129,23 @@ def record_use(
     _after_recording()
 
 
-def record_refusal(*, identifier: str, reason: str, ip: str | None, path: str, key_id: int) -> None:
-    """Count why a call with a known key was refused; recorded exactly, aggregated a minute."""
+def record_refusal(
+    *, identifier: str, reason: str, ip: str | None, path: str, key_id: int, proved: bool = False
+) -> None:
+    """Count why a call with a known key was refused; recorded exactly, aggregated a minute.
+
+    proved: the caller proved it holds the key's password. Only then is it the key calling,
+    and only then does the key page offer to allow a refused address with one click.
+    """
+    name = (identifier, reason, proved)
     with _lock:
-        entry = _buffer.refusals.get((identifier, reason))
+        entry = _buffer.refusals.get(name)
         if entry is None:
-            entry = _buffer.refusals[(identifier, reason)] = _Refusals(key_id, since=_now())
+            entry = _buffer.refusals[name] = _Refusals(key_id, since=_now())
         entry.count += 1
         entry.ip, entry.path = ip, path
-        if reason == "ip_not_allowed":  # the key page offers to allow it
-            _buffer.count_caller(key_id, ip, True, timezone.now())
+        if reason == "ip_not_allowed":  # listed on the key page
+            _buffer.count_caller(key_id, ip, True, timezone.now(), proved)
     _after_recording()
 
 
@@ -157,7 +171,7 @@ def count_repeat(identifier: str, reason: str) -> bool:
     Lets a caller skip looking the identifier up again (a throttled flood).
     """
     with _lock:
-        entry = _buffer.refusals.get((identifier, reason))
+        entry = _buffer.refusals.get((identifier, reason, False))
         if entry is None:
             return False
         entry.count += 1
@@ -196,13 +210,13 @@ def flush() -> None:
         logger.warning("Could not store key use yet; kept for the next flush", exc_info=True)
         with _lock:
             _buffer.merge_back(taken)
-            for (identifier, reason), entry in due:
-                current = _buffer.refusals.setdefault((identifier, reason), entry)
+            for name, entry in due:
+                current = _buffer.refusals.setdefault(name, entry)
                 if current is not entry:
                     current.count += entry.count
 
 
-def _due_refusals(now: float) -> list[tuple[tuple[str, str], _Refusals]]:
+def _due_refusals(now: float) -> list[tuple[tuple[str, str, bool], _Refusals]]:
     """Take the refusals to record now: a window's first, and the rest when it ends."""
     due = []
     for name, entry in list(_buffer.refusals.items()):
@@ -230,21 +244,21 @@ def _store(taken: _Buffer, due: list, now: datetime.datetime) -> None:
         {name[0] for name in taken.callers} | {entry.key_id for _name, entry in due}
     )
     events = []  # for the history, appended together under one lock of its head
-    for (key_id, ip, refused), (calls, first, last) in taken.callers.items():
-        if key_id in keys and _seen(keys[key_id], ip, refused, calls, first, last):
+    for (key_id, ip, refused), (calls, first, last, proved) in taken.callers.items():
+        if key_id in keys and _seen(keys[key_id], ip, refused, calls, first, last, proved):
             events.append(_first_call(keys[key_id], ip, first))
     apis = dict(Api.objects.values_list("slug", "pk"))
     for (key_id, slug), at in taken.api_uses.items():
         if slug in apis:
             _api_used(key_id, apis[slug], at)
-    for (identifier, reason), entry in due:
+    for (identifier, reason, proved), entry in due:
         if entry.key_id not in keys:
             continue  # keys are never deleted, but a test database is
         events.append(
             dict(
                 action=AuditEvent.Action.USE_DENIED,
                 key=keys[entry.key_id],
-                actor_label=f"api:{identifier}",
+                actor_label=f"api:{identifier}" if proved else UNAUTHENTICATED,
                 ip=entry.ip,
                 details={"reason": reason, "path": entry.path, "count": entry.count},
             )
@@ -276,18 +290,30 @@ def _add_uses(key_id: int, day: datetime.date, uses: int) -> None:
         rows.update(uses=F("uses") + uses)
 
 
-def _seen(key: ApiKey, ip: str, refused: bool, calls: int, first, last) -> bool:
-    """Count the caller's address; True if it is a first successful call from it."""
+def _seen(key: ApiKey, ip: str, refused: bool, calls: int, first, last, proved: bool) -> bool:
+    """Count the caller's address; True if it is a first successful call from it.
+
+    An address stays proved once a caller from it proved the password (an unproved caller
+    later cannot take that back, nor can one make an address proved)."""
     known = KeyCaller.objects.filter(key=key, ip=ip, refused=refused)
-    if known.update(calls=F("calls") + calls, last_seen=last):
+    changes = {"calls": F("calls") + calls, "last_seen": last}
+    if proved:
+        changes["password_proved"] = True
+    if known.update(**changes):
         return False
     try:
         with transaction.atomic():
             KeyCaller.objects.create(
-                key=key, ip=ip, refused=refused, calls=calls, first_seen=first, last_seen=last
+                key=key,
+                ip=ip,
+                refused=refused,
+                calls=calls,
+                first_seen=first,
+                last_seen=last,
+                password_proved=proved,
             )
     except IntegrityError:  # another process saw it first, and recorded it
-        known.update(calls=F("calls") + calls, last_seen=last)
+        known.update(**changes)
         return False
     return not refused  # refusals are in the history as USE_DENIED events already
 

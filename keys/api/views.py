@@ -7,10 +7,14 @@ takes its catalogue row, its data here and its two routes in keys/urls.py.
 
 import datetime
 import json
+import logging
 from functools import wraps
 
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
@@ -19,6 +23,8 @@ from keys.api import check, usage
 from keys.api.demo_data import DEMO_DATA
 from keys.api.problems import problem
 from keys.models import ApiKey
+
+logger = logging.getLogger(__name__)
 
 ANY_API = check.ANY_API
 ALLOWED_METHODS = ("GET", "HEAD")
@@ -74,17 +80,16 @@ def self_rotate(request: HttpRequest, caller: check.Caller) -> HttpResponse:
 
     Body (optional): {"overlap_seconds": N}, how long the current password keeps working,
     0 to 86400 (24 hours); default 3600. Only for keys whose owner ticked "This key may
-    rotate itself".
+    rotate itself", only with the key's current password (403 with the previous one: after
+    the owner regenerated a leaked password, the leaked one must not take the key back), at
+    most once a minute (429 with Retry-After). The owner is mailed each time.
     """
     if not caller.may_rotate_itself:
-        usage.record_refusal(
-            identifier=caller.identifier,
-            reason="rotation_not_allowed",
-            ip=caller.ip,
-            path=request.path_info[:200],
-            key_id=caller.key_id,
-        )
+        _refuse_rotation(request, caller, "rotation_not_allowed")
         return problem(403, "This key may not rotate itself; its owner can allow it.")
+    if caller.previous_password:
+        _refuse_rotation(request, caller, "rotation_by_previous_password")
+        return problem(403, "Only the key's current password may rotate it, not its previous one.")
     try:
         body = json.loads(request.body or b"{}")
         seconds = body.get("overlap_seconds", DEFAULT_SELF_ROTATION_OVERLAP)
@@ -103,8 +108,18 @@ def self_rotate(request: HttpRequest, caller: check.Caller) -> HttpResponse:
             ip=caller.ip,
             by_itself=True,
         )
+    except actions.RotatedTooSoon as too_soon:
+        # 429, not 403: a rate limit, which retrying clients already honour through
+        # Retry-After; automation that crashed mid-rotation recovers by retrying then.
+        _refuse_rotation(request, caller, "rotation_too_soon")
+        return problem(
+            429,
+            "This key rotated itself less than a minute ago; retry later.",
+            headers={"Retry-After": str(too_soon.retry_after)},
+        )
     except (ValidationError, PermissionError):  # revoked or changed since the check above
         return problem(409, "The key changed meanwhile; retry.")
+    mail_self_rotation(key, caller.ip)
     until = key.previous_password_valid_until
     return JsonResponse(
         {
@@ -113,6 +128,43 @@ def self_rotate(request: HttpRequest, caller: check.Caller) -> HttpResponse:
             "previous_password_valid_until": until.isoformat() if until else None,
         }
     )
+
+
+def _refuse_rotation(request: HttpRequest, caller: check.Caller, reason: str) -> None:
+    """Record why the key's rotation was refused, for its page (the caller proved a password)."""
+    usage.record_refusal(
+        identifier=caller.identifier,
+        reason=reason,
+        ip=caller.ip,
+        path=request.path_info[:200],
+        key_id=caller.key_id,
+        proved=True,
+    )
+
+
+def mail_self_rotation(key: ApiKey, ip: str | None) -> None:
+    """Tell the owner their key rotated itself (never the password): if their automation did
+    not, someone holding the password did, and only the owner can take the key back. The
+    rotation stands whether or not the mail goes out."""
+    if not key.owner.email:
+        return
+    try:
+        send_mail(
+            subject=f"Your API key “{key.name}” rotated its password",
+            message=render_to_string(
+                "keys/self_rotated.txt",
+                {
+                    "key": key,
+                    "ip": ip,
+                    "at": timezone.now(),
+                    "key_url": actions.portal_url("keys:detail", key),
+                },
+            ),
+            from_email=None,
+            recipient_list=[key.owner.email],
+        )
+    except Exception:
+        logger.exception("Could not mail the owner of self-rotated key %s", key.identifier)
 
 
 def demo_list(api: str):

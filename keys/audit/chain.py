@@ -5,7 +5,10 @@ deleting or reordering any row breaks every hash after it. Anyone with database 
 re-compute those hashes, so each hash is also signed with an Ed25519 key the database does not
 hold (keys.signing): a re-hashed event no longer matches its signature. Removing the newest
 events leaves a valid shorter chain; signed checkpoints of the head, written outside the
-database (the log and AUDIT_CHECKPOINT_DIR), show that.
+database (the log and AUDIT_CHECKPOINT_DIR), show that. A checkpoint is written every
+AUDIT_CHECKPOINT_EVERY_EVENTS events, after a quiet spell, and at once after a security event
+(AuditEvent.SECURITY_ACTIONS: revocations, role and password changes), so those are never
+among the newest events a removal could take unseen.
 """
 
 import datetime
@@ -57,6 +60,8 @@ __all__ = [
     "hash_fields",
     "hashed_fields",
     "installation_proofs",
+    "keep_verification",
+    "last_verification",
     "read_checkpoints",
     "record",
     "record_many",
@@ -105,7 +110,8 @@ def record_many(entries: list[dict]) -> list[AuditEvent]:
             event.save()
             prev_hash = event.hash
             events.append(event)
-        _advance(head, events[-1])
+        urgent = any(event.action in AuditEvent.SECURITY_ACTIONS for event in events)
+        _advance(head, events[-1], checkpoint_now=urgent)
         return events
 
 
@@ -156,12 +162,13 @@ def _seal(event: AuditEvent, prev_hash: str) -> None:
     event.signature = signing.signer().sign(signing.EVENT, event.hash)
 
 
-def _advance(head: AuditHead, newest: AuditEvent) -> None:
-    """Move the head onto the newest event; a checkpoint follows the commit when one is due."""
+def _advance(head: AuditHead, newest: AuditEvent, *, checkpoint_now: bool = False) -> None:
+    """Move the head onto the newest event; a checkpoint follows the commit when one is due,
+    or whenever `checkpoint_now`."""
     before = head.seq
     head.seq, head.hash = newest.seq, newest.hash
     head.save(update_fields=["seq", "hash"])
-    if checkpoint_due(before, head.seq):
+    if checkpoint_now or checkpoint_due(before, head.seq):
         # After the commit only: a checkpoint of a rolled-back event would later look like
         # a truncated history.
         transaction.on_commit(functools.partial(checkpoint_quietly, head.seq, head.hash))
@@ -213,6 +220,7 @@ class Proofs:
         self.sealed_up_to = max(self.checkpoints, default=0)
         self.signed_by: Counter[str] = Counter()  # events proven, per key id
         self.unsigned = 0  # events proven by a checkpoint alone
+        self.newest: int | None = None  # the newest event verified (verify_chain)
 
     def summary(self) -> str:
         keys = ", ".join(f"key {kid} ({n})" for kid, n in sorted(self.signed_by.items()))
@@ -223,7 +231,18 @@ class Proofs:
             parts.append(f"{len(self.checkpoints)} checkpoint(s), newest #{self.sealed_up_to}")
         else:
             parts.append("no checkpoints given: a removal of the newest events goes unseen")
+        if uncovered := self.uncovered():
+            parts.append(
+                f"the newest {uncovered} event(s) are covered by no checkpoint yet: "
+                "their removal would go unseen"
+            )
         return "; ".join(parts)
+
+    def uncovered(self) -> int:
+        """How many of the newest events verified no checkpoint covers (0 if not known)."""
+        if self.newest is None:
+            return 0
+        return max(0, self.newest - self.sealed_up_to)
 
     def check(self, seq: int, event_hash: str, signature: str) -> str | None:
         """Why an event whose hash re-computes is still not proven; None if it is."""
@@ -298,6 +317,7 @@ def verify_chain(
             last_seq = event.seq
     finally:
         rows.close()  # a caller that stops at the first break leaves no open cursor behind
+    proofs.newest = last_seq
     if head.seq != last_seq or head.hash != prev_hash:
         yield Break(last_seq + 1, f"the chain head says #{head.seq}; events up to it are missing")
     elif missing := proofs.missing_after(last_seq):
@@ -315,7 +335,8 @@ def verify_chain(
 def check_chain(proofs: Proofs | None = None, *, by: str) -> ChainVerification:
     """Verify the whole chain up to its first break and keep the result for the history page.
 
-    The record is outside the chain (ChainVerification), so checking appends no event.
+    The record is outside the chain (ChainVerification), so checking appends no event; it is
+    signed like an event, so that a row written into the database by hand is not believed.
     """
     breaks = verify_chain(proofs)
     try:
@@ -330,9 +351,49 @@ def check_chain(proofs: Proofs | None = None, *, by: str) -> ChainVerification:
         broken_at=first.seq if first else None,
         reason=first.reason[:500] if first else "",
     )
+    return keep_verification(checked)
+
+
+def keep_verification(checked: ChainVerification) -> ChainVerification:
+    """Sign the record of a check and store it (a failure to store is logged, not raised)."""
+    checked.signature = signing.signer().sign(signing.VERIFICATION, _verification_payload(checked))
     try:
         with transaction.atomic():
             checked.save()
     except DatabaseError:  # e.g. a read-only database role: the check still counts
         logger.warning("The chain check's result could not be recorded", exc_info=True)
     return checked
+
+
+def last_verification() -> tuple[ChainVerification | None, bool]:
+    """The newest recorded chain check, and whether a check of this installation wrote it.
+
+    A record dated in the future is passed over (it would otherwise stay the newest); one
+    without a valid signature by the installation's audit key is returned as untrusted, so
+    the page can say so instead of repeating what it claims.
+    """
+    row = ChainVerification.objects.filter(at__lte=timezone.now()).first()
+    if row is None:
+        return None, False
+    signer = signing.signer()
+    reason = signing.verify(
+        {signer.key_id: signer.public_key},
+        signing.VERIFICATION,
+        _verification_payload(row),
+        row.signature,
+    )
+    return row, reason is None
+
+
+def _verification_payload(checked: ChainVerification) -> str:
+    """What a check's signature covers: every field of its record."""
+    return to_json(
+        {
+            "at": format_at(checked.at),
+            "by": checked.by,
+            "intact": checked.intact,
+            "events": checked.events,
+            "broken_at": checked.broken_at,
+            "reason": checked.reason,
+        }
+    )

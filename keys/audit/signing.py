@@ -24,6 +24,7 @@ from django.dispatch import receiver
 
 EVENT = b"key-portal audit event\n"
 CHECKPOINT = b"key-portal audit checkpoint\n"
+VERIFICATION = b"key-portal chain verification\n"
 
 PublicKeys = dict[str, Ed25519PublicKey]
 

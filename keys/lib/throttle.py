@@ -16,6 +16,13 @@ failure; once the bucket holds its limit, whatever it covers is refused until th
 closes, before any password hashing. Its `:since` entry says when the window opened, so the
 wait announced (Retry-After, "Try again in N minutes") is exact.
 
+One try per window: while only an identifier is locked (by wrong passwords from allowed
+addresses, perhaps someone else's in the same allowed range), a client network that has not
+failed for that identifier in the window may still try one password (one Argon2): a correct
+one gets in, and is remembered from then on. So someone else's failures cannot lock out an
+integration whose password was not verified recently; at worst the lock costs one Argon2 per
+allowed client network per window.
+
 An unavailable cache throttles nothing (logged): the password is still checked, and refusing
 everyone while Redis is down would be worse than going unthrottled for that time.
 """
@@ -29,7 +36,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from keys.lib.cache_counters import cache_count, cache_delete_many, cache_get_many
+from keys.lib.cache_counters import cache_add, cache_count, cache_delete_many, cache_get_many
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,32 @@ def api_identifier(identifier: str) -> Bucket:
 
 def api_buckets(ip: str | None, identifier: str) -> list[Bucket]:
     return [bucket for bucket in (api_network(ip), api_identifier(identifier)) if bucket]
+
+
+def api_one_try(ip: str | None, identifier: str) -> Bucket | None:
+    """The gate of this client network's one try at the identifier's password in a window
+    (see the module's docstring); set by that try, or by any failure from the network."""
+    if (net := network(ip)) is None:
+        return None
+    return Bucket(f"kp:one-try:{identifier}:{net}", 1, settings.KEYS_THROTTLE_WINDOW_SECONDS)
+
+
+def one_try_open(ip: str | None, identifier: str, values: dict) -> bool:
+    """True if only the identifier is locked and this client network's try is not taken.
+
+    `values` holds the entries of cache_names(api_buckets(...)) and the gate's name."""
+    gate, net = api_one_try(ip, identifier), api_network(ip)
+    if gate is None or net is None or gate.name in values:
+        return False
+    return values.get(net.name, 0) < net.limit and bool(
+        retry_after([api_identifier(identifier)], values)
+    )
+
+
+def take_one_try(ip: str | None, identifier: str) -> bool:
+    """Close this client network's gate for the window; True if it was open until now."""
+    gate = api_one_try(ip, identifier)
+    return gate is not None and cache_add(gate.name, gate.window)
 
 
 def login_account(username: str) -> Bucket:

@@ -184,6 +184,19 @@ class AuditEvent(models.Model):
         LOGIN_SUCCEEDED = "login_succeeded", "Logged in"
         LOGIN_FAILED = "login_failed", "Log-in failed"
 
+    # What an attacker with database access would most like to erase: a checkpoint follows
+    # each of these at once (keys.audit.chain), so deleting one from the end shows.
+    SECURITY_ACTIONS = frozenset(
+        {
+            Action.KEY_REVOKED,
+            Action.OWNER_DEACTIVATED,
+            Action.PASSWORD_REGENERATED,
+            Action.USER_CHANGED,  # (de)activation, admin flags, e-mail address
+            Action.ROLES_CHANGED,
+            Action.PASSWORD_SET,
+        }
+    )
+
     class Outcome(models.TextChoices):
         """Whether a call with a key went through: denied ones are USE_DENIED events."""
 
@@ -299,6 +312,14 @@ class ChainVerification(models.Model):
         null=True, blank=True, editable=False, help_text="The first broken sequence number."
     )
     reason = models.CharField(max_length=500, blank=True, editable=False)
+    signature = models.CharField(
+        max_length=128,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="'<key id>:<base64 Ed25519 signature>' of the other fields, by the audit "
+        "signing key: the history page trusts no record of a check without it.",
+    )
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -306,3 +327,9 @@ class ChainVerification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {'intact' if self.intact else 'broken'}"
+
+    def save(self, *args, **kwargs) -> None:
+        # A check is recorded when it ran: a record from the future would stay the newest.
+        if self.at > timezone.now():
+            raise ValueError("A chain check cannot be recorded in the future.")
+        super().save(*args, **kwargs)

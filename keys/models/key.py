@@ -42,6 +42,9 @@ REFUSAL_REASONS = {
     "path_not_canonical": "Called a path with dot or empty segments or escapes (gateway check).",
     "throttled": "Too many failed attempts: refused for a while.",
     "rotation_not_allowed": "Tried to rotate itself without being allowed to.",
+    "rotation_by_previous_password": "Tried to rotate itself with its previous password: "
+    "only the current password may.",
+    "rotation_too_soon": "Tried to rotate itself again within a minute of its last rotation.",
     "stored_hash_unusable": "The stored password hash is damaged: contact the administrators.",
 }
 UNUSED_AFTER = datetime.timedelta(days=90)

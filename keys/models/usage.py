@@ -40,6 +40,12 @@ class KeyCaller(models.Model):
     key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="callers")
     ip = models.GenericIPAddressField()
     refused = models.BooleanField(default=False, help_text="Refused: not in the allowlist.")
+    password_proved = models.BooleanField(
+        default=False,
+        help_text="A caller from this address proved the key's current password. Only then "
+        "does the key page offer to allow a refused address with one click: the identifier "
+        "is public, so anyone can be refused from an address of their choosing.",
+    )
     calls = models.PositiveBigIntegerField(default=0)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
