@@ -13,10 +13,13 @@ pytest_plugins = ["tests.servers"]
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    from keys.api import routes, usage
     from keys.lib.cache_counters import fallback, here
 
     for store in (cache, fallback, here):
         store.clear()
+    usage.forget()  # counts of a previous test's keys, whose ids this test's keys reuse
+    routes.forget()
     yield
     for store in (cache, fallback, here):
         store.clear()

@@ -400,3 +400,11 @@ def _flush_at_exit() -> None:
             flush()
         except Exception:
             logger.exception("Key use flush at exit failed")
+
+
+def forget() -> None:
+    """Drop what this process counted and has not stored yet (tests, whose every database
+    starts empty, so a key id counted in one may name another key in the next)."""
+    global _buffer
+    with _lock:
+        _buffer = _Buffer()
