@@ -19,8 +19,8 @@ from keys.forms import KeyForm, RegenerateForm, RenewForm, RevokeForm
 from keys.lib.client_ip import client_ip
 from keys.lib.networks import display_network, widened
 from keys.models import Api, ApiKey, AuditEvent, KeyUsageDay
+from keys.permissions import MANAGE_OWN_KEYS
 
-MANAGE_OWN_KEYS = "keys.manage_own_keys"
 logger = logging.getLogger(__name__)
 # Each action writes its change and its audit event in one transaction; when the database
 # refuses either, nothing was changed and the person is told so on the form.
