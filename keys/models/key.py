@@ -606,8 +606,18 @@ class ApiKey(models.Model):
     @property
     def previous_password_works(self) -> bool:
         """After a regeneration: the old password still works (its overlap is running)."""
-        until = self.previous_password_valid_until
-        return bool(self.previous_password_hash) and until is not None and timezone.now() < until
+        return previous_password_works_at(
+            self.previous_password_hash, self.previous_password_valid_until, timezone.now()
+        )
+
+
+def previous_password_works_at(
+    previous_password_hash: str,
+    valid_until: datetime.datetime | None,
+    at: datetime.datetime,
+) -> bool:
+    """After a regeneration the old password works until its overlap ends (`valid_until`)."""
+    return bool(previous_password_hash) and valid_until is not None and at < valid_until
 
 
 def key_status(revoked_at, expires_on: datetime.date, at=None, *, revoke_at=None) -> str:
