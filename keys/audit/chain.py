@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 from collections import Counter
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Mapping
 from typing import cast
 
 from django.conf import settings
@@ -54,6 +54,7 @@ __all__ = [
     "append_batch",
     "canonical_json",
     "chain_hash",
+    "changes",
     "check_chain",
     "count_and_head",
     "format_at",
@@ -71,6 +72,16 @@ __all__ = [
 ]
 
 logger = logging.getLogger("keys.audit")
+
+
+def changes(before: Mapping, after: Mapping) -> dict:
+    """{field: {"before": …, "after": …}} for each field of `after` whose value differs in
+    `before`: what an edit event (of a key, a catalogue entry, a person) records."""
+    return {
+        field: {"before": before[field], "after": value}
+        for field, value in after.items()
+        if before[field] != value
+    }
 
 
 def record(
