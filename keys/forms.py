@@ -246,11 +246,6 @@ class KeyForm(forms.Form):
         """The checked values, named as keys.actions.create_key and edit_key take them."""
         return {**self.validated, "may_rotate_itself": self.cleaned_data["may_rotate_itself"]}
 
-    def add_model_errors(self, error: ValidationError) -> None:
-        """Place errors raised by the model or an action next to the fields they concern."""
-        for field, messages in error.message_dict.items():
-            self.add_error(None if field == "__all__" else field, messages)
-
 
 class RevokeForm(forms.Form):
     reason = forms.CharField(
