@@ -121,7 +121,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    """Read-only: events are appended by keys.audit.record() and never changed."""
+    """Read-only: events are appended by keys.audit.chain.record() and never changed."""
 
     list_display = ["seq", "at", "action", "actor_label", "key_identifier", "owner"]
     list_filter = ["action"]

@@ -51,7 +51,7 @@ class AllowedIpsField(forms.Field):
     def to_python(self, value):
         return [entry.strip() for entry in (value or []) if entry and entry.strip()]
 
-    # Every allowlist rule is the model's (keys.models.allowlist), checked in KeyForm.clean.
+    # Every allowlist rule is the model's (keys.validators.allowlist), checked in KeyForm.clean.
 
 
 class ApiCheckboxes(forms.CheckboxSelectMultiple):

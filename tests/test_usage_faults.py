@@ -1,4 +1,4 @@
-"""Nothing counted is lost when Redis or PostgreSQL falters (keys.usage).
+"""Nothing counted is lost when Redis or PostgreSQL falters (keys.api.usage).
 
 Real gunicorn servers (two workers each, the background flusher on) with a real redis-server
 as their cache, on their own database. Every call that got 200 must end up in the per-day

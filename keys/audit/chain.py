@@ -3,7 +3,7 @@
 Each event's hash is SHA-256(previous hash ‖ canonical JSON of the event), so editing,
 deleting or reordering any row breaks every hash after it. Anyone with database access could
 re-compute those hashes, so each hash is also signed with an Ed25519 key the database does not
-hold (keys.signing): a re-hashed event no longer matches its signature. Removing the newest
+hold (keys.audit.signing): a re-hashed event no longer matches its signature. Removing the newest
 events leaves a valid shorter chain; signed checkpoints of the head, written outside the
 database (the log and AUDIT_CHECKPOINT_DIR), show that. A checkpoint is written every
 AUDIT_CHECKPOINT_EVERY_EVENTS events, after a quiet spell, and at once after a security event
