@@ -21,9 +21,8 @@ from keys.audit import chain as audit
 from keys.audit import signing
 from keys.models import AuditEvent, ChainVerification
 from tests import db_admin
-from tests.conftest import make_user
+from tests.browser import check, log_in
 from tests.leak_reports import match
-from tests.test_accessibility import browser, check, log_in, world  # noqa: F401 (fixtures)
 
 HISTORY = "/audit/"
 INVENTORY = "/all-keys/inventory.csv"
@@ -97,11 +96,9 @@ def test_the_user_filter_takes_part_of_a_name_in_any_case(dave, carol, login, pi
     assert _seqs(client.get(HISTORY, {"user": "o"})) == [3, 2]  # bob and carol
 
 
-def test_a_user_filter_matching_too_many_people_asks_for_more_letters(
-    dave, login, django_user_model
-):
+def test_a_user_filter_matching_too_many_people_asks_for_more_letters(dave, login, make_user):
     for number in range(101):
-        make_user(django_user_model, f"tester{number:03}", "staff")
+        make_user(f"tester{number:03}", "staff")
     response = login(dave).get(HISTORY, {"user": "tester"})
     assert response.status_code == 400
     assert response.context["form"].errors["user"] == [
@@ -453,11 +450,7 @@ def test_the_leak_mail_names_the_apis(client, alice, make_key, scanner):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_the_history_showing_a_verification_has_no_axe_violation(
-    browser,  # noqa: F811 (the fixture imported above)
-    live_server,
-    world,  # noqa: F811
-):
+def test_the_history_showing_a_verification_has_no_axe_violation(browser, live_server, world):
     found: dict[str, list[str]] = {}
     page = browser.new_context().new_page()
     log_in(page, live_server.url, "dave")
