@@ -103,6 +103,18 @@ def make_key(db):
 
 
 @pytest.fixture
+def pipeline(alice, make_key):
+    """Alice's key "Pipeline" (Risks and Key risk indicators): event 1 of the history."""
+    return make_key(alice, name="Pipeline", apis=("risks", "kris"))[0]
+
+
+@pytest.fixture
+def reports(bob, make_key):
+    """Bob's key "Reports": event 2 of the history (after `pipeline`)."""
+    return make_key(bob, name="Reports")[0]
+
+
+@pytest.fixture
 def today() -> datetime.date:
     return local_date()
 

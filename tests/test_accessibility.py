@@ -14,7 +14,15 @@ from playwright.sync_api import expect
 
 from keys import actions
 from keys.audit import chain as audit
-from keys.models import Api, ApiKey, AuditHead, latest_expiry_for, local_date
+from keys.models import (
+    Api,
+    ApiKey,
+    AuditEvent,
+    AuditHead,
+    ChainVerification,
+    latest_expiry_for,
+    local_date,
+)
 from tests.browser import check, console_errors, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -420,3 +428,27 @@ def test_a_warning_comes_before_the_idle_log_out_and_staying_signed_in_works(
     page.goto(live_server.url + "/keys/")
     assert page.url.endswith("/keys/")
     page.context.close()
+
+
+def test_the_history_showing_a_verification_has_no_axe_violation(browser, live_server, world):
+    found: dict[str, list[str]] = {}
+    page = browser.new_context().new_page()
+    log_in(page, live_server.url, "dave")
+    assert page.url == live_server.url + "/audit/"
+    page.get_by_role("button", name="Verify now").click()
+    page.wait_for_load_state("load")
+    assert "The chain is intact:" in page.content()
+    check(page, "audit-verified", found)
+    audit.keep_verification(  # as a check that found the chain broken records it
+        ChainVerification(
+            by="manage.py verify_audit",
+            intact=False,
+            events=AuditEvent.objects.count(),
+            broken_at=2,
+            reason="its content does not match its hash",
+        )
+    )
+    page.goto(live_server.url + "/audit/")
+    check(page, "audit-verification-broken", found)
+    page.context.close()
+    assert found == {"audit-verified": [], "audit-verification-broken": []}

@@ -56,6 +56,20 @@ def test_log_in_with_name_and_password_opens_the_api_keys(alice, client):
     assert b"API Keys" in response.content
 
 
+def test_home_takes_an_auditor_to_the_audit_history(dave, login):
+    assert login(dave).get("/").url == "/audit/"
+
+
+@pytest.mark.parametrize("persona", ["alice", "carol"])
+def test_home_keeps_staff_and_admins_on_their_api_keys(persona, request, login):
+    assert login(request.getfixturevalue(persona)).get("/").url == "/keys/"
+
+
+def test_an_auditor_who_logs_in_lands_on_the_audit_history(dave, client):
+    response = client.post("/login/", {"username": "dave", "password": "dave-portal-pw"})
+    assert response.url == "/audit/"
+
+
 def test_header_shows_the_users_name_with_view_profile_and_log_out(alice, login):
     html = login(alice).get("/keys/").content.decode()
     assert "<summary>alice</summary>" in html
@@ -522,6 +536,23 @@ def test_auditor_sees_a_key_but_not_its_edit_or_revoke_buttons(alice, dave, logi
     html = login(dave).get(f"/keys/{key.identifier}/").content.decode()
     assert key.identifier in html
     assert ">Edit</a>" not in html and ">Revoke</a>" not in html
+
+
+NEXT = " \N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK} "
+
+
+def test_an_admin_on_someone_elses_key_sees_all_keys_and_the_owner_in_the_breadcrumbs(
+    carol, alice, login, pipeline
+):
+    client = login(carol)
+    crumbs = (
+        f'<p class="breadcrumb"><a href="/all-keys/">All keys</a>{NEXT}'
+        f'<a href="/all-keys/?owner=alice">alice</a>{NEXT}'
+    )
+    assert crumbs + "Pipeline</p>" in client.get(f"/keys/{pipeline.identifier}/").text
+    assert crumbs in client.get(f"/keys/{pipeline.identifier}/revoke/").text
+    own = login(alice).get(f"/keys/{pipeline.identifier}/").text
+    assert f'<p class="breadcrumb"><a href="/keys/">API Keys</a>{NEXT}Pipeline</p>' in own
 
 
 # --- edit ------------------------------------------------------------------------------------
