@@ -56,7 +56,7 @@ control_socket_disable = True
 
 
 def worker_exit(server, worker):
-    """Store the key use this worker counted since its last flush (keys.usage)."""
+    """Store the key use this worker counted since its last flush (keys.api.usage)."""
     from keys.api import usage
 
     usage.flush()

@@ -11,6 +11,7 @@ from keys import actions
 from keys.forms import RevokeForm
 from keys.lib.client_ip import client_ip
 from keys.models import Api, ApiKey, ApiRoute, AuditEvent
+from keys.permissions import REVOKE_ANY_KEY
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -67,7 +68,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return False  # keys are revoked, never deleted
 
     def has_revoke_permission(self, request):
-        return request.user.has_perm("keys.revoke_any_key")
+        return request.user.has_perm(REVOKE_ANY_KEY)
 
     @admin.display(description="status")
     def status(self, key: ApiKey) -> str:
@@ -120,7 +121,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    """Read-only: events are appended by keys.audit.record() and never changed."""
+    """Read-only: events are appended by keys.audit.chain.record() and never changed."""
 
     list_display = ["seq", "at", "action", "actor_label", "key_identifier", "owner"]
     list_filter = ["action"]

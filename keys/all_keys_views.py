@@ -12,11 +12,12 @@ from keys import inventory_csv
 from keys.filters import AllKeysFilterForm
 from keys.lib.paging import filter_query
 from keys.models import ApiKey
+from keys.permissions import VIEW_ALL_KEYS
 
 
 @require_GET
 @login_required
-@permission_required("keys.view_all_keys", raise_exception=True)
+@permission_required(VIEW_ALL_KEYS, raise_exception=True)
 def all_keys(request: HttpRequest) -> HttpResponse:
     form = AllKeysFilterForm(request.GET)
     page = count = None
@@ -37,7 +38,7 @@ def all_keys(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 @login_required
-@permission_required("keys.view_all_keys", raise_exception=True)
+@permission_required(VIEW_ALL_KEYS, raise_exception=True)
 def inventory(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """Stream every key the All keys filters match, one CSV row each, for access reviews."""
     form = AllKeysFilterForm(request.GET)

@@ -51,7 +51,7 @@ class AllowedIpsField(forms.Field):
     def to_python(self, value):
         return [entry.strip() for entry in (value or []) if entry and entry.strip()]
 
-    # Every allowlist rule is the model's (keys.models.allowlist), checked in KeyForm.clean.
+    # Every allowlist rule is the model's (keys.validators.allowlist), checked in KeyForm.clean.
 
 
 class ApiCheckboxes(forms.CheckboxSelectMultiple):
@@ -245,11 +245,6 @@ class KeyForm(forms.Form):
     def key_fields(self) -> dict:
         """The checked values, named as keys.actions.create_key and edit_key take them."""
         return {**self.validated, "may_rotate_itself": self.cleaned_data["may_rotate_itself"]}
-
-    def add_model_errors(self, error: ValidationError) -> None:
-        """Place errors raised by the model or an action next to the fields they concern."""
-        for field, messages in error.message_dict.items():
-            self.add_error(None if field == "__all__" else field, messages)
 
 
 class RevokeForm(forms.Form):

@@ -1,7 +1,7 @@
 """The key inventory for access reviews: one CSV row per key, as All keys filters them.
 
 Times are UTC (the headers say so); the expiration date is the key's last valid day in
-TIME_ZONE. Cells are spreadsheet-safe as in the audit export (keys.audit_csv.neutralise).
+TIME_ZONE. Cells are spreadsheet-safe as in the audit export (keys.lib.csv_safety.neutralise).
 No hash of any kind leaves through it.
 """
 

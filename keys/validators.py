@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from keys.lib.networks import unmapped_network
+
 MAX_ALLOWED_IPS = 50
 
 
@@ -45,9 +47,7 @@ def normalise_network(text: str) -> str:
             code="host_bits",
             params={"value": value, "network": network},
         )
-    if network.version == 6 and network.network_address.ipv4_mapped and network.prefixlen >= 96:
-        mapped = network.network_address.ipv4_mapped
-        network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+    network = unmapped_network(network)
     widest = settings.KEYS_MIN_PREFIX_V4 if network.version == 4 else settings.KEYS_MIN_PREFIX_V6
     if network.prefixlen < widest:
         # An allowlist restricts: a range this wide (0.0.0.0/0 at the extreme) would let a

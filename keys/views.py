@@ -2,6 +2,9 @@
 
 import datetime
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import wraps
 
 from django.contrib import messages
@@ -19,13 +22,46 @@ from keys.forms import KeyForm, RegenerateForm, RenewForm, RevokeForm
 from keys.lib.client_ip import client_ip
 from keys.lib.networks import display_network, widened
 from keys.models import Api, ApiKey, AuditEvent, KeyUsageDay
+from keys.permissions import MANAGE_OWN_KEYS
 
-MANAGE_OWN_KEYS = "keys.manage_own_keys"
 logger = logging.getLogger(__name__)
 # Each action writes its change and its audit event in one transaction; when the database
 # refuses either, nothing was changed and the person is told so on the form.
 NOT_SAVED = "The key could not be saved; nothing was changed. Try again."
 NOT_REVOKED = "The key could not be revoked; nothing was changed. Try again."
+
+
+@dataclass
+class _Attempt:
+    saved: bool = False
+
+
+@contextmanager
+def _saving(
+    request: HttpRequest, form, failure: str, *args, not_saved: str = NOT_SAVED
+) -> Iterator[_Attempt]:
+    """Run one action in the block; `saved` is True if it went through. If it refused, say
+    why where the person looks: a ValidationError next to the fields it names (on `form`,
+    or as a message when there is none); a DatabaseError, logged as `failure % args`, as
+    `not_saved` (the action's transaction was rolled back)."""
+    attempt = _Attempt()
+    try:
+        yield attempt
+    except ValidationError as error:
+        if form is None:
+            messages.error(request, " ".join(error.messages))
+        else:
+            fields = getattr(error, "message_dict", {"__all__": error.messages})
+            for field, errors in fields.items():
+                form.add_error(field if field in form.fields else None, errors)
+    except DatabaseError:
+        logger.exception(failure, *args)
+        if form is None:
+            messages.error(request, not_saved)
+        else:
+            form.add_error(None, not_saved)
+    else:
+        attempt.saved = True
 
 
 def _visible_key(request: HttpRequest, identifier: str) -> ApiKey:
@@ -89,16 +125,13 @@ def key_add(request: HttpRequest) -> HttpResponse:
         current_ip=client_ip(request),
     )
     if request.method == "POST" and form.is_valid():
-        try:
+        with _saving(
+            request, form, "Creating a key failed; the transaction was rolled back."
+        ) as attempt:
             key, password = actions.create_key(
                 owner=request.user, ip=client_ip(request), **form.key_fields()
             )
-        except ValidationError as error:
-            form.add_model_errors(error)
-        except DatabaseError:
-            logger.exception("Creating a key failed; the transaction was rolled back.")
-            form.add_error(None, NOT_SAVED)
-        else:
+        if attempt.saved:
             # The one response that ever holds the password: rendered, never redirected to,
             # never stored (never_cache sends Cache-Control: no-store).
             return _show_password_once(request, key, password)
@@ -205,14 +238,11 @@ def key_edit(request: HttpRequest, identifier: str) -> HttpResponse:
         request.POST if request.method == "POST" else None, key=key, current_ip=client_ip(request)
     )
     if request.method == "POST" and form.is_valid():
-        try:
+        with _saving(
+            request, form, "Editing key %s failed; rolled back.", key.identifier
+        ) as attempt:
             actions.edit_key(key, actor=request.user, ip=client_ip(request), **form.key_fields())
-        except ValidationError as error:
-            form.add_model_errors(error)
-        except DatabaseError:
-            logger.exception("Editing key %s failed; rolled back.", key.identifier)
-            form.add_error(None, NOT_SAVED)
-        else:
+        if attempt.saved:
             messages.success(request, "The key was saved.")
             return redirect("keys:detail", identifier=key.identifier)
     return render(request, "keys/edit.html", {"form": form, "key": key, "section": "keys"})
@@ -232,19 +262,15 @@ def key_revoke(request: HttpRequest, identifier: str) -> HttpResponse:
         request.POST if request.method == "POST" else None, reason_required=reason_required
     )
     if request.method == "POST" and form.is_valid():
-        try:
+        failure = "Revoking key %s failed; rolled back."
+        with _saving(request, form, failure, key.identifier, not_saved=NOT_REVOKED) as attempt:
             actions.revoke_key(
                 key,
                 actor=request.user,
                 reason=form.cleaned_data["reason"],
                 ip=client_ip(request),
             )
-        except ValidationError as error:
-            form.add_error(None, error)
-        except DatabaseError:
-            logger.exception("Revoking key %s failed; rolled back.", key.identifier)
-            form.add_error(None, NOT_REVOKED)
-        else:
+        if attempt.saved:
             messages.success(request, f"The key “{key.name}” was revoked.")
             return redirect("keys:detail", identifier=key.identifier)
     return render(
@@ -272,16 +298,12 @@ def key_regenerate(request: HttpRequest, identifier: str) -> HttpResponse:
     key = _owner_may_change(request, identifier)
     form = RegenerateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        try:
+        failure = "Regenerating key %s failed; rolled back."
+        with _saving(request, form, failure, key.identifier) as attempt:
             key, password = actions.regenerate_password(
                 key, actor=request.user, overlap=form.overlap_delta(), ip=client_ip(request)
             )
-        except ValidationError as error:
-            form.add_error(None, error)
-        except DatabaseError:
-            logger.exception("Regenerating key %s failed; rolled back.", key.identifier)
-            form.add_error(None, NOT_SAVED)
-        else:
+        if attempt.saved:
             return _show_password_once(request, key, password, regenerated=True)
     return render(request, "keys/regenerate.html", {"key": key, "form": form, "section": "keys"})
 
@@ -299,7 +321,9 @@ def key_renew(request: HttpRequest, identifier: str) -> HttpResponse:
         return redirect("keys:detail", identifier=key.identifier)
     form = RenewForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        try:
+        with _saving(
+            request, form, "Renewing key %s failed; rolled back.", key.identifier
+        ) as attempt:
             new, password = actions.renew_key(
                 key,
                 actor=request.user,
@@ -307,15 +331,7 @@ def key_renew(request: HttpRequest, identifier: str) -> HttpResponse:
                 overlap=datetime.timedelta(days=form.cleaned_data["overlap_days"]),
                 ip=client_ip(request),
             )
-        except ValidationError as error:
-            for field, errors in getattr(
-                error, "message_dict", {"__all__": error.messages}
-            ).items():
-                form.add_error(field if field in form.fields else None, errors)
-        except DatabaseError:
-            logger.exception("Renewing key %s failed; rolled back.", key.identifier)
-            form.add_error(None, NOT_SAVED)
-        else:
+        if attempt.saved:
             return _show_password_once(request, new, password, renewed=key)
     return render(request, "keys/renew.html", {"key": key, "form": form, "section": "keys"})
 
@@ -330,7 +346,9 @@ def _narrow(change):
     @wraps(change)
     def view(request: HttpRequest, identifier: str) -> HttpResponse:
         key = _owner_may_change(request, identifier)
-        try:
+        with _saving(
+            request, None, "Editing key %s failed; rolled back.", key.identifier
+        ) as attempt:
             networks, apis, done = change(key, request)
             actions.edit_key(
                 key,
@@ -341,12 +359,7 @@ def _narrow(change):
                 apis=apis,
                 ip=client_ip(request),
             )
-        except ValidationError as error:
-            messages.error(request, " ".join(error.messages))
-        except DatabaseError:
-            logger.exception("Editing key %s failed; rolled back.", key.identifier)
-            messages.error(request, NOT_SAVED)
-        else:
+        if attempt.saved:
             messages.success(request, done)
         return redirect("keys:detail", identifier=key.identifier)
 

@@ -18,7 +18,7 @@ def login_buckets(request, username: str) -> list[throttle.Bucket]:
 
 
 class ThrottledModelBackend(ModelBackend):
-    """Django's ModelBackend behind keys.throttle, on every log-in path alike: the portal's
+    """Django's ModelBackend behind keys.lib.throttle, on every log-in path alike: the portal's
     /login/, the Django admin's /admin/login/ and anything else that calls authenticate().
 
     While the account or the client network is locked, the password is not checked at all:

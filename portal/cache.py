@@ -41,7 +41,7 @@ class RedisCache(django_redis.RedisCache):
     """
 
     def count_in_window(self, key, since_key, now: float, timeout: int) -> int:
-        """keys.cache_counters' failure count in one round trip (see _COUNT_IN_WINDOW)."""
+        """keys.lib.cache_counters' failure count in one round trip (see _COUNT_IN_WINDOW)."""
         client = self._cache.get_client(key, write=True)
         script = self.__dict__.get("_count_script")
         if script is None or script.registered_client is not client:

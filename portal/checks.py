@@ -16,6 +16,8 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from keys.lib.networks import unmapped_network
+
 # The widest trusted-proxy range: anything wider trusts a large part of the internet to say
 # who the client is.
 _WIDEST_PROXY_PREFIX = {4: 8, 6: 32}
@@ -42,10 +44,7 @@ def check_trusted_proxies(**kwargs: Any) -> list[checks.CheckMessage]:
                 )
             )
             continue
-        if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
-            network = ipaddress.ip_network(
-                f"{network.network_address.ipv4_mapped}/{max(network.prefixlen - 96, 0)}"
-            )
+        network = unmapped_network(network)
         if network.prefixlen < (widest := _WIDEST_PROXY_PREFIX[network.version]):
             errors.append(
                 checks.Error(

@@ -5,7 +5,7 @@ the checks need the database); portal pages get a short HTML page. Both carry Re
 so a load balancer or a client knows to come back. Other errors stay 500s.
 
 Two hooks, because the database can fail in two places: in a view (the middleware's
-process_exception sees it before keys.problems turns it into a 500), or in a middleware
+process_exception sees it before keys.api.problems turns it into a 500), or in a middleware
 such as the session's (only the 500 handler sees that one).
 """
 

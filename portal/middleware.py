@@ -25,7 +25,7 @@ class NoStoreWhenSignedInMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        # The API never reads the session (keys.problems): asking who is signed in would.
+        # The API never reads the session (keys.api.problems): asking who is signed in would.
         if not is_api_path(request) and request.user.is_authenticated:
             add_never_cache_headers(response)
             patch_vary_headers(response, ["Cookie"])

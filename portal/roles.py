@@ -7,21 +7,20 @@ ones reach it; an admin's own additions to a group in the Django admin are kept.
 
 from django.contrib.auth.management import create_permissions
 
+from keys.permissions import MANAGE_OWN_KEYS, REVOKE_ANY_KEY, VIEW_ALL_KEYS, VIEW_AUDIT
+
 STAFF = "staff"
 ADMIN = "admin"
 AUDITOR = "auditor"
 ROLES = (STAFF, ADMIN, AUDITOR)
 
-MANAGE_OWN_KEYS = "keys.manage_own_keys"
-VIEW_AUDIT = "keys.view_audit"
-
 ROLE_PERMISSIONS = {
     STAFF: [MANAGE_OWN_KEYS],
     ADMIN: [
         MANAGE_OWN_KEYS,
-        "keys.view_all_keys",
-        "keys.revoke_any_key",
-        "keys.view_audit",
+        VIEW_ALL_KEYS,
+        REVOKE_ANY_KEY,
+        VIEW_AUDIT,
         "keys.view_apikey",
         "keys.view_api",
         "keys.add_api",
@@ -36,7 +35,7 @@ ROLE_PERMISSIONS = {
         "portal.add_user",
         "portal.change_user",
     ],
-    AUDITOR: ["keys.view_all_keys", "keys.view_audit"],
+    AUDITOR: [VIEW_ALL_KEYS, VIEW_AUDIT],
 }
 
 

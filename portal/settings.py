@@ -251,7 +251,7 @@ KEYS_MAX_CONCURRENT_VERIFICATIONS = env_int("KEYS_MAX_CONCURRENT_VERIFICATIONS",
 # How long "this password verified for this key at revision R" stays in the cache.
 KEYS_VERIFICATION_CACHE_SECONDS = env_int("KEYS_VERIFICATION_CACHE_SECONDS", 300)
 
-# Key use is counted in each process and stored by a background thread this often (keys.usage).
+# Key use is counted in each process and stored by a background thread this often (keys.api.usage).
 KEYS_USAGE_FLUSH_SECONDS = env_int("KEYS_USAGE_FLUSH_SECONDS", 1)
 KEYS_USAGE_FLUSH_THREAD = env_bool("KEYS_USAGE_FLUSH_THREAD", True)
 # Refusals of a key are recorded at the first and then once per window, with their count.

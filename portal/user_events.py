@@ -65,11 +65,7 @@ def _record_change(sender, instance, created, raw=False, **kwargs):
         details = {field: getattr(instance, field) for field in WATCHED}
         _record(Action.USER_CREATED, instance, details)
         return
-    changes = {
-        field: {"before": before[field], "after": getattr(instance, field)}
-        for field in WATCHED
-        if before[field] != getattr(instance, field)
-    }
+    changes = chain.changes(before, {field: getattr(instance, field) for field in WATCHED})
     if changes:
         _record(Action.USER_CHANGED, instance, {"user": instance.get_username(), **changes})
     if before["password"] != instance.password:

@@ -8,7 +8,8 @@ from keys import actions
 from keys.models import Api, latest_expiry_for, local_date
 
 # Real redis-server for `redis` tests, the `postgres_only` marker: see tests/servers.py.
-pytest_plugins = ["tests.servers"]
+# Chromium, log-in and axe-core checks for `browser` tests: see tests/browser.py.
+pytest_plugins = ["tests.servers", "tests.browser"]
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +26,7 @@ def _clear_cache():
         store.clear()
 
 
-def make_user(django_user_model, username: str, role: str | None):
+def _persona(django_user_model, username: str, role: str | None):
     """A persona, written straight to the database like a fixture file would be.
 
     bulk_create sends no signals, so the personas' creation is not in the audit history:
@@ -46,25 +47,35 @@ def make_user(django_user_model, username: str, role: str | None):
 @pytest.fixture
 def alice(db, django_user_model):
     """Staff: manages her own keys."""
-    return make_user(django_user_model, "alice", "staff")
+    return _persona(django_user_model, "alice", "staff")
 
 
 @pytest.fixture
 def bob(db, django_user_model):
     """Other staff: must never reach Alice's keys."""
-    return make_user(django_user_model, "bob", "staff")
+    return _persona(django_user_model, "bob", "staff")
 
 
 @pytest.fixture
 def carol(db, django_user_model):
     """Admin."""
-    return make_user(django_user_model, "carol", "admin")
+    return _persona(django_user_model, "carol", "admin")
 
 
 @pytest.fixture
 def dave(db, django_user_model):
     """Auditor: reads everything, changes nothing."""
-    return make_user(django_user_model, "dave", "auditor")
+    return _persona(django_user_model, "dave", "auditor")
+
+
+@pytest.fixture
+def make_user(db, django_user_model):
+    """More people made like the personas: make_user("erin", "staff"), password erin-portal-pw."""
+
+    def _make_user(username: str, role: str | None = None):
+        return _persona(django_user_model, username, role)
+
+    return _make_user
 
 
 @pytest.fixture
@@ -92,6 +103,18 @@ def make_key(db):
         )
 
     return _make_key
+
+
+@pytest.fixture
+def pipeline(alice, make_key):
+    """Alice's key "Pipeline" (Risks and Key risk indicators): event 1 of the history."""
+    return make_key(alice, name="Pipeline", apis=("risks", "kris"))[0]
+
+
+@pytest.fixture
+def reports(bob, make_key):
+    """Bob's key "Reports": event 2 of the history (after `pipeline`)."""
+    return make_key(bob, name="Reports")[0]
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Real servers for the tests: redis-server, the PostgreSQL-only marker, subprocess helpers.
+"""Real servers for the tests: redis-server, the PostgreSQL-only marker, app servers.
 
 Tests marked `redis` run against a real redis-server that this plugin starts on a free
 loopback port in a temporary directory, with no persistence, and stops at the end. Without
@@ -6,6 +6,7 @@ redis-server they are skipped loudly; with CI=true a missing server fails them i
 Tests marked `postgres_only` run only in the PostgreSQL run (tests/with_postgres.py).
 """
 
+import base64
 import contextlib
 import os
 import shutil
@@ -355,3 +356,56 @@ class AppServer:
 
 def _group_alive(group: int) -> bool:
     return any(pgrp == group and state != "Z" for _, state, _, pgrp in _processes())
+
+
+# --- keys for app servers in subprocesses ------------------------------------------------
+
+# Run by `manage.py shell -c` in a server's database: alice and three keys ("first",
+# "second", "third", each with a "wrong …" twin), written to the file named, mode 600.
+KEYS_SETUP = """
+import json, pathlib
+from django.contrib.auth.models import Group
+from keys import actions, tokens
+from keys.models import Api, latest_expiry_for, local_date
+from portal.models import User
+alice = User.objects.create_user("alice", password="alice-shared-pw")
+alice.groups.add(Group.objects.get(name="staff"))
+keys = {}
+for name in ("first", "second", "third"):
+    key, password = actions.create_key(
+        owner=alice, name=name, expires_on=latest_expiry_for(local_date()),
+        networks=["127.0.0.1"], apis=list(Api.objects.filter(slug="risks")),
+    )
+    keys[name] = [key.identifier, password]
+    # Well-formed and naming the key, but not its password: each try costs Argon2.
+    keys["wrong " + name] = [key.identifier, tokens.generate_password(key.identifier)]
+path = pathlib.Path(%r)
+path.touch(mode=0o600)
+path.write_text(json.dumps(keys))
+"""
+
+
+class Keys:
+    """The keys KEYS_SETUP made, by name; assertions show names, never passwords."""
+
+    def __init__(self, credentials: dict[str, list[str]]):
+        self._credentials = credentials
+
+    def header(self, name: str) -> dict[str, str]:
+        identifier, password = self._credentials[name]
+        token = base64.b64encode(f"{identifier}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    def identifier(self, name: str) -> str:
+        return self._credentials[name][0]
+
+
+def call(server: AppServer, keys: Keys, name: str) -> int:
+    """Status of GET /api/v1/risks with the credentials `name`."""
+    return server.get("/api/v1/risks", **keys.header(name))[0]
+
+
+def gunicorn(env, directory, name, **overrides) -> AppServer:
+    """gunicorn serving the portal with `env` and `overrides`, logging to directory/name.log."""
+    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "portal.wsgi"]
+    return AppServer(command, {**env, **overrides}, directory / f"{name}.log").start()

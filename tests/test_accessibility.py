@@ -7,167 +7,156 @@ axe-core comes bundled in the axe-playwright-python package; screenshots of ever
 
 import datetime
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Group
+from playwright.sync_api import expect
 
 from keys import actions
 from keys.audit import chain as audit
-from keys.models import Api, ApiKey, AuditHead, latest_expiry_for, local_date
-from tests.test_journey_browser import ARTIFACTS, _browser, console_errors, expect
+from keys.models import (
+    Api,
+    ApiKey,
+    AuditEvent,
+    AuditHead,
+    ChainVerification,
+    latest_expiry_for,
+    local_date,
+)
+from tests.browser import check, console_errors, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+
+# --- every page state, one test each ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield from _browser()
+@dataclass(frozen=True)
+class State:
+    """A page state: who is signed in (None: nobody) and how to get there, a path or a
+    function(page, base, places). `places` fills a path's {names}: world's keys, today, and
+    with `crowded` more events and keys than a page shows, so the pagers are there too."""
+
+    name: str
+    persona: str | None
+    go: str | Callable
+    crowded: bool = False
 
 
-@pytest.fixture
-def world(django_user_model):
-    """Alice (staff) with an active, a revoked and an expired key; Carol (admin); Dave."""
-    people = {}
-    for name, role in (
-        ("alice", "staff"),
-        ("bob", "staff"),
-        ("carol", "admin"),
-        ("dave", "auditor"),
-    ):
-        user = django_user_model.objects.create_user(
-            username=name, password=f"{name}-portal-pw", first_name=name.title()
-        )
-        user.groups.add(Group.objects.get(name=role))
-        people[name] = user
-    apis = list(Api.objects.filter(slug__in=["risks", "kris"]))
-    today = local_date()
-
-    def key(name, **extra):
-        return actions.create_key(
-            owner=people["alice"],
-            name=name,
-            expires_on=extra.pop("expires_on", latest_expiry_for(today)),
-            networks=["127.0.0.1", "2001:db8::/48"],
-            apis=apis,
-            **extra,
-        )[0]
-
-    active = key("Nightly export")
-    revoked = key("Old pipeline")
-    actions.revoke_key(revoked, actor=people["carol"], reason="Leaked in a ticket")
-    three_days_ago = datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(days=3)
-    with time_machine.travel(three_days_ago, tick=False):
-        expired = key("Last year", expires_on=local_date() + datetime.timedelta(days=1))
-    return {"people": people, "active": active, "revoked": revoked, "expired": expired}
-
-
-def log_in(page, base, name):
+def _failed_log_in(page, base, places):
     page.goto(base + "/login/")
-    page.get_by_label("Username").fill(name)
-    page.get_by_label("Password").fill(f"{name}-portal-pw")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state("load")
-
-
-def axe_violations(page) -> list[str]:
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(
-        page,
-        options={"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]},
-    )
-    return [
-        f"{violation['id']}: {violation['help']} at "
-        + ", ".join(str(node["target"]) for node in violation["nodes"][:3])
-        for violation in results.response["violations"]
-    ]
-
-
-def sideways_scroll(page) -> int:
-    """How far the page itself scrolls sideways (a table may scroll inside its own region)."""
-    return page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-
-
-def check(page, state: str, found: dict, *, axe_at_320: bool = False) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.screenshot(path=str(ARTIFACTS / f"a11y-{state}-1280.png"), full_page=True)
-    violations = axe_violations(page)
-    page.set_viewport_size({"width": 320, "height": 700})
-    page.screenshot(path=str(ARTIFACTS / f"a11y-{state}-320.png"), full_page=True)
-    if axe_at_320:  # a layout that changes at 320 px (the admin's) can break contrast there
-        violations += [f"at 320 px {violation}" for violation in axe_violations(page)]
-    if overflow := sideways_scroll(page):
-        violations.append(f"at 320 px the page scrolls sideways by {overflow}")
-    page.set_viewport_size({"width": 1280, "height": 900})
-    found[state] = violations
-
-
-def test_every_page_state_has_no_axe_violation_and_fits_320_px(browser, live_server, world):
-    base = live_server.url
-    active, revoked, expired = world["active"], world["revoked"], world["expired"]
-    found: dict[str, list[str]] = {}
-    context = browser.new_context()
-    page = context.new_page()
-    errors = console_errors(page)
-
-    page.goto(base + "/login/")
-    check(page, "login", found)
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("wrong")
     page.get_by_role("button", name="Log in").click()
-    check(page, "login-failed", found)
 
-    log_in(page, base, "alice")
-    for state, path in [
-        ("profile", "/profile/"),
-        ("keys-full", "/keys/"),
-        ("add", "/keys/add/"),
-        ("detail-active", f"/keys/{active.identifier}/"),
-        ("detail-revoked", f"/keys/{revoked.identifier}/"),
-        ("detail-expired", f"/keys/{expired.identifier}/"),
-        ("edit", f"/keys/{active.identifier}/edit/"),
-        ("revoke-own", f"/keys/{active.identifier}/revoke/"),
-        ("regenerate", f"/keys/{active.identifier}/regenerate/"),
-        ("renew", f"/keys/{active.identifier}/renew/"),
-        ("forbidden-403", "/all-keys/"),
-        ("not-found-404", "/keys/ckid_nothing/"),
-    ]:
-        page.goto(base + path)
-        check(page, state, found)
 
+def _add_rows(page, base, places):
     page.goto(base + "/keys/add/")
     page.get_by_role("group", name="Allowed IPs").get_by_role("button", name="Add").click()
     page.get_by_role("group", name="Allowed IPs").get_by_label("Allowed IP 2").wait_for()
-    check(page, "add-rows", found)
+
+
+def _add_errors(page, base, places):
     page.goto(base + "/keys/add/")
     page.get_by_role("button", name="Save").first.click()
-    check(page, "add-errors", found)
 
-    page.goto(base + f"/keys/{active.identifier}/edit/")
+
+def _edit_errors(page, base, places):
+    page.goto(base + f"/keys/{places['active']}/edit/")
     page.get_by_label("Name").fill("")
     page.get_by_role("button", name="Save").first.click()
-    check(page, "edit-errors", found)
 
+
+def _created(page, base, places):
     page.goto(base + "/keys/add/")
     page.get_by_label("Name").fill("Accessible")
     page.get_by_role("group", name="Allowed IPs").get_by_label("Allowed IP 1").fill("127.0.0.1")
     page.get_by_role("group", name="APIs").get_by_label("Risks").check()
     page.get_by_role("button", name="Save").first.click()
-    check(page, "created", found)
-    page.goto(base + f"/keys/{active.identifier}/edit/")
-    page.get_by_role("button", name="Save").first.click()
-    check(page, "message", found)  # "The key was saved." on the key page
-    context.close()
 
-    # More events than a page holds, so the history has an older page to show.
+
+def _saved_message(page, base, places):  # "The key was saved." on the key page
+    page.goto(base + f"/keys/{places['active']}/edit/")
+    page.get_by_role("button", name="Save").first.click()
+
+
+def _verified(page, base, places):
+    page.goto(base + "/audit/")
+    page.get_by_role("button", name="Verify now").click()
+    page.wait_for_load_state("load")
+    assert "The chain is intact:" in page.content()
+
+
+def _verification_broken(page, base, places):
+    audit.keep_verification(  # as a check that found the chain broken records it
+        ChainVerification(
+            by="manage.py verify_audit",
+            intact=False,
+            events=AuditEvent.objects.count(),
+            broken_at=2,
+            reason="its content does not match its hash",
+        )
+    )
+    page.goto(base + "/audit/")
+
+
+STATES = [
+    State("login", None, "/login/"),
+    State("login-failed", None, _failed_log_in),
+    State("profile", "alice", "/profile/"),
+    State("keys-full", "alice", "/keys/"),
+    State("add", "alice", "/keys/add/"),
+    State("detail-active", "alice", "/keys/{active}/"),
+    State("detail-revoked", "alice", "/keys/{revoked}/"),
+    State("detail-expired", "alice", "/keys/{expired}/"),
+    State("edit", "alice", "/keys/{active}/edit/"),
+    State("revoke-own", "alice", "/keys/{active}/revoke/"),
+    State("regenerate", "alice", "/keys/{active}/regenerate/"),
+    State("renew", "alice", "/keys/{active}/renew/"),
+    State("forbidden-403", "alice", "/all-keys/"),
+    State("not-found-404", "alice", "/keys/ckid_nothing/"),
+    State("add-rows", "alice", _add_rows),
+    State("add-errors", "alice", _add_errors),
+    State("edit-errors", "alice", _edit_errors),
+    State("created", "alice", _created),
+    State("message", "alice", _saved_message),
+    State("keys-empty", "bob", "/keys/"),
+    State("all-keys", "carol", "/all-keys/", crowded=True),
+    State("all-keys-filtered", "carol", "/all-keys/?status=active&q=export"),
+    State("all-keys-bad-filter", "carol", "/all-keys/?status=nonsense&expiring_within=-1"),
+    State("all-keys-paged", "carol", "/all-keys/?before={fiftieth}", crowded=True),
+    State("revoke-with-reason", "carol", "/keys/{active}/revoke/"),
+    State("users", "carol", "/users/", crowded=True),
+    State("deactivate", "carol", "/users/bob/deactivate/"),
+    State("admin-detail", "carol", "/keys/{active}/"),
+    State("audit-history", "dave", "/audit/", crowded=True),
+    State("audit-filtered", "dave", "/audit/?action=key_created", crowded=True),
+    State("audit-bad-filter", "dave", "/audit/?date_from=1000-01-01"),
+    State("audit-paged", "dave", "/audit/?before={older}", crowded=True),
+    State("auditor-keys", "dave", "/keys/"),
+    State(
+        "audit-by-key-name-and-part-of-a-user",
+        "dave",
+        "/audit/?key=nightly%20export&user=LIC",
+        crowded=True,
+    ),
+    State(
+        "audit-last-7-days",
+        "dave",
+        "/audit/?date_from={week_ago}&date_to={today}",
+        crowded=True,
+    ),
+    State("audit-verified", "dave", _verified),
+    State("audit-verification-broken", "dave", _verification_broken),
+]
+
+
+def _crowd(world) -> dict[str, object]:
+    """More events than a history page holds and more keys (Carol's) than All keys shows on
+    a page; the places of their second pages."""
+    active = world["active"]
     audit.record_many(
         [
             dict(
@@ -180,7 +169,6 @@ def test_every_page_state_has_no_axe_violation_and_fits_320_px(browser, live_ser
         ]
     )
     head = AuditHead.objects.get(pk=1).seq
-    # And more keys than All keys shows on a page (Carol's own), for its second page.
     for n in range(51):
         actions.create_key(
             owner=world["people"]["carol"], name=f"Carol {n}",
@@ -188,89 +176,78 @@ def test_every_page_state_has_no_axe_violation_and_fits_320_px(browser, live_ser
             apis=list(Api.objects.filter(slug="risks")),
         )  # fmt: skip
     fiftieth = ApiKey.objects.order_by("-created_at", "-pk")[49].identifier
-    for person, states in {
-        "bob": [("keys-empty", "/keys/")],
-        "carol": [
-            ("all-keys", "/all-keys/"),
-            ("all-keys-filtered", "/all-keys/?status=active&q=export"),
-            ("all-keys-bad-filter", "/all-keys/?status=nonsense&expiring_within=-1"),
-            ("all-keys-paged", f"/all-keys/?before={fiftieth}"),
-            ("revoke-with-reason", f"/keys/{active.identifier}/revoke/"),
-            ("users", "/users/"),
-            ("deactivate", "/users/bob/deactivate/"),
-            ("admin-detail", f"/keys/{active.identifier}/"),
-        ],
-        "dave": [
-            ("audit-history", "/audit/"),
-            ("audit-filtered", "/audit/?action=key_created"),
-            ("audit-bad-filter", "/audit/?date_from=1000-01-01"),
-            ("audit-paged", f"/audit/?before={head - 49}"),
-            ("auditor-keys", "/keys/"),
-            ("audit-by-key-name-and-part-of-a-user", "/audit/?key=nightly%20export&user=LIC"),
-            (
-                "audit-last-7-days",
-                f"/audit/?date_from={local_date() - datetime.timedelta(days=6)}"
-                f"&date_to={local_date()}",
-            ),
-        ],
-    }.items():
-        context = browser.new_context()
-        page = context.new_page()
-        errors += console_errors(page)
-        log_in(page, base, person)
-        for state, path in states:
-            page.goto(base + path)
-            check(page, state, found)
-        context.close()
-
-    broken = {state: violations for state, violations in found.items() if violations}
-    counts = {state: len(violations) for state, violations in found.items()}
-    print("axe violations per page state:", counts)
-    assert broken == {}, "\n".join(f"{state}: {v}" for state, v in broken.items())
-    # The 403 and 404 states answer with those statuses on purpose; anything else is a fault.
-    assert [e for e in errors if "status of 403" not in e and "status of 404" not in e] == []
+    return {"fiftieth": fiftieth, "older": head - 49}
 
 
-def test_the_django_admin_pages_have_no_axe_violation_and_fit_320_px(browser, live_server, world):
-    carol, alice = world["people"]["carol"], world["people"]["alice"]
-    carol.is_staff = True  # as `adduser --role admin` does: the Django admin
-    carol.save()
-    found: dict[str, list[str]] = {}
-    page_errors: list[str] = []
-    page = browser.new_context().new_page()
+@pytest.mark.parametrize("state", STATES, ids=[state.name for state in STATES])
+def test_the_page_state_has_no_axe_violation_and_fits_320_px(state, browser, live_server, world):
+    base = live_server.url
+    places = {name: world[name].identifier for name in ("active", "revoked", "expired")}
+    places.update(today=local_date(), week_ago=local_date() - datetime.timedelta(days=6))
+    if state.crowded:
+        places.update(_crowd(world))
+    context = browser.new_context()
+    page = context.new_page()
     errors = console_errors(page)
+    if state.persona:
+        log_in(page, base, state.persona)
+    if callable(state.go):
+        state.go(page, base, places)
+    else:
+        page.goto(base + state.go.format(**places))
+    found: dict[str, list[str]] = {}
+    check(page, state.name, found)
+    context.close()
+    assert found[state.name] == []
+    # The bad-filter (400), 403 and 404 states answer so on purpose; anything else is a fault.
+    on_purpose = ("status of 400", "status of 403", "status of 404")
+    assert [e for e in errors if not any(status in e for status in on_purpose)] == []
 
-    def check_admin(state):
-        page_errors.extend(f"{state}: {error}" for error in errors)
-        check(page, state, found, axe_at_320=True)
-        # axe-core re-reads the admin's @import-ed stylesheet through a <style> the CSP
-        # blocks; that console error is axe's, not the page's.
-        errors.clear()
 
-    log_in(page, live_server.url, "carol")
-    for state, path in [
-        ("admin-index", "/admin/"),
-        ("admin-keys", "/admin/keys/apikey/"),
-        ("admin-key", f"/admin/keys/apikey/{world['active'].pk}/change/"),
-        ("admin-audit-events", "/admin/keys/auditevent/"),
-        ("admin-apis", "/admin/keys/api/"),
-        ("admin-users", "/admin/portal/user/"),
-        ("admin-user", f"/admin/portal/user/{alice.pk}/change/"),
-    ]:
-        page.goto(live_server.url + path)
-        check_admin(state)
-    page.goto(live_server.url + "/admin/keys/apikey/")
+def _revoke_selected(page, base, places):
+    page.goto(base + "/admin/keys/apikey/")
     page.get_by_role("checkbox", name=re.compile("Nightly export")).check()
     page.get_by_role("combobox", name=re.compile("^Action")).select_option("revoke_selected")
     page.get_by_role("button", name="Go").click()
     page.get_by_label("Reason").wait_for()
-    check_admin("admin-revoke-selected")
-    page.context.close()
 
-    print("axe violations per admin page:", {s: len(v) for s, v in found.items()})
-    broken = {state: violations for state, violations in found.items() if violations}
-    assert broken == {}, "\n".join(f"{state}: {v}" for state, v in broken.items())
-    assert page_errors == [], page_errors
+
+ADMIN_STATES = [
+    State("admin-index", "carol", "/admin/"),
+    State("admin-keys", "carol", "/admin/keys/apikey/"),
+    State("admin-key", "carol", "/admin/keys/apikey/{active_pk}/change/"),
+    State("admin-audit-events", "carol", "/admin/keys/auditevent/"),
+    State("admin-apis", "carol", "/admin/keys/api/"),
+    State("admin-users", "carol", "/admin/portal/user/"),
+    State("admin-user", "carol", "/admin/portal/user/{alice_pk}/change/"),
+    State("admin-revoke-selected", "carol", _revoke_selected),
+]
+
+
+@pytest.mark.parametrize("state", ADMIN_STATES, ids=[state.name for state in ADMIN_STATES])
+def test_the_django_admin_page_has_no_axe_violation_and_fits_320_px(
+    state, browser, live_server, world
+):
+    carol = world["people"]["carol"]
+    carol.is_staff = True  # as `adduser --role admin` does: the Django admin
+    carol.save()
+    places = {"active_pk": world["active"].pk, "alice_pk": world["people"]["alice"].pk}
+    context = browser.new_context()
+    page = context.new_page()
+    errors = console_errors(page)
+    log_in(page, live_server.url, state.persona)
+    if callable(state.go):
+        state.go(page, live_server.url, places)
+    else:
+        page.goto(live_server.url + state.go.format(**places))
+    # Read before axe-core runs: it re-reads the admin's @import-ed stylesheet through a
+    # <style> the CSP blocks, and that console error is axe's, not the page's.
+    page_errors = list(errors)
+    found: dict[str, list[str]] = {}
+    check(page, state.name, found, axe_at_320=True)
+    context.close()
+    assert found[state.name] == []
+    assert page_errors == []
 
 
 def test_adding_a_row_after_a_failed_save_breaks_no_content_security_policy(

@@ -95,6 +95,43 @@ def test_a_key_is_not_revoked_when_its_event_cannot_be_written(carol, login, ali
     assert not key.is_revoked and key.revoke_reason == ""
 
 
+def test_no_new_password_is_shown_when_the_regeneration_event_cannot_be_written(
+    alice, login, make_key
+):
+    key, _ = make_key(alice)
+    _create_trigger()
+    response = login(alice).post(f"/keys/{key.identifier}/regenerate/", {"overlap": "1 hour"})
+    assert response.status_code == 200
+    assert NOT_SAVED in response.text
+    assert "ckpw_" not in response.text
+    assert ApiKey.objects.get(pk=key.pk).password_hash == key.password_hash
+
+
+def test_no_new_key_is_made_when_the_renewal_event_cannot_be_written(alice, login, make_key):
+    key, _ = make_key(alice)
+    _create_trigger()
+    response = login(alice).post(
+        f"/keys/{key.identifier}/renew/",
+        {"expires_on": key.expires_on.isoformat(), "overlap_days": "7"},
+    )
+    assert response.status_code == 200
+    assert NOT_SAVED in response.text
+    assert "ckpw_" not in response.text
+    assert list(ApiKey.objects.values_list("pk", flat=True)) == [key.pk]
+    assert ApiKey.objects.get(pk=key.pk).revoke_at is None
+
+
+def test_a_one_click_allow_is_not_made_when_its_event_cannot_be_written(alice, login, make_key):
+    key, _ = make_key(alice)
+    _create_trigger()
+    client = login(alice)
+    response = client.post(f"/keys/{key.identifier}/allow/", {"network": "192.0.2.0/24"})
+    assert response.status_code == 302
+    messages = [str(m) for m in client.get(response.url).context["messages"]]
+    assert messages == [NOT_SAVED]
+    assert list(key.allowed_ips.values_list("network", flat=True)) == ["127.0.0.1/32"]
+
+
 def test_a_user_is_not_deactivated_when_an_event_cannot_be_written(carol, bob, login, make_key):
     key, _ = make_key(bob)
     _create_trigger()

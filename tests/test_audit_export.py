@@ -152,3 +152,24 @@ def test_cells_that_a_spreadsheet_would_run_are_neutralised(
 def test_neutralising_a_cell_can_be_undone_exactly(value, cell):
     assert audit_csv.neutralise(value) == cell
     assert audit_csv.restore(cell) == value
+
+
+# --- the CSV says UTC ------------------------------------------------------------------------
+
+
+def test_the_audit_csv_header_says_its_times_are_utc(dave, login, pipeline):
+    text = b"".join(login(dave).get("/audit/export.csv").streaming_content).decode()
+    header, row = text.splitlines()[:2]
+    assert header.split(",")[:2] == ["seq", "at_utc"]
+    assert row.split(",")[1].endswith("+00:00")
+
+
+def test_verify_audit_still_accepts_an_older_export_whose_column_is_at(
+    dave, login, pipeline, tmp_path
+):
+    text = b"".join(login(dave).get("/audit/export.csv").streaming_content).decode()
+    assert _verify_csv(tmp_path, text).startswith("OK: 1 events")
+    older = text.replace("seq,at_utc,", "seq,at,", 1)
+    assert _verify_csv(tmp_path, older).startswith("OK: 1 events")
+    with pytest.raises(CommandError, match="the columns are not"):
+        _verify_csv(tmp_path, text.replace("seq,at_utc,", "seq,when,", 1))

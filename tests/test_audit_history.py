@@ -3,6 +3,9 @@
 import datetime
 
 import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from keys import actions
@@ -149,6 +152,111 @@ def test_filters_combine(dave, carol, login, alice_key, bob_key):
     actions.revoke_key(bob_key, actor=carol, reason="Leaked")
     response = login(dave).get(HISTORY, {"user": "bob", "action": "key_revoked"})
     assert _seqs(response) == [4]
+
+
+def test_the_key_filter_takes_a_key_name_in_any_case(dave, login, pipeline, reports):
+    assert _seqs(login(dave).get(HISTORY, {"key": "pIPELINE"})) == [1]
+
+
+def test_the_key_filter_takes_the_start_of_an_identifier(dave, login, pipeline, reports):
+    client = login(dave)
+    assert _seqs(client.get(HISTORY, {"key": reports.identifier[:12]})) == [2]
+    assert _seqs(client.get(HISTORY, {"key": reports.identifier})) == [2]
+    assert _seqs(client.get(HISTORY, {"key": "ckid_"})) == [2, 1]
+
+
+def test_an_identifier_prefix_in_another_case_finds_no_key(dave, login, pipeline):
+    letter = next(i for i, c in enumerate(pipeline.identifier) if i > 4 and c.isalpha())
+    prefix = pipeline.identifier[:letter] + pipeline.identifier[letter].swapcase()
+    response = login(dave).get(HISTORY, {"key": prefix})
+    assert response.status_code == 400
+    assert response.context["form"].errors["key"] == ["No key with this name or identifier."]
+    assert response.context["page"] is None
+
+
+def test_the_user_filter_takes_part_of_a_name_in_any_case(dave, carol, login, pipeline, reports):
+    actions.revoke_key(reports, actor=carol, reason="Contract ended")  # 3
+    client = login(dave)
+    assert _seqs(client.get(HISTORY, {"user": "LIC"})) == [1]  # alice
+    assert _seqs(client.get(HISTORY, {"user": "o"})) == [3, 2]  # bob and carol
+
+
+def test_a_user_filter_matching_too_many_people_asks_for_more_letters(dave, login, make_user):
+    for number in range(101):
+        make_user(f"tester{number:03}", "staff")
+    response = login(dave).get(HISTORY, {"user": "tester"})
+    assert response.status_code == 400
+    assert response.context["form"].errors["user"] == [
+        "More than 100 users match: type more of the name."
+    ]
+    assert _seqs(login(dave).get(HISTORY, {"user": "tester05"})) == []  # ten people, no events
+
+
+def test_an_unknown_name_is_an_error_next_to_its_field(dave, login, pipeline):
+    response = login(dave).get(HISTORY, {"key": "Nonexistent", "user": "zed"})
+    assert response.status_code == 400
+    assert 'id="id_key_error"' in response.text and 'id="id_user_error"' in response.text
+    assert response.context["page"] is None
+
+
+# --- date presets, in the portal's time zone -------------------------------------------------
+
+# 23:30 UTC on 15 January is 00:30 on the 16th in Europe/Amsterdam.
+LATE_EVENING_UTC = datetime.datetime(2030, 1, 15, 23, 30, tzinfo=datetime.UTC)
+
+
+def test_date_presets_are_days_in_the_portal_time_zone(dave, login):
+    with time_machine.travel(LATE_EVENING_UTC, tick=False):
+        page = login(dave).get(HISTORY, {"action": "key_created", "before": "9"})
+    presets = {preset["label"]: preset["query"] for preset in page.context["presets"]}
+    assert presets == {
+        "Today": "action=key_created&date_from=2030-01-16&date_to=2030-01-16",
+        "Last 7 days": "action=key_created&date_from=2030-01-10&date_to=2030-01-16",
+        "This month": "action=key_created&date_from=2030-01-01&date_to=2030-01-16",
+    }
+    assert "Days in Europe/Amsterdam" in page.text
+    assert 'href="?action=key_created&amp;date_from=2030-01-16&amp;date_to=2030-01-16"' in page.text
+
+
+def test_the_last_7_days_preset_lists_the_events_of_those_days(dave, login):
+    local = timezone.get_current_timezone()
+    for days_ago in (7, 6, 0):
+        moment = datetime.datetime(2030, 1, 16, 0, 10, tzinfo=local)
+        audit.record(AuditEvent.Action.CATALOGUE_CHANGED, at=moment - datetime.timedelta(days_ago))
+    with time_machine.travel(LATE_EVENING_UTC, tick=False):
+        client = login(dave)
+        (last_7_days,) = [p for p in client.get(HISTORY).context["presets"] if "7" in p["label"]]
+        page = client.get(f"{HISTORY}?{last_7_days['query']}")
+    assert _seqs(page) == [3, 2]
+    assert 'aria-current="true">Last 7 days' in page.text
+
+
+# --- the history table -----------------------------------------------------------------------
+
+
+def test_the_history_shows_each_keys_name_beside_its_identifier(dave, login, pipeline, reports):
+    text = login(dave).get(HISTORY).text
+    assert f"<code>{pipeline.identifier}</code></a><br>Pipeline" in text
+    assert f"<code>{reports.identifier}</code></a><br>Reports" in text
+
+
+def _history_queries(client, params) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(HISTORY, params).status_code == 200
+    return len(queries)
+
+
+@pytest.mark.parametrize("params", [{}, {"key": "ckid_"}, {"user": "a"}])
+def test_the_history_page_costs_the_same_queries_for_2_events_as_for_39_or_more(
+    dave, alice, bob, carol, login, make_key, params
+):
+    client = login(dave)
+    keys = [make_key(owner, name=f"Key {n}")[0] for n, owner in enumerate((alice, bob))]
+    few = _history_queries(client, params)
+    for n in range(38):
+        audit.record(AuditEvent.Action.KEY_EDITED, key=keys[n % 2], actor=carol, details={})
+    assert len(client.get(HISTORY, params).context["page"].events) >= 39
+    assert _history_queries(client, params) == few
 
 
 # --- bad input: an error next to the field, never a 500 --------------------------------------

@@ -5,6 +5,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from keys.models import Api, AuditEvent
+from tests.admin_forms import user_change_form
 from tests.api_calls import call
 
 ACTION_CHECKBOX = "_selected_action"
@@ -208,24 +209,8 @@ def test_deleting_an_unused_api_is_audited(root, client):
 # --- users -----------------------------------------------------------------------------------
 
 
-def _user_form(user, **changes) -> dict:
-    data = {
-        "username": user.username,
-        "first_name": "",
-        "last_name": "",
-        "email": user.email,
-        "is_active": "on",
-        "groups": [str(g.pk) for g in user.groups.all()],
-        "date_joined_0": user.date_joined.date().isoformat(),
-        "date_joined_1": "12:00:00",
-        "last_login_0": "",
-        "last_login_1": "",
-    }
-    return {**data, **changes}
-
-
 def test_deactivating_a_user_in_the_django_admin_revokes_their_keys(carol, alice, login, key):
-    form = _user_form(alice)
+    form = user_change_form(alice)
     del form["is_active"]
     response = login(carol).post(f"/admin/portal/user/{alice.pk}/change/", form)
     assert response.status_code == 302
@@ -249,7 +234,7 @@ def test_the_deactivate_action_in_the_django_admin_revokes_keys(carol, alice, lo
 
 def test_an_admin_cannot_make_anyone_a_superuser(carol, alice, login):
     response = login(carol).post(
-        f"/admin/portal/user/{alice.pk}/change/", _user_form(alice, is_superuser="on")
+        f"/admin/portal/user/{alice.pk}/change/", user_change_form(alice, is_superuser="on")
     )
     assert response.status_code == 302
     alice.refresh_from_db()
@@ -268,7 +253,7 @@ def test_an_admin_cannot_change_a_superusers_password(carol, root, login):
 
 def test_an_admin_cannot_change_or_deactivate_a_superuser(carol, root, login):
     client = login(carol)
-    form = _user_form(root, email="carol@example.com")
+    form = user_change_form(root, email="carol@example.com")
     assert client.post(f"/admin/portal/user/{root.pk}/change/", form).status_code == 403
     data = {"action": "deactivate_selected", ACTION_CHECKBOX: [root.pk], "index": 0}
     client.post("/admin/portal/user/", data)

@@ -150,6 +150,13 @@ def test_a_reminder_never_contains_the_password(alice, make_key, today):
     assert password not in mail.outbox[0].body and password not in mail.outbox[0].subject
 
 
+def test_the_expiry_reminder_names_the_apis(alice, make_key, today):
+    make_key(alice, apis=("risks", "kris"), expires_on=today + datetime.timedelta(days=3))
+    call_command("send_expiry_reminders", stdout=io.StringIO())
+    (message,) = mail.outbox
+    assert "Its APIs: Risks, Key risk indicators." in message.body
+
+
 # --- a slow or failing mail server ----------------------------------------------------------
 
 

@@ -8,58 +8,16 @@ import base64
 import datetime
 import json
 import re
-import shutil
 import urllib.request
-from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect
 
 from keys.models import ApiKey
-from tests.servers import in_ci
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-if not Path(CHROMIUM).exists():
-    if in_ci():
-        pytest.fail("Chromium is missing on CI: .ci/run must install Debian's chromium package.")
-    pytest.skip(
-        "SKIPPED LOUDLY: no Chromium here (apt-get install chromium); browser journey not run.",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Error as PlaywrightError  # noqa: E402
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from tests.browser import console_errors, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    # Playwright's sync API runs an event loop in the test's thread; the ORM calls the tests
-    # of this module make there are safe (the live server runs in its own thread).
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield from _browser()
-
-
-def _browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -79,18 +37,6 @@ def log_in(page, base_url):
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("alice-portal-pw")
     page.get_by_role("button", name="Log in").click()
-
-
-def console_errors(page) -> list[str]:
-    """The page's console errors (CSP violations included), as they come."""
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    return errors
-
-
-def shot(page, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def test_create_a_key_as_the_cerrix_manual_describes(browser, live_server, staff_user):

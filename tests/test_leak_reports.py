@@ -139,6 +139,13 @@ def test_an_expired_key_s_password_is_a_true_positive_and_changes_nothing(
     assert mail.outbox == []
 
 
+def test_the_leak_mail_names_the_apis(client, alice, make_key, scanner):
+    _key, password = make_key(alice, apis=("kris",))
+    scanner.post(client, [match(password, "https://example.com/leak")])
+    (message,) = mail.outbox
+    assert "Its APIs: Key risk indicators." in message.body
+
+
 # --- false positives --------------------------------------------------------------------------
 
 

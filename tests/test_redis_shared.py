@@ -5,59 +5,16 @@ and one real redis-server. What one server counts or verifies, the other sees; a
 Redis gone, both still verify every password with Argon2 and never let a caller through.
 """
 
-import base64
 import json
-import sys
 
 import pytest
 import redis
 
-from tests.servers import AppServer, fetch, manage, manage_env
+from tests.servers import KEYS_SETUP, AppServer, Keys, call, fetch, gunicorn, manage, manage_env
 
 pytestmark = pytest.mark.redis
 
 MAX_FAILURES_PER_KEY = 4
-SETUP = """
-import json, pathlib
-from django.contrib.auth.models import Group
-from keys import actions, tokens
-from keys.models import Api, latest_expiry_for, local_date
-from portal.models import User
-alice = User.objects.create_user("alice", password="alice-shared-pw")
-alice.groups.add(Group.objects.get(name="staff"))
-keys = {}
-for name in ("first", "second", "third"):
-    key, password = actions.create_key(
-        owner=alice, name=name, expires_on=latest_expiry_for(local_date()),
-        networks=["127.0.0.1"], apis=list(Api.objects.filter(slug="risks")),
-    )
-    keys[name] = [key.identifier, password]
-    # Well-formed and naming the key, but not its password: each try costs Argon2.
-    keys["wrong " + name] = [key.identifier, tokens.generate_password(key.identifier)]
-path = pathlib.Path(%r)
-path.touch(mode=0o600)
-path.write_text(json.dumps(keys))
-"""
-
-
-class Keys:
-    """The keys made for this module, by name; assertions show names, never passwords."""
-
-    def __init__(self, credentials: dict[str, list[str]]):
-        self._credentials = credentials
-
-    def header(self, name: str) -> dict[str, str]:
-        identifier, password = self._credentials[name]
-        token = base64.b64encode(f"{identifier}:{password}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
-
-    def identifier(self, name: str) -> str:
-        return self._credentials[name][0]
-
-
-def call(server: AppServer, keys: Keys, name: str) -> int:
-    """Status of GET /api/v1/risks with the credentials `name`."""
-    return server.get("/api/v1/risks", **keys.header(name))[0]
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +32,9 @@ def keys_and_env(tmp_path_factory, server_database_url, redis_server):
     assert manage("migrate", "--noinput", env=env).returncode == 0
     assert manage("collectstatic", "--noinput", env=env).returncode == 0
     secrets_file = directory / "keys.json"  # passwords only in a file of mode 600
-    created = manage("shell", "--no-imports", "-c", SETUP % str(secrets_file), env=env)
+    created = manage("shell", "--no-imports", "-c", KEYS_SETUP % str(secrets_file), env=env)
     assert created.returncode == 0, created.stderr[-2000:]
     return Keys(json.loads(secrets_file.read_text())), env, directory
-
-
-def gunicorn(env, directory, name, **overrides) -> AppServer:
-    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "portal.wsgi"]
-    return AppServer(command, {**env, **overrides}, directory / f"{name}.log").start()
 
 
 @pytest.fixture(scope="module")

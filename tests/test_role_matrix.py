@@ -1,14 +1,18 @@
 """Every portal URL, requested by every kind of user, answers what their role allows.
 
 One row per URL pattern and method: the status for anonymous, alice (staff, owns the key),
-bob (other staff), carol (admin) and dave (auditor). A URL pattern without a row fails
-test_every_portal_url_has_a_row, so a new page cannot ship without deciding who may use it.
+bob (other staff), carol (admin) and dave (auditor). A visitor who is not signed in is sent
+to log in and back; a refused request (403, 404, 405, or to log in) changes nothing. A URL
+pattern without a row fails test_every_portal_url_has_a_row, so a new page cannot ship
+without deciding who may use it.
 The Django admin (/admin/), static files and the protected API (/api/, tested in its own
 files) are outside the portal pages.
 """
 
 import pytest
 from django.urls import URLResolver, get_resolver
+
+from keys.models import AuditEvent
 
 PERSONAS = ("anonymous", "alice", "bob", "carol", "dave")
 NOT_PORTAL_PAGES = ("admin/", "static/", "api/")
@@ -154,12 +158,17 @@ def test_role_matrix(route, method, persona, request, client, alice, bob, carol,
     url = url_template.format(key=key.identifier, user=bob.username)
     if persona != "anonymous":
         client.force_login(request.getfixturevalue(persona))
+    events = AuditEvent.objects.count()
     response = getattr(client, method.lower())(url)
     assert response.status_code == methods[method][persona], (
         f"{method} {url} as {persona}: {response.status_code}"
     )
-    if persona == "anonymous" and response.status_code == 302 and route not in ("logout/", ""):
-        assert response["Location"].startswith("/login/?next=")
+    to_log_in = persona == "anonymous" and response.status_code == 302
+    if to_log_in and route not in ("logout/", ""):
+        assert response["Location"] == f"/login/?next={url}"  # and back here afterwards
+    if to_log_in or response.status_code in (403, 404, 405):
+        # Refused: nothing changed, since every change appends its event to the history.
+        assert AuditEvent.objects.count() == events, f"{method} {url} as {persona} changed it"
 
 
 @pytest.mark.parametrize("route", sorted(set(MATRIX) - READ_ONLY))

@@ -98,19 +98,22 @@ def test_production_keeps_database_connections_and_serves_hashed_static_files():
     ]
 
 
-@pytest.fixture
-def make_serve(tmp_path, server_database_url):
-    """`make serve` with the documented environment, its own database and static root."""
+@pytest.fixture(scope="module")
+def make_serve(tmp_path_factory, server_database_url):
+    """`make serve` with the documented environment, its own database and static root.
+
+    One server for the module: its tests only read from it (the log test reads its output)."""
     if shutil.which("make") is None:
         require("make is not installed")
+    directory = tmp_path_factory.mktemp("serve")
     env = production_env(
         DATABASE_URL=server_database_url,
         CACHE_URL="locmem://",
-        STATIC_ROOT=str(tmp_path / "static"),
+        STATIC_ROOT=str(directory / "static"),
         WORKERS="2",
     )
     # -o install: the test run's venv is installed already; do not touch it.
-    server = AppServer(["make", "-o", "install", "serve"], env, tmp_path / "serve.log", HOST)
+    server = AppServer(["make", "-o", "install", "serve"], env, directory / "serve.log", HOST)
     server.start(timeout=120)
     yield server
     server.stop()

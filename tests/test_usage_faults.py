@@ -1,4 +1,4 @@
-"""Nothing counted is lost when Redis or PostgreSQL falters (keys.usage).
+"""Nothing counted is lost when Redis or PostgreSQL falters (keys.api.usage).
 
 Real gunicorn servers (two workers each, the background flusher on) with a real redis-server
 as their cache, on their own database. Every call that got 200 must end up in the per-day
@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from tests.servers import AppServer, manage, manage_env, wait_for
-from tests.test_redis_shared import SETUP, Keys, call, gunicorn
+from tests.servers import KEYS_SETUP, AppServer, Keys, call, gunicorn, manage, manage_env, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -56,7 +55,7 @@ def set_up(tmp_path, database_url, cache_url) -> tuple[Keys, dict]:
     )
     assert manage("migrate", "--noinput", env=env).returncode == 0
     secrets_file = tmp_path / "keys.json"  # passwords only in a file of mode 600
-    created = manage("shell", "--no-imports", "-c", SETUP % str(secrets_file), env=env)
+    created = manage("shell", "--no-imports", "-c", KEYS_SETUP % str(secrets_file), env=env)
     assert created.returncode == 0, created.stderr[-2000:]
     return Keys(json.loads(secrets_file.read_text())), env
 

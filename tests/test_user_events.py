@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from keys.audit import chain as audit
 from keys.models import AuditEvent
-from tests.test_django_admin import _user_form
+from tests.admin_forms import user_change_form
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_creating_renaming_and_flagging_a_user_in_the_django_admin_is_recorded(
     staff = Group.objects.get(name="staff")
     admin.post(
         f"/admin/portal/user/{erin.pk}/change/",
-        _user_form(erin, username="erin.b", is_staff="on", groups=[str(staff.pk)]),
+        user_change_form(erin, username="erin.b", is_staff="on", groups=[str(staff.pk)]),
     )
     (changed,) = events("user_changed", owner=erin)
     assert changed.actor == carol

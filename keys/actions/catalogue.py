@@ -37,11 +37,7 @@ def save_api(api: Api, *, actor, ip: str | None = None) -> Api:
         if before is None:
             details = {"api": api.slug, "change": "added", "after": after}
         else:
-            changes = {
-                field: {"before": before[field], "after": after[field]}
-                for field in _API_FIELDS
-                if before[field] != after[field]
-            }
+            changes = chain.changes(before, after)
             if not changes:
                 return api
             details = {"api": api.slug, "change": "changed", "changes": changes}
@@ -93,11 +89,6 @@ def route_snapshot(api: Api) -> list[str]:
 
 def routes_changed(api: Api, *, before: list[str], actor, ip: str | None = None) -> None:
     """Record a change of the API's routes (made by the admin's inline forms)."""
-    after = route_snapshot(api)
-    if after != before:
-        details = {
-            "api": api.slug,
-            "change": "changed",
-            "changes": {"routes": {"before": before, "after": after}},
-        }
+    if changes := chain.changes({"routes": before}, {"routes": route_snapshot(api)}):
+        details = {"api": api.slug, "change": "changed", "changes": changes}
         chain.record(Action.CATALOGUE_CHANGED, actor=actor, ip=ip, details=details)

@@ -146,12 +146,7 @@ def edit_key(
             AllowedIp(key=key, network=n) for n in networks if n not in current
         )
         _grant(key, apis, read_only)
-        after = key_snapshot(key)
-        changes = {
-            field: {"before": before[field], "after": after[field]}
-            for field in before
-            if before[field] != after[field]
-        }
+        changes = chain.changes(before, key_snapshot(key))
         if changes:
             chain.record(Action.KEY_EDITED, key=key, actor=actor, ip=ip, details=changes)
         if key.expires_on < old_expiry:

@@ -10,8 +10,8 @@ asked about, whose API the route table decides at the last step. The grant's acc
 the method: read only allows GET, HEAD and OPTIONS.
 
 Every refusal before the password is verified is the same 401, whatever its reason; the
-reason of each refusal of a known key is recorded for its owner (keys.usage), never sent.
-Failures are counted by keys.throttle, per client network and per identifier.
+reason of each refusal of a known key is recorded for its owner (keys.api.usage), never sent.
+Failures are counted by keys.lib.throttle, per client network and per identifier.
 
 Argon2 is only paid once per (key, password, revision): a successful verification is
 remembered in the cache under an HMAC of identifier and password, and each process keeps its
@@ -70,6 +70,7 @@ _TOKEN_RE = re.compile(r"ck(?:id|pw)_", re.IGNORECASE)
 _CREDENTIAL_NAME_RE = re.compile(
     r"pass|pwd|secret|token|api[-_]?key|identifier|credential|auth", re.IGNORECASE
 )
+# Named after this module's old path; renaming it would void every cached verification.
 _VERIFIED_SALT = "keys.auth.verified-password"
 
 # The one 401 reason that is not a failure (see _check).
@@ -119,7 +120,7 @@ class Refusal(Exception):
 
     def response(self) -> HttpResponse:
         response = self._response()
-        # Refusals are expected answers, recorded per key in aggregate (keys.usage); one
+        # Refusals are expected answers, recorded per key in aggregate (keys.api.usage); one
         # "Unauthorized" log line per call would let a flood drown the log.
         response._has_been_logged = True  # type: ignore[attr-defined]  # Django's, not in django-stubs
         return response

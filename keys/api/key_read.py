@@ -19,7 +19,7 @@ from django.db import (
 )
 from django.db.models.expressions import RawSQL
 
-from keys.models import ApiKey, KeyGrant, RouteTable, key_status
+from keys.models import ApiKey, KeyGrant, RouteTable, key_status, previous_password_works_at
 
 
 def read_key(identifier: str, using: str = "default") -> "KeyRow | None":
@@ -134,8 +134,9 @@ class KeyRow:
     def previous_password_works(self, at: datetime.datetime) -> bool:
         """After a regeneration the old password works until its overlap ends, on every
         server at the same moment (the end is read from the database with each call)."""
-        until = self.previous_password_valid_until
-        return bool(self.previous_password_hash) and until is not None and at < until
+        return previous_password_works_at(
+            self.previous_password_hash, self.previous_password_valid_until, at
+        )
 
 
 # Columns every check needs. A key has few allowed IPs and APIs, so the joined rows

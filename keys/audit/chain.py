@@ -3,7 +3,7 @@
 Each event's hash is SHA-256(previous hash ‖ canonical JSON of the event), so editing,
 deleting or reordering any row breaks every hash after it. Anyone with database access could
 re-compute those hashes, so each hash is also signed with an Ed25519 key the database does not
-hold (keys.signing): a re-hashed event no longer matches its signature. Removing the newest
+hold (keys.audit.signing): a re-hashed event no longer matches its signature. Removing the newest
 events leaves a valid shorter chain; signed checkpoints of the head, written outside the
 database (the log and AUDIT_CHECKPOINT_DIR), show that. A checkpoint is written every
 AUDIT_CHECKPOINT_EVERY_EVENTS events, after a quiet spell, and at once after a security event
@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 from collections import Counter
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Mapping
 from typing import cast
 
 from django.conf import settings
@@ -54,6 +54,7 @@ __all__ = [
     "append_batch",
     "canonical_json",
     "chain_hash",
+    "changes",
     "check_chain",
     "count_and_head",
     "format_at",
@@ -71,6 +72,16 @@ __all__ = [
 ]
 
 logger = logging.getLogger("keys.audit")
+
+
+def changes(before: Mapping, after: Mapping) -> dict:
+    """{field: {"before": …, "after": …}} for each field of `after` whose value differs in
+    `before`: what an edit event (of a key, a catalogue entry, a person) records."""
+    return {
+        field: {"before": before[field], "after": value}
+        for field, value in after.items()
+        if before[field] != value
+    }
 
 
 def record(

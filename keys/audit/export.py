@@ -103,7 +103,7 @@ def _optional_int(cell: str) -> int | None:
 
 
 def hashed_fields_from_row(row: dict[str, str]) -> dict:
-    """The fields keys.audit.hashed_fields() gave, rebuilt from a (restored) CSV row."""
+    """The fields keys.audit.hashing.hashed_fields() gave, rebuilt from a (restored) CSV row."""
     return {
         "seq": int(row["seq"]),
         "at": row["at_utc"],

@@ -18,8 +18,8 @@ from keys.audit.forms import AuditFilterForm, date_presets
 from keys.lib.cache_counters import cache_add, cache_delete_many
 from keys.lib.paging import filter_query
 from keys.models import Api, AuditEvent, AuditHead
+from keys.permissions import VIEW_AUDIT
 
-VIEW_AUDIT = "keys.view_audit"
 # Held while Verify now runs; it lapses by itself if the worker dies mid-check.
 VERIFYING = "kp:audit-verifying"
 VERIFYING_AT_MOST_SECONDS = 120

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 # This process's own counters, used only while the shared cache is unavailable.
 fallback = LocMemCache("keys-cache-counters-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
 # This process's own copy of what it read from the shared cache and may keep a while without
-# asking again (keys.auth: passwords verified for a key revision).
+# asking again (keys.api.check: passwords verified for a key revision).
 here = LocMemCache("keys-cache-here", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
 # Whether `fallback` was ever written in this process: until then it is empty, and reads
 # (on the API's refusal paths) need not look at it.

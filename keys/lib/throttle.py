@@ -28,7 +28,6 @@ everyone while Redis is down would be worse than going unthrottled for that time
 """
 
 import hashlib
-import ipaddress
 import logging
 import math
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from keys.lib.cache_counters import cache_add, cache_count, cache_delete_many, cache_get_many
+from keys.lib.networks import around, display_network
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +59,9 @@ def network(ip: str | None) -> str | None:
     if ip is None:
         return None
     try:
-        address = ipaddress.ip_address(ip.partition("%")[0])
+        return display_network(around(ip.partition("%")[0], v4_prefix=32))
     except ValueError:
         return ip
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
 
 
 # --- the buckets of each path --------------------------------------------------------------

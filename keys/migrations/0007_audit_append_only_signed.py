@@ -2,7 +2,7 @@
 
 AuditEvent.save(), delete() and the QuerySet already refuse; these triggers cover raw SQL and
 any other client of the database. PostgreSQL also refuses TRUNCATE (no row trigger sees it).
-Someone who can drop a trigger can still rewrite rows: the Ed25519 signatures (keys.signing)
+Someone who can drop a trigger can still rewrite rows: the Ed25519 signatures (keys.audit.signing)
 and the signed checkpoints kept outside the database are what show it.
 
 Events recorded before this migration keep an empty signature; the first checkpoint, written

@@ -27,6 +27,7 @@ from keys.models.key import (
     key_status,
     latest_expiry_for,
     local_date,
+    previous_password_works_at,
 )
 from keys.models.usage import KeyApiUse, KeyCaller, KeyUsageDay
 
@@ -57,4 +58,5 @@ __all__ = [
     "key_status",
     "latest_expiry_for",
     "local_date",
+    "previous_password_works_at",
 ]

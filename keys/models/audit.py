@@ -78,7 +78,7 @@ class AuditEventQuerySet(models.QuerySet):
         """Events on these days (portal time zone), bounded by seq too, so the walk along a seq
         index starts and stops at once.
 
-        keys.audit.record() keeps `at` non-decreasing along the chain. So if some event E has
+        keys.audit.chain.record() keeps `at` non-decreasing along the chain. So if some event E has
         at < start, every event from `start` on has a higher seq than E; and if some event F
         has at >= end, every event before `end` has a lower seq. One probe of the `at` index
         each.

@@ -17,7 +17,7 @@ from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from keys import tokens
+from keys import permissions, tokens
 from keys.lib.networks import display_network, ip_in_networks
 from keys.models.catalogue import Api
 from keys.validators import (
@@ -120,7 +120,7 @@ class ApiKeyQuerySet(models.QuerySet):
 
     def visible_to(self, user):
         """Keys `user` may see: their own, or all with the view_all_keys permission."""
-        if user.has_perm("keys.view_all_keys"):
+        if user.has_perm(permissions.VIEW_ALL_KEYS):
             return self
         return self.filter(owner=user)
 
@@ -304,12 +304,7 @@ class ApiKey(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "API key"
-        permissions = [
-            ("manage_own_keys", "Can create, edit and revoke their own keys"),
-            ("view_all_keys", "Can see every user's keys"),
-            ("revoke_any_key", "Can revoke any user's key"),
-            ("view_audit", "Can read and export the audit history"),
-        ]
+        permissions = [*permissions.DECLARED]
         indexes = [
             # All keys lists every key newest first, 50 a page: with this index a page is a
             # short index walk instead of a sort of the whole table (bench/portal_pages.py).
@@ -476,8 +471,8 @@ class ApiKey(models.Model):
     def may_be_revoked_by(self, user) -> bool:
         """Whether `user`'s role lets them revoke this key (whatever its state)."""
         if self.owner_id == user.pk:
-            return user.has_perm("keys.manage_own_keys")
-        return user.has_perm("keys.revoke_any_key")
+            return user.has_perm(permissions.MANAGE_OWN_KEYS)
+        return user.has_perm(permissions.REVOKE_ANY_KEY)
 
     # --- least privilege: what the door saw ----------------------------------------------
 
@@ -522,7 +517,7 @@ class ApiKey(models.Model):
         return (
             not self.is_revoked
             and self.owner_id == user.pk
-            and user.has_perm("keys.manage_own_keys")
+            and user.has_perm(permissions.MANAGE_OWN_KEYS)
         )
 
     def revocation_needs_reason(self, user) -> bool:
@@ -611,8 +606,18 @@ class ApiKey(models.Model):
     @property
     def previous_password_works(self) -> bool:
         """After a regeneration: the old password still works (its overlap is running)."""
-        until = self.previous_password_valid_until
-        return bool(self.previous_password_hash) and until is not None and timezone.now() < until
+        return previous_password_works_at(
+            self.previous_password_hash, self.previous_password_valid_until, timezone.now()
+        )
+
+
+def previous_password_works_at(
+    previous_password_hash: str,
+    valid_until: datetime.datetime | None,
+    at: datetime.datetime,
+) -> bool:
+    """After a regeneration the old password works until its overlap ends (`valid_until`)."""
+    return bool(previous_password_hash) and valid_until is not None and at < valid_until
 
 
 def key_status(revoked_at, expires_on: datetime.date, at=None, *, revoke_at=None) -> str:

@@ -23,7 +23,7 @@ class KeyUsageDay(models.Model):
             models.UniqueConstraint(fields=["key", "day"], name="usage_one_row_per_key_and_day")
         ]
         indexes = [
-            # keys.usage.close_finished_days looks for the few days not yet recorded.
+            # keys.api.usage.close_finished_days looks for the few days not yet recorded.
             models.Index(
                 fields=["day"], condition=Q(recorded=False), name="usage_day_not_recorded"
             ),

@@ -2,7 +2,7 @@
 
 Not for production data: it creates demo users and keys (with one shared hash of a discarded
 password, so no demo key can ever be used) and appends N events in bulk through
-keys.audit.append_batch, which chains and signs them as keys.audit.record() would, so
+keys.audit.chain.append_batch, which chains and signs them as keys.audit.chain.record() would, so
 verify_audit passes afterwards.
 """
 

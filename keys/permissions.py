@@ -1,0 +1,22 @@
+"""The permissions keys/ declares, named as has_perm() and permission_required take them.
+
+ApiKey.Meta declares them from DECLARED; the views, the admin, the key rules and the roles
+(portal/roles.py) name them through these constants, so a mistyped name fails at import
+instead of silently refusing everyone. Templates read them as `perms.keys.<codename>`.
+"""
+
+MANAGE_OWN_KEYS = "keys.manage_own_keys"
+VIEW_ALL_KEYS = "keys.view_all_keys"
+REVOKE_ANY_KEY = "keys.revoke_any_key"
+VIEW_AUDIT = "keys.view_audit"
+
+# (codename, description) of each name above, as a model's Meta.permissions lists them.
+DECLARED = tuple(
+    (name.removeprefix("keys."), description)
+    for name, description in (
+        (MANAGE_OWN_KEYS, "Can create, edit and revoke their own keys"),
+        (VIEW_ALL_KEYS, "Can see every user's keys"),
+        (REVOKE_ANY_KEY, "Can revoke any user's key"),
+        (VIEW_AUDIT, "Can read and export the audit history"),
+    )
+)
