@@ -1,0 +1,41 @@
+"""The commands of docs/deploy.md, where they can run without a throwaway machine.
+
+The whole guide runs only through `docs/verify_guide.py run` (as root, on a throwaway Debian
+machine); this checks the step that once stopped it, in a temporary directory.
+"""
+
+import grp
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "deploy.md"
+
+
+def signing_key_commands() -> list[str]:
+    """The guide's commands that create the audit signing key file."""
+    blocks = re.findall(r"^```sh\n(.*?)^```$", GUIDE.read_text(), flags=re.S | re.M)
+    block = next((b for b in blocks if "openssl genpkey" in b), None)
+    assert block, "docs/deploy.md no longer creates the audit signing key"
+    return [line for line in block.splitlines() if "audit-signing-key.pem" in line]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_the_audit_signing_key_the_guide_creates_is_readable_by_the_service_group(tmp_path):
+    # The service user reads the key through its group; openssl writes private keys with
+    # mode 600 whatever the umask, so a chgrp alone leaves it unreadable to the service.
+    group = grp.getgrgid(os.getgid()).gr_name
+    script = "\n".join(
+        line.replace("/etc/key-portal", str(tmp_path)).replace(" keyportal ", f" {group} ")
+        for line in signing_key_commands()
+    )
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True)
+
+    mode = (tmp_path / "audit-signing-key.pem").stat().st_mode
+    assert mode & stat.S_IRGRP, f"group cannot read it: {stat.filemode(mode)}"
+    assert not mode & (stat.S_IWGRP | stat.S_IRWXO), f"too open: {stat.filemode(mode)}"
