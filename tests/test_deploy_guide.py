@@ -39,3 +39,20 @@ def test_the_audit_signing_key_the_guide_creates_is_readable_by_the_service_grou
     mode = (tmp_path / "audit-signing-key.pem").stat().st_mode
     assert mode & stat.S_IRGRP, f"group cannot read it: {stat.filemode(mode)}"
     assert not mode & (stat.S_IWGRP | stat.S_IRWXO), f"too open: {stat.filemode(mode)}"
+
+
+def manage_commands() -> list[str]:
+    """Each `key-portal-manage` command of the guide's sh blocks, continuation lines joined."""
+    blocks = re.findall(r"^```sh\n(.*?)^```$", GUIDE.read_text(), flags=re.S | re.M)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [line for line in lines if line.startswith("key-portal-manage ")]
+
+
+def test_key_portal_manage_is_never_given_a_file_under_root():
+    # key-portal-manage runs as keyportal, which cannot read /root (mode 700); what the root
+    # shell redirects in or out is fine.
+    commands = manage_commands()
+    assert len(commands) > 3, "the guide no longer runs key-portal-manage"
+    for command in commands:
+        arguments = re.sub(r"[<>]\s*\S+", "", command)
+        assert "/root/" not in arguments, command
