@@ -56,7 +56,8 @@ rm -rf /srv/key-portal /etc/key-portal /etc/redis/redis-key-portal.conf \
   /var/log/redis/redis-server-key-portal.log /run/redis-key-portal \
   /etc/nginx/sites-available/key-portal /etc/nginx/sites-enabled/key-portal \
   /etc/systemd/system/key-portal@.service /usr/local/sbin/key-portal-manage \
-  /var/log/key-portal /var/backups/key-portal /tmp/kp-nginx \
+  /var/log/key-portal /var/backups/key-portal /var/lib/key-portal /etc/cron.d/key-portal-audit \
+  /tmp/kp-nginx \
   /etc/ssl/private/keys.example.com.key /etc/ssl/certs/keys.example.com.pem \
   /root/carol.password /root/key-portal.netrc /root/key-portal-other.netrc \
   /root/key-portal.verify.json
