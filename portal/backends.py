@@ -1,6 +1,8 @@
 """Authentication backends: log-in behind the one failure throttle, and every active user
 is staff (docs/design.md §2)."""
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import BaseBackend, ModelBackend
 from django.core.exceptions import PermissionDenied
@@ -8,23 +10,28 @@ from django.views.decorators.debug import sensitive_variables
 
 from keys.lib import throttle
 from keys.lib.client_ip import client_ip
+from portal import devices
 from portal.roles import permissions_of_every_active_user
-from portal.user_events import record_log_in
+from portal.user_events import record_log_in, record_log_in_failed, record_log_in_locked
 
 
-def login_buckets(request, username: str) -> list[throttle.Bucket]:
+def login_buckets(request, username: str) -> throttle.LogInBuckets:
     """The throttle buckets a log-in as `username` from this request counts in."""
-    return throttle.login_buckets(username, client_ip(request) if request else None)
+    return throttle.login_buckets(
+        username,
+        client_ip(request) if request is not None else None,
+        devices.device_of(request, username),
+    )
 
 
 class ThrottledModelBackend(ModelBackend):
     """Django's ModelBackend behind keys.lib.throttle, on every log-in path alike: the portal's
     /login/, the Django admin's /admin/login/ and anything else that calls authenticate().
 
-    While the account or the client network is locked, the password is not checked at all:
+    While the buckets of this attempt refuse, the password is not checked at all:
     PermissionDenied stops django.contrib.auth.authenticate() from trying any other backend.
     An unknown user name costs the same as a known one (ModelBackend hashes the password
-    anyway) and counts in the same two buckets.
+    anyway) and counts in the same buckets.
     """
 
     @sensitive_variables("password")
@@ -34,22 +41,76 @@ class ThrottledModelBackend(ModelBackend):
         if username is None or password is None:
             return None
         buckets = login_buckets(request, username)
-        if throttle.locked_for(buckets):
+        if throttle.login_locked_for(buckets):
             raise PermissionDenied("Too many failed log-in attempts.")
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is None:
-            counts = [throttle.count_failure(bucket) for bucket in buckets]
-            # On the record once a window per account (its first failure) and when it locks:
-            # a flood of guesses adds two events, not one per guess.
-            account = buckets[0]
-            if counts[0] in (1, account.limit):
-                record_log_in(request, username, succeeded=False, failures=counts[0])
+            self._failed(request, username, buckets)
         else:
-            # The account starts afresh; the network keeps its count, or one valid account
-            # would let its holder reset the budget for guessing everyone else's.
-            throttle.clear(throttle.login_account(username))
-            record_log_in(request, username, succeeded=True, user=user)
+            self._succeeded(request, user, buckets)
         return user
+
+    def _failed(self, request, username: str, buckets: throttle.LogInBuckets) -> None:
+        counts = throttle.count_login_failure(buckets)
+        known = _user_named(username)
+        if known is not None:
+            throttle.count_unseen_failure(known.pk)
+        # On the record once a window per account (its first failure) and when a bucket
+        # locks: a flood of guesses adds a few events per account and window, not one each.
+        account = counts[buckets.account]
+        if account == 1:
+            record_log_in_failed(request, known, failures=account)
+        for scope, failures in _locks(buckets, counts):
+            record_log_in_locked(request, known, scope=scope, failures=failures)
+
+    def _succeeded(self, request, user, buckets: throttle.LogInBuckets) -> None:
+        # This browser, or this account from this network, starts afresh. The account's
+        # budget across networks does not: a guesser elsewhere gains nothing from the
+        # person's log-in. The network keeps its count, or one valid account would let its
+        # holder reset the budget for guessing everyone else's.
+        throttle.clear(buckets.device or buckets.pair)
+        unseen = throttle.take_unseen_failures(user.pk)
+        record_log_in(request, user, wrong_passwords_since_last=unseen)
+        devices.remember(request, user.get_username())
+        if unseen and request is not None:
+            messages.warning(request, _unseen_message(unseen), fail_silently=True)
+
+
+def _user_named(username: str):
+    model = get_user_model()
+    return model._default_manager.filter(**{model.USERNAME_FIELD: username}).first()
+
+
+def _locks(buckets: throttle.LogInBuckets, counts: dict) -> list[tuple[str, int]]:
+    """The locks this failure set, by scope, each once per window (user_events names them).
+
+    Past the account's budget, a network locks at its first failure; those locks are not
+    recorded one by one (a guesser with many addresses would write one event per guess):
+    the event that the budget was passed says they now happen.
+    """
+    locks = []
+    account = counts[buckets.account]
+    if buckets.device is not None and counts[buckets.device] == buckets.device.limit:
+        locks.append(("browser", counts[buckets.device]))
+    if (
+        buckets.pair is not None
+        and counts.get(buckets.pair) == buckets.pair.limit
+        and not buckets.past_budget(account)
+    ):
+        locks.append(("network", counts[buckets.pair]))
+    if account == settings.LOGIN_THROTTLE_ACCOUNT_BUDGET:
+        locks.append(("account budget", account))
+    if buckets.network is not None and counts.get(buckets.network) == buckets.network.limit:
+        locks.append(("network, every user name", counts[buckets.network]))
+    return locks
+
+
+def _unseen_message(wrong_passwords: int) -> str:
+    tried = "wrong password was" if wrong_passwords == 1 else "wrong passwords were"
+    return (
+        f"{wrong_passwords} {tried} tried on your account since your last log-in. "
+        "If that was not you, tell an administrator."
+    )
 
 
 class EveryActiveUserIsStaff(BaseBackend):

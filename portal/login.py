@@ -24,7 +24,7 @@ class ThrottleMessageMixin:
             username = self.cleaned_data.get("username")
             if error.code != "invalid_login" or not username:
                 raise
-            seconds = throttle.locked_for(login_buckets(self.request, username))
+            seconds = throttle.login_locked_for(login_buckets(self.request, username))
             if not seconds:
                 raise
             minutes = -(-seconds // 60)

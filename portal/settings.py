@@ -59,6 +59,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # A successful log-in on any path leaves its signed device cookie (portal/devices.py).
+    "portal.devices.DeviceCookieMiddleware",
     # Signed-in pages show key metadata: no browser or proxy cache keeps them.
     "portal.middleware.NoStoreWhenSignedInMiddleware",
     "portal.middleware.ActingUserMiddleware",
@@ -284,9 +286,13 @@ KEYS_EXPIRY_REMINDER_DAYS = [int(d) for d in env_list("KEYS_EXPIRY_REMINDER_DAYS
 # (save that document here). Unset: every report is refused with 401.
 KEYS_LEAK_REPORT_PUBLIC_KEYS_FILE = env("KEYS_LEAK_REPORT_PUBLIC_KEYS_FILE", "")
 
-# Log-in throttling on every log-in path (keys/lib/throttle.py): this many failures for one user
-# name (from any address), or for any user names from one client network (IPv4 address or
-# IPv6 /64), lock that name, or that network, out until the window closes.
+# Log-in throttling on every log-in path (keys/lib/throttle.py), within the window: MAX_FAILURES
+# for one user name from one client network (IPv4 address or IPv6 /64), or from one browser
+# that logged in to it before (portal/devices.py), refuse that name there; MAX_FAILURES_PER_NETWORK
+# for any names refuse that network. Failures for a name from everywhere never refuse it: past
+# ACCOUNT_BUDGET, each network without such a browser gets MAX_FAILURES_PAST_BUDGET for it.
 LOGIN_THROTTLE_MAX_FAILURES = env_int("LOGIN_THROTTLE_MAX_FAILURES", 5)
 LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK = env_int("LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK", 50)
+LOGIN_THROTTLE_ACCOUNT_BUDGET = env_int("LOGIN_THROTTLE_ACCOUNT_BUDGET", 20)
+LOGIN_THROTTLE_MAX_FAILURES_PAST_BUDGET = env_int("LOGIN_THROTTLE_MAX_FAILURES_PAST_BUDGET", 1)
 LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_SECONDS", 15 * 60)

@@ -98,18 +98,48 @@ def _record_roles(sender, instance, action, reverse, pk_set, **kwargs):
         _record(Action.ROLES_CHANGED, instance, details)
 
 
-def record_log_in(request, username: str, *, succeeded: bool, user=None, failures=None) -> None:
-    """A log-in on any path (portal.backends.ThrottledModelBackend), on the record.
+def record_log_in(request, user, *, wrong_passwords_since_last: int = 0) -> None:
+    """A successful log-in on any path (portal.backends.ThrottledModelBackend), on the record,
+    with the wrong passwords tried on the account since its last log-in, if any."""
+    details = {"user": user.get_username()}
+    if wrong_passwords_since_last:
+        details["wrong_passwords_since_last_log_in"] = wrong_passwords_since_last
+    with acting(user, _ip(request)):
+        _record(Action.LOGIN_SUCCEEDED, user, details)
 
-    A failed one names the account only if it exists: what was typed as a user name may be
-    a password typed into the wrong field, and the history keeps it forever.
+
+def record_log_in_failed(request, user, *, failures: int) -> None:
+    """A failed log-in for `user`, the account named if it exists (else None), on the record.
+
+    An unknown name is not recorded: what was typed as a user name may be a password typed
+    into the wrong field, and the history keeps it forever.
     """
-    ip = client_ip(request) if request is not None else None
-    if succeeded:
-        with acting(user, ip):
-            _record(Action.LOGIN_SUCCEEDED, user, {"user": user.get_username()})
-        return
-    known = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
-    details = {"user": known.get_username() if known else None, "failures_in_window": failures}
-    with acting(None, ip):
-        _record(Action.LOGIN_FAILED, known, details)
+    details = {"user": user.get_username() if user else None, "failures_in_window": failures}
+    with acting(None, _ip(request)):
+        _record(Action.LOGIN_FAILED, user, details)
+
+
+# What a log-in lock holds back (portal.backends): this account from this client network;
+# this account from a browser that logged in to it before; this account from every network
+# without such a browser, each allowed fewer failures once the account passed its budget;
+# every account from this client network.
+LOCK_SCOPES = ("network", "browser", "account budget", "network, every user name")
+
+
+def record_log_in_locked(request, user, *, scope: str, failures: int) -> None:
+    """A log-in lock (portal.backends), on the record; `user` as for record_log_in_failed."""
+    if scope not in LOCK_SCOPES:
+        raise ValueError(f"Unknown log-in lock scope: {scope}")
+    if scope == "network, every user name":
+        user = None  # it holds back every name from there, not the one that tipped it
+    details = {
+        "user": user.get_username() if user else None,
+        "locked": scope,
+        "failures_in_window": failures,
+    }
+    with acting(None, _ip(request)):
+        _record(Action.LOGIN_LOCKED, user, details)
+
+
+def _ip(request) -> str | None:
+    return client_ip(request) if request is not None else None

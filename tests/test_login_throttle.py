@@ -1,10 +1,14 @@
-"""Log-in throttling, the same on every log-in path: failures lock the account (from every
-address) and the client network (an IPv4 address, an IPv6 /64)."""
+"""Log-in throttling, the same on every log-in path, tried as an attacker would over HTTP:
+failures lock an account out of one client network (an IPv4 address, an IPv6 /64) and lock a
+network that guesses many names, but never lock the person out everywhere: another network,
+and a browser that logged in before, still let the right password in."""
 
 import pytest
 import time_machine
 from django.contrib.auth import authenticate
+from django.test import Client
 
+from keys.models import AuditEvent
 from portal.models import User
 
 THROTTLED = "Too many failed log-in attempts. Try again in 15 minutes."
@@ -17,6 +21,8 @@ def _limits(settings):
     settings.LOGIN_THROTTLE_MAX_FAILURES = 5
     settings.LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK = 10
     settings.LOGIN_THROTTLE_WINDOW_SECONDS = 15 * 60
+    settings.LOGIN_THROTTLE_ACCOUNT_BUDGET = 20
+    settings.LOGIN_THROTTLE_MAX_FAILURES_PAST_BUDGET = 1
 
 
 @pytest.fixture
@@ -24,6 +30,14 @@ def admin_carol(carol):
     carol.is_staff = True  # adduser --role admin sets it: she may use the Django admin
     carol.save()
     return carol
+
+
+NETWORK_A, NETWORK_B = "198.51.100.4", "192.0.2.10"
+DEVICE_COOKIE = "kp_device"
+
+
+def password_of(username: str) -> str:
+    return f"{username}-portal-pw"
 
 
 def log_in(client, username="alice", password="wrong-guess", ip="198.51.100.4", path=PORTAL):  # noqa: S107
@@ -76,14 +90,6 @@ def test_while_locked_even_the_right_password_is_refused_without_checking_it(
     assert THROTTLED in response.content.decode()
     assert "_auth_user_id" not in client.session
     assert password_checks == []
-
-
-@BOTH_PATHS
-def test_a_locked_account_is_locked_from_another_address_too(admin_carol, client, path):
-    for _ in range(5):
-        log_in(client, "carol", ip="198.51.100.4", path=path)
-    response = log_in(client, "carol", password="carol-portal-pw", ip="192.0.2.10", path=path)
-    assert THROTTLED in response.content.decode()
 
 
 def test_the_admin_log_in_and_the_portal_log_in_share_one_count(admin_carol, client):
@@ -196,3 +202,145 @@ def test_with_redis_down_log_in_still_checks_the_password(
     own_redis_server.stop()
     assert "Please enter a correct" in log_in(client).content.decode()
     assert log_in(client, password="alice-portal-pw").status_code == 302
+
+
+# --- nobody can lock a person out --------------------------------------------------------------
+
+
+@pytest.fixture
+def attacker() -> Client:
+    """Someone else's browser: no cookie of the person's."""
+    return Client()
+
+
+def person_for(path: str) -> str:
+    return "carol" if path == ADMIN else "alice"
+
+
+@BOTH_PATHS
+def test_failures_from_one_network_leave_the_person_their_log_in_from_another(
+    alice, admin_carol, client, attacker, path
+):
+    name = person_for(path)
+    for _ in range(6):
+        log_in(attacker, name, ip=NETWORK_A, path=path)
+
+    assert logged_in(log_in(client, name, password=password_of(name), ip=NETWORK_B, path=path))
+    # The attacker's network stays locked for that account, right password or not.
+    response = log_in(attacker, name, password=password_of(name), ip=NETWORK_A, path=path)
+    assert THROTTLED in response.content.decode()
+
+
+@BOTH_PATHS
+def test_a_browser_that_logged_in_before_keeps_its_own_budget_on_the_attackers_network(
+    alice, admin_carol, client, attacker, path
+):
+    name = person_for(path)
+    assert logged_in(log_in(client, name, password=password_of(name), ip=NETWORK_A, path=path))
+    client.post("/logout/")
+    for _ in range(6):
+        log_in(attacker, name, ip=NETWORK_A, path=path)
+
+    assert logged_in(log_in(client, name, password=password_of(name), ip=NETWORK_A, path=path))
+    response = log_in(attacker, name, password=password_of(name), ip=NETWORK_A, path=path)
+    assert THROTTLED in response.content.decode()
+
+
+def test_a_browser_that_logged_in_before_meets_its_own_limit_too(alice, client):
+    assert logged_in(log_in(client, password="alice-portal-pw"))
+    client.post("/logout/")
+    for _ in range(5):
+        log_in(client)
+    assert THROTTLED in log_in(client, password="alice-portal-pw").content.decode()
+    (locked,) = AuditEvent.objects.filter(action="login_locked", owner=alice)
+    assert locked.details["locked"] == "browser"
+    # Its failures were its own: the same network without that browser is not locked.
+    assert logged_in(log_in(Client(), password="alice-portal-pw"))
+
+
+def test_the_device_cookie_is_http_only_same_site_lax_and_names_its_account(alice, bob, client):
+    log_in(client, password="alice-portal-pw")
+    cookie = client.cookies[DEVICE_COOKIE]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    assert not cookie["secure"]  # this test run serves plain http (HTTPS=0)
+    client.post("/logout/")
+    # Alice's browser has no budget of its own for bob: a locked network stays locked.
+    for _ in range(5):
+        log_in(Client(), "bob")
+    assert THROTTLED in log_in(client, "bob", password="bob-portal-pw").content.decode()
+
+
+def test_the_device_cookie_is_secure_over_https(alice, client):
+    client.post(PORTAL, {"username": "alice", "password": "alice-portal-pw"}, secure=True)
+    assert client.cookies[DEVICE_COOKIE]["secure"]
+
+
+def test_a_forged_device_cookie_gives_no_budget(alice, client, attacker):
+    log_in(client, password="alice-portal-pw")
+    genuine = client.cookies[DEVICE_COOKIE].value
+    for _ in range(5):
+        log_in(attacker)
+    attacker.cookies[DEVICE_COOKIE] = genuine[:-2] + ("AA" if genuine[-2:] != "AA" else "BB")
+    assert THROTTLED in log_in(attacker, password="alice-portal-pw").content.decode()
+
+
+def test_past_the_accounts_budget_each_new_network_gets_one_try(
+    settings, alice, client, password_checks
+):
+    settings.LOGIN_THROTTLE_ACCOUNT_BUDGET = 8
+    for n in range(8):  # two guesses each from four networks: under each network's limit
+        log_in(Client(), ip=f"203.0.113.{n // 2 + 1}")
+
+    # The person is not locked out: a network that has not failed yet lets her in at once.
+    assert logged_in(log_in(client, password="alice-portal-pw", ip=NETWORK_B))
+    # But guessing is slower: a new network gets one guess checked, not five.
+    guesser = Client()
+    password_checks.clear()
+    log_in(guesser, ip="203.0.113.50")
+    response = log_in(guesser, password="alice-portal-pw", ip="203.0.113.50")
+    assert THROTTLED in response.content.decode()
+    assert password_checks == ["alice"]
+    # The networks that guessed before already spent more than that.
+    response = log_in(Client(), password="alice-portal-pw", ip="203.0.113.1")
+    assert THROTTLED in response.content.decode()
+
+
+def test_the_next_log_in_tells_how_many_wrong_passwords_were_tried_since_the_last(
+    alice, client, attacker
+):
+    for _ in range(7):  # the last two are refused unchecked: no password was tried
+        log_in(attacker, ip=NETWORK_A)
+
+    response = client.post(
+        PORTAL,
+        {"username": "alice", "password": "alice-portal-pw"},
+        REMOTE_ADDR=NETWORK_B,
+        follow=True,
+    )
+    assert "5 wrong passwords were tried on your account since your last log-in." in (
+        response.content.decode()
+    )
+    (event,) = AuditEvent.objects.filter(action="login_succeeded", owner=alice)
+    assert event.details["wrong_passwords_since_last_log_in"] == 5
+
+    client.post("/logout/")
+    response = client.post(
+        PORTAL,
+        {"username": "alice", "password": "alice-portal-pw"},
+        REMOTE_ADDR=NETWORK_B,
+        follow=True,
+    )
+    assert "since your last log-in" not in response.content.decode()
+
+
+def test_the_admin_hears_of_wrong_passwords_in_the_django_admin(admin_carol, client, attacker):
+    log_in(attacker, "carol", path=ADMIN)
+    response = client.post(
+        ADMIN,
+        {"username": "carol", "password": "carol-portal-pw"},
+        REMOTE_ADDR=NETWORK_B,
+        follow=True,
+    )
+    assert "1 wrong password was tried on your account since your last log-in." in (
+        response.content.decode()
+    )

@@ -47,12 +47,41 @@ def test_an_admin_resetting_a_password_and_signing_in_as_them_is_on_the_record(
     assert list(audit.verify_chain()) == []
 
 
-def test_failed_log_ins_are_recorded_once_a_window_and_when_the_account_locks(alice, client):
+def test_failed_log_ins_are_recorded_once_a_window_and_when_a_network_locks(alice, client):
     for _ in range(7):
         client.post("/login/", {"username": "alice", "password": "wrong-guess-123"})
-    failed = events("login_failed", owner=alice)
-    assert [event.details["failures_in_window"] for event in failed] == [1, 5]
-    assert all(event.actor is None and event.actor_ip == "127.0.0.1" for event in failed)
+    (failed,) = events("login_failed", owner=alice)
+    assert failed.details["failures_in_window"] == 1
+    (locked,) = events("login_locked", owner=alice)
+    assert locked.details == {"user": "alice", "locked": "network", "failures_in_window": 5}
+    assert all(event.actor is None and event.actor_ip == "127.0.0.1" for event in (failed, locked))
+
+
+def test_an_account_passing_its_budget_across_networks_is_recorded_once(settings, alice, client):
+    settings.LOGIN_THROTTLE_ACCOUNT_BUDGET = 6
+    for n in range(12):  # from twelve networks, one guess each
+        client.post(
+            "/login/",
+            {"username": "alice", "password": "wrong-guess-123"},
+            REMOTE_ADDR=f"203.0.113.{n + 1}",
+        )
+    (locked,) = events("login_locked", owner=alice)
+    assert locked.details["locked"] == "account budget"
+    assert locked.details["failures_in_window"] == 6
+    assert locked.actor_ip == "203.0.113.6"
+
+
+def test_a_network_guessing_many_names_is_recorded_as_locked_with_no_name(settings, client, db):
+    settings.LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK = 10
+    for n in range(12):
+        client.post("/login/", {"username": f"guess{n}", "password": "x"})
+    (locked,) = events("login_locked")
+    assert locked.owner is None
+    assert locked.details == {
+        "user": None,
+        "locked": "network, every user name",
+        "failures_in_window": 10,
+    }
 
 
 def test_a_failed_log_in_as_nobody_never_records_what_was_typed(client, db):

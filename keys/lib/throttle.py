@@ -6,9 +6,15 @@ server shares them), in buckets, each with its limit and window (settings):
 - API, per client network: KEYS_THROTTLE_MAX_FAILURES_PER_IP;
 - API, per identifier (wrong passwords from an allowed IP): KEYS_THROTTLE_MAX_FAILURES_PER_KEY;
   both within KEYS_THROTTLE_WINDOW_SECONDS;
-- log-in, per account (the user name, from every address): LOGIN_THROTTLE_MAX_FAILURES;
+- log-in, per account from one client network, or from one browser that logged in to that
+  account before: LOGIN_THROTTLE_MAX_FAILURES, the hard limit;
 - log-in, per client network (any user name, known or not):
-  LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK; both within LOGIN_THROTTLE_WINDOW_SECONDS.
+  LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK;
+- log-in, per account from everywhere: LOGIN_THROTTLE_ACCOUNT_BUDGET, which refuses nothing
+  by itself; past it, each client network gets LOGIN_THROTTLE_MAX_FAILURES_PAST_BUDGET failures
+  for that account instead (slower guessing from many networks, no lock-out of the person:
+  their own browser keeps its budget, and a new network still gets its first try);
+  all within LOGIN_THROTTLE_WINDOW_SECONDS.
 
 A client network is an IPv4 address or an IPv6 /64: one IPv6 host usually holds a whole /64,
 so counting each address would give it 2**64 budgets. A bucket's window opens at its first
@@ -30,7 +36,7 @@ everyone while Redis is down would be worse than going unthrottled for that time
 import hashlib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.utils import timezone
@@ -115,27 +121,116 @@ def take_one_try(ip: str | None, identifier: str) -> bool:
     return gate is not None and cache_add(gate.name, gate.window)
 
 
-def login_account(username: str) -> Bucket:
+def _account(username: str) -> str:
     # Hashed: the cache never holds user names (or a password typed into that field).
-    digest = hashlib.sha256(username.casefold().encode()).hexdigest()[:40]
-    return Bucket(
-        f"login:fail-user:{digest}",
-        settings.LOGIN_THROTTLE_MAX_FAILURES,
-        settings.LOGIN_THROTTLE_WINDOW_SECONDS,
-    )
+    return hashlib.sha256(username.casefold().encode()).hexdigest()[:40]
 
 
-def login_buckets(username: str, ip: str | None) -> list[Bucket]:
-    buckets = [login_account(username)]
-    if (net := network(ip)) is not None:
-        buckets.append(
-            Bucket(
-                f"login:fail-net:{net}",
-                settings.LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK,
-                settings.LOGIN_THROTTLE_WINDOW_SECONDS,
-            )
+def _login_bucket(name: str, limit: int) -> Bucket:
+    return Bucket(name, limit, settings.LOGIN_THROTTLE_WINDOW_SECONDS)
+
+
+def _account_bucket(account: str) -> Bucket:
+    return _login_bucket(f"login:fail-user:{account}", settings.LOGIN_THROTTLE_ACCOUNT_BUDGET)
+
+
+@dataclass(frozen=True)
+class LogInBuckets:
+    """Where a failed log-in for one account counts, and which of those may refuse the next.
+
+    From a browser that logged in to the account before, only `device` refuses: that person
+    keeps their own budget whatever happens on their network or to the account elsewhere.
+    From anywhere else, `pair` (the account from this client network) and `network` (any
+    account from it) refuse. `account` (from everywhere) only tightens `pair` once past its
+    budget, so that no failure count can lock the person out everywhere.
+    """
+
+    account: Bucket
+    pair: Bucket | None
+    network: Bucket | None
+    device: Bucket | None
+
+    @property
+    def counting(self) -> list[Bucket]:
+        """The buckets a failure counts in."""
+        if self.device is not None:
+            return [self.account, self.device]
+        return [b for b in (self.account, self.pair, self.network) if b is not None]
+
+    def refusing(self, values: dict) -> list[Bucket]:
+        """The buckets that may refuse, with their limits as `values` (read) make them."""
+        if self.device is not None:
+            return [self.device]
+        pair = self.pair
+        if pair is not None and self.past_budget(values.get(self.account.name, 0)):
+            limit = min(pair.limit, settings.LOGIN_THROTTLE_MAX_FAILURES_PAST_BUDGET)
+            pair = replace(pair, limit=limit)
+        return [b for b in (pair, self.network) if b is not None]
+
+    @staticmethod
+    def past_budget(account_failures: int | None) -> bool:
+        return (account_failures or 0) >= settings.LOGIN_THROTTLE_ACCOUNT_BUDGET
+
+
+def login_buckets(username: str, ip: str | None, device: str | None = None) -> LogInBuckets:
+    """The buckets of a log-in as `username` from `ip`, by a browser that logged in to this
+    account before as `device` (its id from the signed device cookie) or None."""
+    account = _account(username)
+    if device is not None:
+        device_bucket = _login_bucket(
+            f"login:fail-device:{device}", settings.LOGIN_THROTTLE_MAX_FAILURES
         )
-    return buckets
+        return LogInBuckets(_account_bucket(account), None, None, device_bucket)
+    net = network(ip)
+    # Without an address (authenticate() called without a request) all such calls share one
+    # pair: they still meet a hard limit.
+    pair = _login_bucket(
+        f"login:fail-pair:{account}:{net or '-'}", settings.LOGIN_THROTTLE_MAX_FAILURES
+    )
+    network_bucket = (
+        None
+        if net is None
+        else _login_bucket(
+            f"login:fail-net:{net}", settings.LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK
+        )
+    )
+    return LogInBuckets(_account_bucket(account), pair, network_bucket, None)
+
+
+def login_locked_for(buckets: LogInBuckets) -> int:
+    """Seconds until a log-in in these buckets may be tried (one cache read); 0 if now."""
+    values = cache_get_many(cache_names(buckets.counting))
+    return retry_after(buckets.refusing(values), values)
+
+
+def count_login_failure(buckets: LogInBuckets) -> dict[Bucket, int | None]:
+    """Count one failed log-in in each of its buckets; return each bucket's count so far."""
+    return {bucket: count_failure(bucket) for bucket in buckets.counting}
+
+
+# Wrong passwords for an account since its last successful log-in, to tell the person then:
+# kept long, and only for existing accounts (by id), so guessed names cannot fill the cache.
+UNSEEN_SECONDS = 90 * 24 * 3600
+
+
+def _unseen(account_id: int) -> list[str]:
+    name = f"login:unseen:{account_id}"
+    return [name, name + ":since"]
+
+
+def count_unseen_failure(account_id: int) -> None:
+    """Count a wrong password for the person to hear of at their next log-in."""
+    name, since = _unseen(account_id)
+    cache_count(name, since, timeout=UNSEEN_SECONDS)
+
+
+def take_unseen_failures(account_id: int) -> int:
+    """The wrong passwords counted since the account's last log-in, forgotten once read."""
+    names = _unseen(account_id)
+    count = cache_get_many(names).get(names[0], 0)
+    if count:
+        cache_delete_many(names)
+    return count
 
 
 # --- reading and counting ------------------------------------------------------------------
@@ -176,6 +271,8 @@ def count_failure(bucket: Bucket | None) -> int | None:
     return failures
 
 
-def clear(bucket: Bucket) -> None:
-    """Forget the bucket's failures (a log-in succeeded for that account)."""
+def clear(bucket: Bucket | None) -> None:
+    """Forget the bucket's failures (a log-in succeeded there)."""
+    if bucket is None:
+        return
     cache_delete_many([bucket.name, bucket.since])

@@ -183,6 +183,7 @@ class AuditEvent(models.Model):
         PASSWORD_SET = "password_set", "Password set"
         LOGIN_SUCCEEDED = "login_succeeded", "Logged in"
         LOGIN_FAILED = "login_failed", "Log-in failed"
+        LOGIN_LOCKED = "login_locked", "Log-in locked"
 
     # What an attacker with database access would most like to erase: a checkpoint follows
     # each of these at once (keys.audit.chain), so deleting one from the end shows.
