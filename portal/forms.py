@@ -17,3 +17,12 @@ class DeactivateForm(forms.Form):
         help_text="Recorded with each revoked key and shown to the user; a default is used "
         "when left empty.",
     )
+
+
+class EmailForm(forms.Form):
+    email = forms.EmailField(
+        label="E-mail address",
+        max_length=254,
+        help_text="Expiry reminders and notices about your keys go here.",
+        error_messages={"required": "Enter your e-mail address: reminders go there."},
+    )

@@ -8,6 +8,7 @@ from django.utils import timezone
 from keys.actions import revoke_key
 from keys.audit import chain
 from keys.models import ApiKey, AuditEvent
+from portal.user_events import acting
 
 Action = AuditEvent.Action
 
@@ -31,6 +32,13 @@ def deactivate_user(user, *, actor, ip: str | None = None, reason: str = "") -> 
         )
     _end_sessions(user)
     return len(keys)
+
+
+def change_email(user, email: str, *, actor, ip: str | None = None) -> None:
+    """Set a user's e-mail address; portal.user_events records it as user_changed."""
+    with transaction.atomic(), acting(actor, ip):
+        user.email = email
+        user.save(update_fields=["email"])
 
 
 def _end_sessions(user) -> None:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("login/", PortalLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("profile/", views.profile, name="profile"),
+    path("profile/email/", views.profile_email, name="profile_email"),
     path("", include("keys.urls")),  # keys/, api/v1/, all-keys/, audit/
     path("users/", user_views.user_list, name="users"),
     path("users/<str:username>/deactivate/", user_views.user_deactivate, name="user_deactivate"),

@@ -34,6 +34,10 @@ MATRIX = {
     "login/": ("/login/", {"GET": statuses(200, 302, 302, 302, 302)}),
     "logout/": ("/logout/", {"GET": everyone(405), "POST": everyone(302)}),
     "profile/": ("/profile/", {"GET": statuses(302, 200, 200, 200, 200)}),
+    "profile/email/": (
+        "/profile/email/",
+        {"GET": statuses(302, 405, 405, 405, 403), "POST": statuses(302, 200, 200, 200, 403)},
+    ),
     "keys/": ("/keys/", {"GET": statuses(302, 200, 200, 200, 200), "POST": everyone(405)}),
     "keys/add/": (
         "/keys/add/",
