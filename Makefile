@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV := DEBUG=1
+PORT ?= 8000
 
 .PHONY: install run serve test lint format migrations-check test-sqlite test-postgres bench bench-scale bench-flood bench-gateway clean
 
@@ -17,10 +18,28 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# Development server on 127.0.0.1:PORT (`make run PORT=8001` when 8000 is taken). The port is
+# checked first, so the one-time admin password is never shown with a log-in address that
+# does not answer.
 run: install
+	@$(BIN)/python -c "$$PORT_FREE" $(PORT) || \
+	  { echo "Port $(PORT) on 127.0.0.1 is taken: pick another, e.g. make run PORT=8001"; exit 1; }
 	$(DEV) $(BIN)/python manage.py migrate --noinput
-	$(DEV) $(BIN)/python manage.py ensure_admin
-	$(DEV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(DEV) $(BIN)/python manage.py ensure_admin --url http://127.0.0.1:$(PORT)/login/
+	$(DEV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+# Exits non-zero unless nothing listens on 127.0.0.1:argv[1] (SO_REUSEADDR, as runserver
+# binds: connections of an earlier run in TIME_WAIT do not count).
+define PORT_FREE
+import socket, sys
+with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[1])))
+    except (OSError, ValueError):
+        sys.exit(1)
+endef
+export PORT_FREE
 
 # Production: settings from the environment (docs/deploy.md), DEBUG off, hashed static files
 # served by WhiteNoise, gunicorn with WORKERS workers on BIND (gunicorn.conf.py).

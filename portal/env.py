@@ -59,7 +59,10 @@ def secret_key(*, debug: bool, dev_key_file: Path) -> str:
     if key := env("SECRET_KEY"):
         return key
     if not debug:
-        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off.")
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DEBUG is off. On your own machine, run the command "
+            "with DEBUG=1 as `make run` does (DEBUG=1 .venv/bin/python manage.py ...)."
+        )
     from django.core.management.utils import get_random_secret_key
 
     return _kept_in_file(dev_key_file, get_random_secret_key)

@@ -35,6 +35,22 @@ def test_adduser_creates_a_user_with_the_role(db, stdin, role):
     assert "Correct-Horse-Battery-9" not in output
 
 
+def test_adduser_without_a_terminal_asks_nothing_and_says_no_reminder_will_reach_them(db, stdin):
+    stdin("Correct-Horse-Battery-9\n")
+    out, err = io.StringIO(), io.StringIO()
+    call_command("adduser", "erin", "--role", "staff", "--password-stdin", stdout=out, stderr=err)
+    assert "E-mail address" not in out.getvalue()
+    assert "'erin' has no e-mail address, so no expiry reminder reaches them" in err.getvalue()
+    assert get_user_model().objects.get(username="erin").email == ""
+
+
+def test_adduser_refuses_a_malformed_email_and_creates_nothing(db, stdin):
+    stdin("Correct-Horse-Battery-9\n")
+    with pytest.raises(CommandError, match="Enter a valid email address"):
+        run("adduser", "erin", "--role", "staff", "--email", "erin", "--password-stdin")
+    assert not get_user_model().objects.filter(username="erin").exists()
+
+
 def test_adduser_gives_roles_their_permissions(db, stdin):
     stdin("Correct-Horse-Battery-9\n")
     run("adduser", "dora", "--role", "auditor", "--password-stdin")

@@ -14,8 +14,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
+        parser.add_argument(
+            "--url",
+            default="http://127.0.0.1:8000/login/",
+            help="The log-in page to name (make run passes its PORT).",
+        )
 
-    def handle(self, *args, username, **options):
+    def handle(self, *args, username, url, **options):
         User = get_user_model()
         if User.objects.exists():
             self.stdout.write(
@@ -28,12 +33,27 @@ class Command(BaseCommand):
         with transaction.atomic():
             user.save()
             user.groups.add(Group.objects.get(name="admin"))
-        # Shown once, on the terminal of whoever ran `make run`; only its hash is stored.
-        # Change it under the Django admin (/admin/), or create named users with adduser.
+        # Shown once, on the terminal of whoever ran `make run`, in a box that the server's
+        # own output scrolling by below cannot be mistaken for; only its hash is stored.
         self.stdout.write(
             self.style.SUCCESS(
-                "\n  First run: created the admin user.\n"
-                f"  Log in at http://127.0.0.1:8000/login/ as {username!r} with the one-time "
-                f"password:  {password}\n  (shown only now; it is not stored anywhere)\n"
+                boxed(
+                    "First run: created the admin user.",
+                    "",
+                    f"Log in at {url}",
+                    f"user name: {username}",
+                    f"one-time password: {password}",
+                    "",
+                    "Shown only now: only its hash is stored. Change it in the Django",
+                    "admin (/admin/), and create named users with adduser (README.md).",
+                )
             )
         )
+
+
+def boxed(*lines: str) -> str:
+    """The lines in a box of plain ASCII, with a blank line above and below."""
+    width = max(len(line) for line in lines)
+    rule = "+" + "-" * (width + 4) + "+"
+    body = [f"|  {line.ljust(width)}  |" for line in lines]
+    return "\n".join(["", rule, *body, rule, ""])
