@@ -31,7 +31,9 @@ class ThrottledModelBackend(ModelBackend):
     While the buckets of this attempt refuse, the password is not checked at all:
     PermissionDenied stops django.contrib.auth.authenticate() from trying any other backend.
     An unknown user name costs the same as a known one (ModelBackend hashes the password
-    anyway) and counts in the same buckets.
+    anyway) and counts in the same buckets. A browser with the account's signed device
+    cookie (portal/devices.py) counts in a bucket of its own instead of its network's, so
+    nobody's failures elsewhere lock the person out (keys/lib/throttle.py, LogInBuckets).
     """
 
     @sensitive_variables("password")
