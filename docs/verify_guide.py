@@ -172,7 +172,7 @@ def basic(identifier, password):
 def create_key(portal: Portal, name: str, network: str) -> tuple[str, str]:
     status, _, html = portal.request("GET", "/keys/add/")
     assert status == 200, status
-    risks = re.search(rb'value="(\d+)" id="[^"]+">\s*<label[^>]*><strong>Risks<', html)
+    risks = re.search(rb'value="(\d+)" id="[^"]+">\s*<label[^>]*><strong[^>]*>Risks<', html)
     expires = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
     status, _, html = portal.form_post(
         "/keys/add/",
