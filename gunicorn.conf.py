@@ -55,8 +55,15 @@ logger_class = EscapingLogger
 control_socket_disable = True
 
 
-def worker_exit(server, worker):
-    """Store the key use this worker counted since its last flush (keys.api.usage)."""
+def post_worker_init(worker):
+    """Start the key use flusher, which first stores what a killed worker left (keys.api.usage)."""
     from keys.api import usage
 
-    usage.flush()
+    usage.start()
+
+
+def worker_exit(server, worker):
+    """Store what this worker counted, then remove its journal (keys.api.usage)."""
+    from keys.api import usage
+
+    usage.close()

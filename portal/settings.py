@@ -6,6 +6,8 @@ SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, CACHE_URL and, behind a proxy,
 KEYS_TRUSTED_PROXIES + KEYS_PROXY_HEADER, AUDIT_SIGNING_KEY_FILE. See docs/deploy.md.
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -256,6 +258,12 @@ KEYS_VERIFICATION_CACHE_SECONDS = env_int("KEYS_VERIFICATION_CACHE_SECONDS", 300
 # Key use is counted in each process and stored by a background thread this often (keys.api.usage).
 KEYS_USAGE_FLUSH_SECONDS = env_int("KEYS_USAGE_FLUSH_SECONDS", 1)
 KEYS_USAGE_FLUSH_THREAD = env_bool("KEYS_USAGE_FLUSH_THREAD", True)
+# Each process counts into a small memory-mapped file here, which a sibling or the next worker
+# stores if the process is killed (keys/lib/journal.py). Local to the host, this user's alone;
+# empty: counted in memory, and a killed process loses what it counted since its last flush.
+KEYS_USAGE_JOURNAL_DIR = env(
+    "KEYS_USAGE_JOURNAL_DIR", str(Path(tempfile.gettempdir()) / f"key-portal-usage-{os.getuid()}")
+)
 # Refusals of a key are recorded at the first and then once per window, with their count.
 KEYS_REFUSAL_WINDOW_SECONDS = env_int("KEYS_REFUSAL_WINDOW_SECONDS", 60)
 

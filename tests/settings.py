@@ -36,6 +36,8 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # own connection could not see a test's uncommitted data); the server tests use the thread.
 KEYS_USAGE_FLUSH_THREAD = False
 KEYS_USAGE_FLUSH_SECONDS = 0
+# In memory: a test process leaves no journal for the next run to adopt into its own database.
+KEYS_USAGE_JOURNAL_DIR = ""
 # The "tests" app only overrides `flush`: transactional tests empty the audit table, which the
 # database refuses outside the test run (tests/management/commands/flush.py).
 INSTALLED_APPS = [*INSTALLED_APPS, "tests", "bench"]  # noqa: F405

@@ -7,7 +7,7 @@ import pytest
 import time_machine
 
 from keys import actions, tokens
-from keys.models import ApiKey, AuditEvent, KeyUsageDay
+from keys.models import ApiKey, AuditEvent, KeyCaller, KeyUsageDay
 from tests.api_calls import call
 
 TZ = zoneinfo.ZoneInfo("Europe/Amsterdam")
@@ -133,6 +133,18 @@ def test_key_used_events_keep_the_chain_intact(client, key, clock):
     use(client, key)
     assert len(uses_recorded(key)) == 5  # two addresses, three finished days
     assert list(verify_chain()) == []
+
+
+def test_calls_from_many_addresses_are_each_counted(client, alice, make_key, clock):
+    key = make_key(alice, networks=("10.1.2.0/24",))
+    for host in range(1, 101):  # more addresses than a fresh journal has room for
+        assert use(client, key, REMOTE_ADDR=f"10.1.2.{host}").status_code == 200
+        later(clock, 1)
+
+    assert uses_per_day(key) == {NOON.date(): 100}
+    callers = KeyCaller.objects.filter(key=key[0], refused=False)
+    assert callers.count() == 100 and {c.calls for c in callers} == {1}
+    assert len(uses_recorded(key)) == 100  # each a first call from its address
 
 
 def test_counts_the_database_refused_are_stored_by_the_next_flush(client, key, clock):

@@ -29,7 +29,7 @@ from keys.models.key import (
     local_date,
     previous_password_works_at,
 )
-from keys.models.usage import KeyApiUse, KeyCaller, KeyUsageDay
+from keys.models.usage import KeyApiUse, KeyCaller, KeyUsageDay, UsageJournal
 
 __all__ = [
     "AUDIT_PAGE_SIZE",
@@ -55,6 +55,7 @@ __all__ = [
     "KeyPage",
     "KeyUsageDay",
     "RouteTable",
+    "UsageJournal",
     "key_status",
     "latest_expiry_for",
     "local_date",

@@ -76,3 +76,17 @@ class KeyApiUse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_id} {self.last_used_at}"
+
+
+class UsageJournal(models.Model):
+    """How far a process's key use journal is stored (keys/api/usage.py).
+
+    Written in the transaction that stores the journal's counts, so whoever adopts the
+    journal of a process that died knows which of its counts the database holds already.
+    """
+
+    journal = models.CharField(max_length=32, unique=True)
+    stored_generation = models.PositiveBigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.journal}: {self.stored_generation}"
