@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("keys", "0019_chainverification_signature"),
+        ("keys", "0020_login_locked"),
     ]
 
     operations = [
