@@ -12,13 +12,13 @@ from django.core.exceptions import ValidationError
 from django.db import (
     models,
 )
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.functional import cached_property
 
 from keys import permissions, tokens
-from keys.lib.networks import display_network, ip_in_networks
+from keys.lib.networks import address_range, display_network, ip_in_networks
 from keys.models.catalogue import Api
 from keys.validators import (
     MAX_ALLOWED_IPS,
@@ -133,14 +133,42 @@ class ApiKeyQuerySet(models.QuerySet):
         )
         return keys.prefetch_related("allowed_ips") if allowed_ips else keys
 
+    def allowing_an_address_in(self, network: str):
+        """Keys that accept calls from at least one address of `network`."""
+        return self.filter(self._allowing(AllowedIp.objects.overlapping(network)))
+
+    def allowing_addresses_outside(self, network: str):
+        """Keys that accept calls from at least one address outside `network`."""
+        return self.filter(self._allowing(AllowedIp.objects.reaching_outside(network)))
+
+    def _allowing(self, entries) -> Q:
+        """Keys with one of `entries`, or with no entry where that means any address."""
+        found = Q(Exists(entries.filter(key=OuterRef("pk"))))
+        if settings.KEYS_REQUIRE_ALLOWED_IPS:
+            return found
+        # Keys without entries, possible only in this set-up, accept any address
+        # (keys.api.check._ip_allowed).
+        return found | ~Q(Exists(AllowedIp.objects.filter(key=OuterRef("pk"))))
+
     def expiring_within(self, days: int, at: datetime.datetime | None = None):
         """Usable keys whose last valid day is at most `days` days after today."""
         today = local_date(at)
         return self.usable(at).filter(expires_on__lte=today + datetime.timedelta(days=days))
 
-    def matching(self, *, q="", owner=None, status="", api=None, expiring_within=None):
+    def matching(
+        self,
+        *,
+        q="",
+        owner=None,
+        status="",
+        api=None,
+        expiring_within=None,
+        ips=None,
+        ips_match="in",
+    ):
         """Keys whose name, identifier or owner contains `q`, of this owner, status (ApiKey.Status),
-        API and expiring within so many days; each optional."""
+        API, expiring within so many days, and allowing an address in the network `ips`
+        (or, with ips_match="outside", addresses outside it); each optional."""
         keys = self
         if q := q.strip():
             # The owners are looked up first (people are few next to keys), so each part of the
@@ -159,6 +187,11 @@ class ApiKeyQuerySet(models.QuerySet):
             keys = keys.filter(apis=api)
         if expiring_within is not None:
             keys = keys.expiring_within(expiring_within)
+        if ips:
+            if ips_match == "outside":
+                keys = keys.allowing_addresses_outside(ips)
+            else:
+                keys = keys.allowing_an_address_in(ips)
         return keys
 
     def page(self, *, before=None, after=None, size: int = KEY_PAGE_SIZE) -> "KeyPage":
@@ -630,11 +663,40 @@ def key_status(revoked_at, expires_on: datetime.date, at=None, *, revoke_at=None
     return ApiKey.Status.ACTIVE
 
 
+class AllowedIpQuerySet(models.QuerySet):
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for entry in objs:
+            entry.set_range()
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def overlapping(self, network: str):
+        """Entries sharing at least one address with `network`."""
+        version, first, last = address_range(network)
+        return self.filter(version=version, first_address__lte=last, last_address__gte=first)
+
+    def reaching_outside(self, network: str):
+        """Entries holding at least one address that is not in `network`."""
+        version, first, last = address_range(network)
+        return self.filter(
+            ~Q(version=version) | Q(first_address__lt=first) | Q(last_address__gt=last)
+        )
+
+
 class AllowedIp(models.Model):
     key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="allowed_ips")
     network = models.CharField(
         max_length=43, help_text="Normalised IPv4/IPv6 network, e.g. 192.0.2.7/32 or 10.0.0.0/8."
     )
+    # The network as numbers (keys.lib.networks.address_range), so All keys can ask the
+    # database which keys allow addresses in or outside a network. Set by save() and
+    # bulk_create() from `network`; never typed. Nullable so that adding them did not
+    # rebuild the SQLite table (and drop its trigger, keys.guards); migration 0021 filled them.
+    version = models.PositiveSmallIntegerField(null=True, editable=False)
+    first_address = models.CharField(max_length=39, null=True, editable=False)  # noqa: DJ001
+    last_address = models.CharField(max_length=39, null=True, editable=False)  # noqa: DJ001
+
+    objects = AllowedIpQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -646,10 +708,14 @@ class AllowedIp(models.Model):
     def __str__(self) -> str:
         return display_network(self.network)
 
+    def set_range(self) -> None:
+        self.version, self.first_address, self.last_address = address_range(self.network)
+
     def save(self, *args, **kwargs) -> None:
         self.network = normalise_network(self.network)
         if self._state.adding and self.key.allowed_ips.count() >= MAX_ALLOWED_IPS:
             raise ValidationError(f"A key can have at most {MAX_ALLOWED_IPS} allowed IP entries.")
+        self.set_range()
         super().save(*args, **kwargs)
 
 
