@@ -296,6 +296,12 @@ def _owner_may_change(request: HttpRequest, identifier: str) -> ApiKey:
 def key_regenerate(request: HttpRequest, identifier: str) -> HttpResponse:
     """A new password for the same key, shown once; the old one works for the overlap."""
     key = _owner_may_change(request, identifier)
+    if not key.may_get_a_new_password_from(request.user):
+        if key.is_being_replaced:
+            messages.info(request, "This key is being replaced: regenerate the new key's password.")
+        else:
+            messages.info(request, "Only an active key gets a new password: renew this one.")
+        return redirect("keys:detail", identifier=key.identifier)
     form = RegenerateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         failure = "Regenerating key %s failed; rolled back."
@@ -316,8 +322,8 @@ def key_regenerate(request: HttpRequest, identifier: str) -> HttpResponse:
 def key_renew(request: HttpRequest, identifier: str) -> HttpResponse:
     """A new key with this one's settings; this one is revoked when the overlap ends."""
     key = _owner_may_change(request, identifier)
-    if key.revoke_at is not None:
-        messages.info(request, "This key is already renewed.")
+    if not key.may_be_renewed_by(request.user):
+        messages.info(request, "This key is already renewed: renew the new key instead.")
         return redirect("keys:detail", identifier=key.identifier)
     form = RenewForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():

@@ -131,6 +131,57 @@ def test_the_replaced_key_is_revoked_when_the_overlap_ends(alice, login, key, ti
     assert old.revoke_reason == f"replaced by {new.identifier}"
 
 
+def test_the_key_page_says_in_one_line_each_what_regenerate_and_renew_do_and_when(
+    alice, login, key
+):
+    identifier = key[0].identifier
+    client = login(alice)
+    page = client.get(f"/keys/{identifier}/").text
+    assert "<strong>Regenerate password</strong> keeps this key and its identifier" in page
+    assert "pick it when the password leaked or is due for rotation" in page
+    assert "<strong>Renew</strong> makes a new key with these settings" in page
+    assert "pick it when this key is about to expire" in page
+    regenerate = client.get(f"/keys/{identifier}/regenerate/").text
+    assert "Pick this when the password leaked" in regenerate
+    assert f'href="/keys/{identifier}/renew/">renew the key</a> instead' in regenerate
+    renew = client.get(f"/keys/{identifier}/renew/").text
+    assert "Pick this when the key is about to expire" in renew
+    assert f'href="/keys/{identifier}/regenerate/">regenerate the password</a>' in renew
+
+
+def test_a_key_being_replaced_offers_neither_and_lists_read_replaced_until_when(
+    alice, carol, login, key
+):
+    from keys.templatetags.key_rules import moment
+
+    old = key[0]
+    client = login(alice)
+    client.post(
+        f"/keys/{old.identifier}/renew/",
+        {"expires_on": old.expires_on.isoformat(), "overlap_days": "7"},
+    )
+    old.refresh_from_db()
+    stops = f"Replaced, stops {moment(old.revoke_at)}"
+
+    old_page = client.get(f"/keys/{old.identifier}/").text
+    assert f"/keys/{old.identifier}/regenerate/" not in old_page
+    assert f"/keys/{old.identifier}/renew/" not in old_page
+    assert "Pick it when" not in old_page and stops in old_page
+    refused = client.get(f"/keys/{old.identifier}/regenerate/", follow=True)
+    assert "This key is being replaced: regenerate the new key" in refused.text
+    regenerate = client.post(f"/keys/{old.identifier}/regenerate/", {"overlap": "none"})
+    assert regenerate.status_code == 302
+    assert not AuditEvent.objects.filter(action="password_regenerated").exists()
+
+    rows = client.get("/keys/").text.split("<tr>")[2:]  # after the header row
+    old_row = next(row for row in rows if old.identifier in row)
+    new_row = next(row for row in rows if old.identifier not in row)
+    assert stops in old_row and ">Active<" not in old_row
+    assert ">Active<" in new_row
+    all_keys = login(carol).get("/all-keys/").text
+    assert stops in all_keys
+
+
 def test_the_overlap_never_outlasts_the_old_keys_expiry(alice, login, make_key, today):
     old, _ = make_key(alice, name="Short", expires_on=today + datetime.timedelta(days=2))
     login(alice).post(

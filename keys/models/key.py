@@ -553,6 +553,15 @@ class ApiKey(models.Model):
             and user.has_perm(permissions.MANAGE_OWN_KEYS)
         )
 
+    def may_be_renewed_by(self, user) -> bool:
+        """The owner renews a key not revoked and not already being replaced."""
+        return self.may_be_edited_by(user) and not self.is_being_replaced
+
+    def may_get_a_new_password_from(self, user) -> bool:
+        """The owner regenerates the password of an active key not being replaced: a key
+        being replaced has a successor for that (keys.actions.regenerate_password)."""
+        return self.may_be_renewed_by(user) and self.status() == self.Status.ACTIVE
+
     def revocation_needs_reason(self, user) -> bool:
         """Revoking someone else's key needs a reason, shown to its owner."""
         return user is not None and user.pk != self.owner_id
@@ -627,6 +636,11 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.status() == self.Status.REVOKED
+
+    @property
+    def is_being_replaced(self) -> bool:
+        """Renewed, and still working until its overlap ends (revoke_at)."""
+        return self.revoke_at is not None and not self.is_revoked
 
     @property
     def replaced_by_key(self) -> "ApiKey | None":

@@ -21,6 +21,29 @@ def editable_by(key, user) -> bool:
 
 
 @register.filter
+def renewable_by(key, user) -> bool:
+    return key.may_be_renewed_by(user)
+
+
+@register.filter
+def regenerable_by(key, user) -> bool:
+    return key.may_get_a_new_password_from(user)
+
+
+@register.filter
+def status_words(key) -> str:
+    """The status a list shows: "Replaced, stops <moment>" for an active key being replaced."""
+    if key.is_being_replaced:
+        return f"Replaced, stops {moment(key.revoke_at)}"
+    return key.get_status_display()
+
+
+@register.filter
+def status_class(key) -> str:
+    return "replaced" if key.is_being_replaced else key.current_status
+
+
+@register.filter
 def moment(value) -> str:
     """Every time the portal shows, in one format with its zone: 2026-11-28 14:05 CET."""
     if not value:
