@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from keys.models import ApiKey, AuditEvent
+from keys.models import ApiKey, AuditEvent, KeyUsageDay
 from tests.api_calls import basic, call
 
 WHOAMI = "/api/v1/whoami"
@@ -85,6 +85,23 @@ def test_a_revoked_key_cannot_be_regenerated(alice, login, key):
     assert response.status_code == 403
     assert status(key[0].identifier, key[1]) == 401
     assert not AuditEvent.objects.filter(action="password_regenerated").exists()
+
+
+def test_a_key_revoked_while_its_old_password_works_leaves_nothing_for_the_overlap_end(
+    alice, login, key, make_key, time_machine
+):
+    time_machine.move_to(datetime.datetime.now(tz=datetime.UTC), tick=False)
+    leaked, _ = key
+    other, other_password = make_key(alice, name="Other")
+    client = login(alice)
+    client.post(f"/keys/{leaked.identifier}/regenerate/", {"overlap": "1 hour"})
+    client.post(f"/keys/{leaked.identifier}/revoke/", {})
+    later(time_machine, hours=1, minutes=1)
+    # The next flush of use counts ends overlaps: a revoked key must not make it fail.
+    assert status(other.identifier, other_password) == 200
+    assert KeyUsageDay.objects.get(key=other).uses == 1
+    leaked.refresh_from_db()
+    assert leaked.previous_password_hash == "" and leaked.previous_password_valid_until is None
 
 
 # --- renew ---------------------------------------------------------------------------------
