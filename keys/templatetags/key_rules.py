@@ -52,6 +52,29 @@ def moment(value) -> str:
 
 
 @register.filter
+def duration(seconds: int) -> str:
+    """A number of seconds in words, at most two units: "1 hour", "7 days", "2 hours 30 minutes"."""
+    if seconds <= 0:
+        return "none"
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
+    return " ".join(parts[:2])
+
+
+@register.filter
+def revoker_words(key) -> str:
+    """Who revoked the key: "the owner", an admin's name, or the portal itself."""
+    if key.revoked_by_id is None:
+        return "the portal"
+    if key.revoked_by_id == key.owner_id:
+        return "the owner"
+    return key.revoked_by.get_username()
+
+
+@register.filter
 def expires_in(key) -> str:
     """ "expires in N days" (today, tomorrow) for a key that is not revoked or expired."""
     if key.status() != key.Status.ACTIVE:
