@@ -248,6 +248,9 @@ class KeyForm(forms.Form):
 
 
 class RevokeForm(forms.Form):
+    # When the reason is required, its label says so (templates/_field.html).
+    required_css_class = "required"
+
     reason = forms.CharField(
         label="Reason",
         max_length=500,

@@ -141,8 +141,9 @@ def key_add(request: HttpRequest) -> HttpResponse:
 def _ip_rows_view(change):
     """Decorate `change(request, rows) -> (rows, focus_row)`, an Allowed IPs row button.
 
-    The button posts the whole form. With htmx the answer is the list of rows again; without
-    JavaScript it is the whole form again, unjudged, with what was typed and the rows changed.
+    The button posts the whole form. With htmx the answer is the Allowed IPs group again,
+    unjudged (so errors of a failed Save about the old rows go); without JavaScript it is the
+    whole form again, unjudged, with what was typed and the rows changed.
     """
 
     @never_cache
@@ -163,7 +164,7 @@ def _ip_rows_view(change):
         form._errors = {}  # a half-filled form: show it, do not judge it yet
         form.fields["allowed_ips"].widget.focus_row = focus_row
         if request.htmx:
-            return HttpResponse(str(form["allowed_ips"]))
+            return HttpResponse(form["allowed_ips"].as_field_group())
         template = "keys/edit.html" if key else "keys/add.html"
         return render(request, template, {"form": form, "key": key, "section": "keys"})
 

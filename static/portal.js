@@ -23,6 +23,20 @@ document.addEventListener("click", async (event) => {
   setTimeout(() => { button.textContent = label; }, 1500);
 });
 
+// After a failed submit the error summary takes the focus, so it is what a screen reader reads.
+document.querySelector("[data-error-summary]")?.focus();
+
+// A link in the summary moves the focus into its field, not only the scroll position.
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("[data-error-summary] a[href^='#']");
+  const field = link && document.getElementById(link.hash.slice(1));
+  if (!field) return;
+  event.preventDefault();
+  const group = field.closest("fieldset, .field");
+  (group || field).scrollIntoView({ block: "start" });
+  field.focus({ preventScroll: true });
+});
+
 // The user menu closes with Escape (focus back on its button), a click elsewhere, or when the
 // focus leaves it, so it never hides the page's own controls.
 const menu = document.querySelector(".usermenu");

@@ -487,3 +487,43 @@ def test_a_warning_comes_before_the_idle_log_out_and_staying_signed_in_works(
     page.goto(live_server.url + "/keys/")
     assert page.url.endswith("/keys/")
     page.context.close()
+
+
+def test_every_forms_error_summary_takes_the_focus_and_leads_into_its_field(
+    browser, live_server, world
+):
+    active = world["active"]
+
+    def revoke_without_reason(page):
+        page.get_by_role("button", name="Revoke").click()
+
+    def renew_past_a_year(page):
+        page.get_by_label("Expiration date of the new key").fill("2999-01-01")
+        page.get_by_role("button", name="Renew").click()
+
+    def filter_keys_by_nonsense(page):
+        page.get_by_label("Address or network").fill("ten")
+        page.get_by_role("button", name="Filter").click()
+
+    def filter_history_by_nobody(page):
+        page.get_by_label("User").fill("nobody-at-all")
+        page.get_by_role("button", name="Filter").click()
+
+    for person, path, submit, field in [
+        ("carol", f"/keys/{active.identifier}/revoke/", revoke_without_reason, "#id_reason"),
+        ("alice", f"/keys/{active.identifier}/renew/", renew_past_a_year, "#id_expires_on"),
+        ("carol", "/all-keys/", filter_keys_by_nonsense, "#id_ips"),
+        ("dave", "/audit/", filter_history_by_nobody, "#id_user"),
+    ]:
+        page = browser.new_context().new_page()
+        errors = console_errors(page)
+        log_in(page, live_server.url, person)
+        page.goto(live_server.url + path)
+        submit(page)
+        expect(page).to_have_title(re.compile(r"^Error: "))
+        summary = page.locator("[data-error-summary]")
+        expect(summary).to_be_focused()
+        summary.get_by_role("link").first.click()
+        expect(page.locator(field)).to_be_focused()
+        assert [e for e in errors if "status of 400" not in e] == [], (path, errors)
+        page.context.close()
