@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 # refuses either, nothing was changed and the person is told so on the form.
 NOT_SAVED = "The key could not be saved; nothing was changed. Try again."
 NOT_REVOKED = "The key could not be revoked; nothing was changed. Try again."
+# The newest refusals the key page shows (each stands for up to a minute of repeats).
+REFUSALS_SHOWN = 50
 
 
 @dataclass
@@ -209,12 +211,12 @@ def key_detail(request: HttpRequest, identifier: str) -> HttpResponse:
     usage = KeyUsageDay.objects.filter(key=key).order_by("-day")[:14]
     refusals = AuditEvent.objects.filter(key=key, action=AuditEvent.Action.USE_DENIED).order_by(
         "-seq"
-    )[:20]
+    )[:REFUSALS_SHOWN]
     context = {
         "key": key,
         "events": events,
         "usage": usage,
-        "refusals": refusals,
+        "refusals_by_path": _by_path(refusals),
         "is_owner": key.owner_id == request.user.pk,
         "refused_addresses": [
             (caller, widened(caller.ip)) for caller in key.refused_addresses()[:20]
@@ -225,6 +227,28 @@ def key_detail(request: HttpRequest, identifier: str) -> HttpResponse:
         "section": "keys",
     }
     return render(request, "keys/detail.html", context)
+
+
+@dataclass
+class PathRefusals:
+    """The recent refusals of calls to one path, newest first."""
+
+    path: str
+    events: list[AuditEvent]
+
+    @property
+    def calls(self) -> int:
+        return sum(event.details.get("count", 1) for event in self.events)
+
+
+def _by_path(refusals) -> list[PathRefusals]:
+    """Refusals grouped by the path called, the most recently refused path first: a caller
+    debugging one endpoint reads its refusals apart from the others'."""
+    groups: dict[str, PathRefusals] = {}
+    for event in refusals:
+        path = event.details.get("path") or ""
+        groups.setdefault(path, PathRefusals(path, [])).events.append(event)
+    return list(groups.values())
 
 
 @require_http_methods(["GET", "POST"])
