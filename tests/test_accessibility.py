@@ -527,3 +527,51 @@ def test_every_forms_error_summary_takes_the_focus_and_leads_into_its_field(
         expect(page.locator(field)).to_be_focused()
         assert [e for e in errors if "status of 400" not in e] == [], (path, errors)
         page.context.close()
+
+
+def test_the_idle_warning_says_when_and_typing_puts_it_off(browser, live_server, world):
+    page = browser.new_context().new_page()
+    log_in(page, live_server.url, "alice")
+    page.clock.install()
+    page.goto(live_server.url + "/keys/add/")
+    dialog = page.get_by_role("alertdialog")
+
+    # Typing counts as activity: the session is renewed in the background, the warning put off.
+    page.clock.fast_forward("20:00")
+    with page.expect_response(lambda response: response.url.endswith("/profile/")):
+        page.get_by_label("Name").press_sequentially("Nightly")
+    page.clock.fast_forward("20:00")  # 40 minutes after loading, 20 after typing
+    expect(dialog).to_be_hidden()
+
+    page.clock.fast_forward("08:01")  # 2 minutes before the end of the default 30
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("You will be signed out in 2 minutes because nothing happened")
+    expect(page.get_by_role("button", name="Stay signed in")).to_be_focused()
+    page.clock.run_for(61_000)  # the words follow the time left
+    expect(dialog).to_contain_text(re.compile(r"You will be signed out in 5\d seconds"))
+    page.context.close()
+
+
+def test_typing_keeps_the_session_and_after_a_time_out_log_in_says_why_and_returns(
+    browser, live_server, world, settings
+):
+    settings.SESSION_COOKIE_AGE = 6
+    page = browser.new_context().new_page()
+    log_in(page, live_server.url, "alice")
+    page.goto(live_server.url + "/keys/add/")
+    for letter in "Still typing":  # 12 s of typing, twice the idle time
+        page.get_by_label("Name").press(letter)
+        page.wait_for_timeout(1000)
+    page.goto(live_server.url + "/keys/?show=live")
+    assert page.url.endswith("/keys/?show=live")  # still signed in
+
+    page.wait_for_url(re.compile(r"/login/\?"), timeout=15000)  # nothing happens: signed out
+    expect(page.get_by_role("status").filter(has_text="signed out")).to_have_text(
+        "You were signed out because nothing happened for 6 seconds. "
+        "Log in again to go back to the page you were on."
+    )
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("alice-portal-pw")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live_server.url + "/keys/?show=live")
+    page.context.close()
