@@ -110,7 +110,13 @@ def key_list(request: HttpRequest) -> HttpResponse:
     live_only = request.GET.get("show") == "live"
     if live_only:
         keys = keys.with_status(ApiKey.Status.ACTIVE)
-    context = {"keys": keys, "live_only": live_only, "section": "keys"}
+    keys = list(keys)
+    context = {
+        "keys": keys,
+        "advised": ApiKey.advised(keys),
+        "live_only": live_only,
+        "section": "keys",
+    }
     return render(request, "keys/list.html", context)
 
 

@@ -6,10 +6,13 @@ POST /api/v1/self/rotate, callers through HTTP Basic. Time moves with time_machi
 
 import datetime
 import json
+import re
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from keys.models import ApiKey, AuditEvent, KeyUsageDay
 from tests.api_calls import basic, call
@@ -356,3 +359,71 @@ def test_an_unused_single_address_reads_as_on_the_rest_of_the_page(
 
     assert "Allowed IP <code>192.0.2.7</code>" in page.text  # not 192.0.2.7/32
     assert "Remove 192.0.2.7</button>" in page.text
+
+
+def suggested(page) -> list[str]:
+    """The names of the rows of the key list marked with Suggestions."""
+    rows = page.text.split("<tr>")[2:]
+    return sorted(
+        re.search(r">([^<]+)</a>", row).group(1)
+        for row in rows
+        if "#least-privilege" in row and ">Suggestions<" in row
+    )
+
+
+def test_the_key_list_says_how_many_keys_have_suggestions_and_marks_them(
+    alice, login, make_key, time_machine
+):
+    time_machine.move_to(datetime.datetime.now(tz=datetime.UTC), tick=False)
+    used_in_full, used_password = make_key(alice, name="Used in full", apis=("risks",))
+    unused_api, unused_password = make_key(alice, name="Unused API", apis=("risks", "kris"))
+    later(time_machine, days=91)
+    for key, password in ((used_in_full, used_password), (unused_api, unused_password)):
+        assert call(Client(), "/api/v1/risks/", key.identifier, password).status_code == 200
+    refused, refused_password = make_key(alice, name="Refused")
+    call(Client(), WHOAMI, refused.identifier, refused_password, REMOTE_ADDR="192.0.2.44")
+    gone, gone_password = make_key(alice, name="Revoked")
+    call(Client(), WHOAMI, gone.identifier, gone_password, REMOTE_ADDR="192.0.2.45")
+    login(alice).post(f"/keys/{gone.identifier}/revoke/", {})
+    make_key(alice, name="Young")
+
+    page = login(alice).get("/keys/")
+    assert "2 keys have suggestions for allowing less" in page.text
+    assert suggested(page) == ["Refused", "Unused API"]
+    detail = login(alice).get(f"/keys/{unused_api.identifier}/").text
+    assert '<h2 id="least-privilege">Least privilege</h2>' in detail
+    login(alice).post(f"/keys/{unused_api.identifier}/remove-api/", {"api": "kris"})
+    page = login(alice).get("/keys/")
+    assert "1 key has suggestions" in page.text and suggested(page) == ["Refused"]
+
+
+def test_the_key_lists_suggestions_take_a_fixed_number_of_queries(
+    alice, login, make_key, time_machine
+):
+    time_machine.move_to(datetime.datetime.now(tz=datetime.UTC), tick=False)
+
+    def queries() -> int:
+        client = login(alice)  # a session of today
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/keys/").status_code == 200
+        return len(captured)
+
+    def old_keys(numbers) -> None:
+        """Keys 91 days old whose one allowed IP is used and one of two APIs is not: each
+        rule of the advice has to be read for each of them."""
+        keys = [make_key(alice, name=f"Old {n}", apis=("risks", "kris")) for n in numbers]
+        later(time_machine, days=91)
+        for key, password in keys:
+            assert call(Client(), "/api/v1/risks/", key.identifier, password).status_code == 200
+
+    old_keys(range(2))
+    two = queries()
+    old_keys(range(2, 12))
+    assert queries() == two
+
+
+def test_the_key_form_says_what_cidr_is_and_that_the_integration_runs_elsewhere(alice, login):
+    page = login(alice).get("/keys/add/", REMOTE_ADDR="198.51.100.4").text
+    assert "192.0.2.0/24 is every address from 192.0.2.0 to 192.0.2.255" in page
+    assert 'aria-describedby="id_allowed_ips_mine_help">Use my current IP (198.51.100.4)' in page
+    assert "The integration that calls the API usually runs elsewhere, on a server" in page

@@ -5,6 +5,7 @@ Every key rule of docs/design.md §3 lives here: `clean()` explains a broken rul
 """
 
 import datetime
+from collections import defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -511,22 +512,14 @@ class ApiKey(models.Model):
 
     def refused_addresses(self, at: datetime.datetime | None = None):
         """Addresses refused as not allowed in the last 30 days, newest first."""
-        since = (at or timezone.now()) - REFUSED_ADDRESSES_SHOWN
-        return self.callers.filter(refused=True, last_seen__gte=since).order_by("-last_seen")
+        return _refused(self.callers.all(), at).order_by("-last_seen")
 
     def unused_networks(self, at: datetime.datetime | None = None) -> list[str]:
         """Allowed entries no successful call came from in 90 days (a key that old)."""
-        since = (at or timezone.now()) - UNUSED_AFTER
-        if self.created_at > since:
+        if (since := self._unused_since(at)) is None:
             return []
-        used = list(
-            self.callers.filter(refused=False, last_seen__gte=since).values_list("ip", flat=True)
-        )
-        return [
-            entry.network
-            for entry in self.allowed_ips.all()
-            if not any(ip_in_networks(ip, [entry.network]) for ip in used)
-        ]
+        used = self.callers.filter(refused=False, last_seen__gte=since).values_list("ip", flat=True)
+        return _unused_networks(self.allowed_ips.all(), list(used))
 
     def read_only_slugs(self) -> list[str]:
         """The slugs of the APIs this key may only read (GET, HEAD, OPTIONS)."""
@@ -539,11 +532,49 @@ class ApiKey(models.Model):
 
     def unused_apis(self, at: datetime.datetime | None = None) -> list["Api"]:
         """Granted APIs not called in 90 days (a key that old)."""
-        since = (at or timezone.now()) - UNUSED_AFTER
-        if self.created_at > since:
+        if (since := self._unused_since(at)) is None:
             return []
         used = set(self.api_uses.filter(last_used_at__gte=since).values_list("api_id", flat=True))
-        return [api for api in self.apis.all() if api.pk not in used]
+        return _unused_apis(self.apis.all(), used)
+
+    def _unused_since(self, at: datetime.datetime | None) -> datetime.datetime | None:
+        """The start of the 90 days without use that mark an entry or API, if the key is that
+        old; None for a younger key (nothing of it is unused yet)."""
+        since = (at or timezone.now()) - UNUSED_AFTER
+        return None if self.created_at > since else since
+
+    @classmethod
+    def advised(cls, keys: list["ApiKey"], at: datetime.datetime | None = None) -> set[int]:
+        """The ids of those of `keys` (read with_listing_data) whose page advises narrowing
+        them: an active key with an address refused as not allowed, or an allowed entry or
+        API unused (the rules of the three methods above). At most three queries, however
+        many keys."""
+        from keys.models.usage import KeyApiUse, KeyCaller  # they import this module
+
+        at = at or timezone.now()
+        active = [key for key in keys if key.status(at) == cls.Status.ACTIVE]
+        if not active:
+            return set()
+        callers = KeyCaller.objects
+        refused = _refused(callers.filter(key__in=active), at)
+        advised = set(refused.values_list("key_id", flat=True).distinct())
+        old = [key for key in active if key.pk not in advised and key._unused_since(at)]
+        if not old:
+            return advised
+        since = at - UNUSED_AFTER
+        used_ips, used_apis = defaultdict(list), defaultdict(set)
+        used = callers.filter(key__in=old, refused=False, last_seen__gte=since)
+        for key_id, ip in used.values_list("key_id", "ip"):
+            used_ips[key_id].append(ip)
+        api_uses = KeyApiUse.objects.filter(key__in=old, last_used_at__gte=since)
+        for key_id, api_id in api_uses.values_list("key_id", "api_id"):
+            used_apis[key_id].add(api_id)
+        return advised | {
+            key.pk
+            for key in old
+            if _unused_networks(key.allowed_ips.all(), used_ips[key.pk])
+            or _unused_apis([grant.api for grant in key.grants.all()], used_apis[key.pk])
+        }
 
     def may_be_edited_by(self, user) -> bool:
         """Only the owner edits a key, and only while it is not revoked."""
@@ -665,6 +696,25 @@ def previous_password_works_at(
 ) -> bool:
     """After a regeneration the old password works until its overlap ends (`valid_until`)."""
     return bool(previous_password_hash) and valid_until is not None and at < valid_until
+
+
+def _refused(callers, at: datetime.datetime | None):
+    """The callers refused as not allowed in the last 30 days (the key page lists them)."""
+    since = (at or timezone.now()) - REFUSED_ADDRESSES_SHOWN
+    return callers.filter(refused=True, last_seen__gte=since)
+
+
+def _unused_networks(entries, used_ips: list[str]) -> list[str]:
+    """The allowed entries none of `used_ips` lies in."""
+    return [
+        entry.network
+        for entry in entries
+        if not any(ip_in_networks(ip, [entry.network]) for ip in used_ips)
+    ]
+
+
+def _unused_apis(apis, used_api_ids: set[int]) -> list["Api"]:
+    return [api for api in apis if api.pk not in used_api_ids]
 
 
 def key_status(revoked_at, expires_on: datetime.date, at=None, *, revoke_at=None) -> str:
