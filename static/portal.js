@@ -24,7 +24,23 @@ document.addEventListener("click", async (event) => {
 });
 
 // After a failed submit the error summary takes the focus, so it is what a screen reader reads.
-document.querySelector("[data-error-summary]")?.focus();
+const summary = document.querySelector("[data-error-summary]");
+summary?.focus();
+
+// A message of the step before a redirect ("The key was saved."): a live region announces
+// what changes in it, not what a page loads with, so the message is put back into it a moment
+// after the load; the page's heading takes the focus, where reading goes on from.
+const said = document.querySelector(".messages[role=status]");
+if (said && said.children.length && !summary) {
+  const messages = [...said.children];
+  said.replaceChildren();
+  const heading = document.querySelector("main h1");
+  if (heading) {
+    heading.tabIndex = -1;
+    heading.focus();
+  }
+  setTimeout(() => said.replaceChildren(...messages), 150);
+}
 
 // A link in the summary moves the focus into its field, not only the scroll position.
 document.addEventListener("click", (event) => {

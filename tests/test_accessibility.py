@@ -85,8 +85,8 @@ def _saved_message(page, base, places):  # "The key was saved." on the key page
 def _verified(page, base, places):
     page.goto(base + "/audit/")
     page.get_by_role("button", name="Verify now").click()
-    page.wait_for_load_state("load")
-    assert "The chain is intact:" in page.content()
+    # The message is put in the live region just after the load, to be announced.
+    expect(page.get_by_role("status").filter(has_text="The chain is intact:")).to_be_visible()
 
 
 def _verification_broken(page, base, places):
@@ -378,7 +378,8 @@ def test_the_whole_journey_by_keyboard_alone(browser, live_server, world):
     tab_to(page, lambda f: f["text"] == "Revoke" and f["tag"] == "BUTTON")
     with page.expect_navigation():
         page.keyboard.press("Enter")
-    assert "was revoked" in page.content()
+    # The message is put in the live region just after the load, to be announced.
+    expect(page.get_by_role("status").filter(has_text="was revoked")).to_be_visible()
 
     tab_to(page, lambda f: f["tag"] == "SUMMARY")
     page.keyboard.press("Enter")
@@ -575,3 +576,103 @@ def test_typing_keeps_the_session_and_after_a_time_out_log_in_says_why_and_retur
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(live_server.url + "/keys/?show=live")
     page.context.close()
+
+
+# What the page's live region (role=status) holds each time it changes after the page loaded:
+# what a screen reader announces.
+RECORD_ANNOUNCEMENTS = """
+window.announced = [];
+document.addEventListener("DOMContentLoaded", () => {
+    const region = document.querySelector(".messages[role=status]");
+    if (!region) return;
+    new MutationObserver(() => {
+        const text = region.textContent.trim();
+        if (text) window.announced.push(text);
+    }).observe(region, { childList: true, subtree: true, characterData: true });
+});
+"""
+
+
+def test_a_message_after_a_redirect_is_announced_and_the_heading_takes_the_focus(
+    browser, live_server, world
+):
+    active = world["active"]
+    context = browser.new_context()
+    context.add_init_script(RECORD_ANNOUNCEMENTS)
+    page = context.new_page()
+    log_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/keys/{active.identifier}/edit/")
+    page.get_by_label("Name").fill("Nightly export, renamed")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save").first.click()
+
+    assert page.url.endswith(f"/keys/{active.identifier}/")
+    heading = page.get_by_role("heading", level=1)
+    expect(heading).to_be_focused()
+    expect(page.get_by_role("status").filter(has_text="The key was saved.")).to_be_visible()
+    page.wait_for_function("window.announced.length > 0")
+    assert page.evaluate("window.announced") == ["The key was saved."]
+    context.close()
+
+
+# Every control border against what is behind the control: [contrast, what] below 3:1.
+THIN_BORDERS = """() => {
+    const rgb = (text) => (text.match(/[\\d.]+/g) || []).slice(0, 4).map(Number);
+    const lum = ([r, g, b]) => {
+        const c = [r, g, b].map((v) => {
+            v /= 255;
+            return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+        });
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+    };
+    const behind = (el) => {
+        for (let node = el.parentElement; node; node = node.parentElement) {
+            const color = rgb(getComputedStyle(node).backgroundColor);
+            if (color.length === 3 || color[3] > 0) return color;
+        }
+        return [255, 255, 255];
+    };
+    const controls = document.querySelectorAll(
+        "input:not([type=hidden]):not([type=checkbox]):not([type=radio]), select, textarea, .button"
+    );
+    const thin = [];
+    for (const el of controls) {
+        const rect = el.getBoundingClientRect();
+        if (rect.width < 4 || rect.height < 4) continue;  // visually hidden
+        const style = getComputedStyle(el);
+        if (parseFloat(style.borderTopWidth) === 0) continue;
+        const [hi, lo] = [lum(rgb(style.borderTopColor)), lum(behind(el))].sort((a, b) => b - a);
+        const contrast = (hi + 0.05) / (lo + 0.05);
+        if (contrast < 3) thin.push([Math.round(contrast * 100) / 100, el.outerHTML.slice(0, 80)]);
+    }
+    return thin;
+}"""
+
+
+def test_input_and_button_borders_reach_3_to_1_against_their_background(
+    browser, live_server, world
+):
+    active = world["active"]
+    thin = {}
+    page = browser.new_context().new_page()
+    page.goto(live_server.url + "/login/")
+    thin["login"] = page.evaluate(THIN_BORDERS)
+    for person, paths in {
+        "alice": [
+            "/keys/",
+            "/keys/add/",
+            f"/keys/{active.identifier}/",
+            f"/keys/{active.identifier}/regenerate/",
+            f"/keys/{active.identifier}/renew/",
+        ],
+        "carol": ["/all-keys/", f"/keys/{active.identifier}/revoke/", "/users/"],
+        "dave": ["/audit/"],
+    }.items():
+        page.context.close()
+        page = browser.new_context().new_page()
+        log_in(page, live_server.url, person)
+        for path in paths:
+            page.goto(live_server.url + path)
+            thin[path] = page.evaluate(THIN_BORDERS)
+    page.context.close()
+    assert {path: found for path, found in thin.items() if found} == {}

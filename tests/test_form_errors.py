@@ -55,6 +55,7 @@ def test_a_form_with_an_error_titles_the_page_error_and_sums_it_up_linked_to_its
     title = re.search(r"<title>(.*?)</title>", response.text).group(1)
     assert title.startswith("Error: ")
     assert summary_links(response.text) == [field]
+    assert re.search(r'<div class="error-summary"[^>]* role="alert"', response.text)
     assert f'id="{field.removesuffix("_0")}_error"' in response.text  # beside the field too
 
 
