@@ -11,9 +11,12 @@ document.addEventListener("htmx:afterSettle", () => {
     const field = link && document.getElementById(link.hash.slice(1));
     if (!field || !field.closest(".has-error")) item.remove();
   }
-  if (!summary.querySelector("li")) {
+  const left = summary.querySelectorAll("li").length;
+  if (!left) {
     summary.remove();
     document.title = document.title.replace(/^Error: /, "");
+  } else if (left === 1) {
+    summary.querySelector("h2").textContent = "There is a problem with what you entered";
   }
 });
 

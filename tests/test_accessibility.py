@@ -104,6 +104,7 @@ def _verification_broken(page, base, places):
 
 STATES = [
     State("login", None, "/login/"),
+    State("login-after-idle-time-out", None, "/login/?next=/keys/&ended=idle"),
     State("login-failed", None, _failed_log_in),
     State("profile", "alice", "/profile/"),
     State("keys-full", "alice", "/keys/"),
@@ -125,6 +126,7 @@ STATES = [
     State("keys-empty", "bob", "/keys/"),
     State("all-keys", "carol", "/all-keys/", crowded=True),
     State("all-keys-filtered", "carol", "/all-keys/?status=active&q=export"),
+    State("all-keys-by-network", "carol", "/all-keys/?ips=10.0.0.0/8&ips_match=outside"),
     State("all-keys-bad-filter", "carol", "/all-keys/?status=nonsense&expiring_within=-1"),
     State("all-keys-paged", "carol", "/all-keys/?before={fiftieth}", crowded=True),
     State("revoke-with-reason", "carol", "/keys/{active}/revoke/"),
@@ -420,6 +422,8 @@ def test_least_privilege_regenerate_and_renew_by_keyboard_alone(browser, live_se
     page.keyboard.type("alice-portal-pw")
     page.keyboard.press("Enter")
     page.wait_for_url(live_server.url + "/keys/")
+    expect(page.get_by_text("1 key has suggestions")).to_be_visible()
+    check(page, "keys-with-suggestions", found)
     page.goto(f"{live_server.url}/keys/{key.identifier}/")
     check(page, "detail-least-privilege", found)
 

@@ -238,6 +238,7 @@ def test_changing_the_ip_rows_after_a_failed_save_clears_their_stale_errors(
     expect(ips.get_by_label("Allowed IP 1")).to_have_value("nonsense")  # kept, not judged
     expect(summary.get_by_role("link")).to_have_count(1)
     expect(summary.get_by_role("link")).to_have_text("APIs: Select at least one API.")
+    expect(summary.get_by_role("heading")).to_have_text("There is a problem with what you entered")
     expect(page).to_have_title(re.compile(r"^Error: "))
 
     # When the rows were the only problem, the summary and the title's "Error:" go too.
