@@ -173,6 +173,20 @@ def measure(runs: int) -> list[tuple[str, float, float, int, int]]:
             f"/all-keys/?q={some_key.identifier[8:18]}",
         ),
         ("admin", None, "All keys, active with API risks", "/all-keys/?status=active&api=risks"),
+        # Every seeded key allows one address of 198.51.100.0/24: the first finds a page at
+        # once, the second finds none and so asks about every key.
+        (
+            "admin",
+            None,
+            "All keys, allowing addresses outside 10.0.0.0/8",
+            "/all-keys/?ips=10.0.0.0/8&ips_match=outside",
+        ),
+        (
+            "admin",
+            None,
+            "All keys, allowing an address in 10.0.0.0/8 (none)",
+            "/all-keys/?ips=10.0.0.0/8",
+        ),
         ("admin", None, "Users, first page", "/users/"),
         ("admin", None, "Users, search", f"/users/?q={alice.username[:-1]}"),
         (

@@ -22,7 +22,7 @@ def all_keys(request: HttpRequest) -> HttpResponse:
     form = AllKeysFilterForm(request.GET)
     page = count = None
     if form.is_valid():
-        keys = ApiKey.objects.with_listing_data(allowed_ips=False).matching(**form.filters())
+        keys = ApiKey.objects.with_listing_data().matching(**form.filters())
         page, count = keys.page_and_total(**form.cursors())
     context = {
         "form": form,

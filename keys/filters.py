@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from keys.models import Api, ApiKey, AuditEvent
+from keys.validators import network_of
 
 # A filter naming more keys or people than this asks for more letters: each match is a
 # parameter of the page's queries.
@@ -82,6 +83,18 @@ class AllKeysFilterForm(forms.Form):
         max_value=366,
         help_text="Active keys whose last valid day is at most this many days away.",
     )
+    ips_match = forms.ChoiceField(
+        label="Allowed IPs",
+        required=False,
+        choices=[("in", "allow an address in"), ("outside", "allow addresses outside")],
+    )
+    ips = forms.CharField(
+        label="Address or network",
+        required=False,
+        max_length=100,
+        help_text="An IPv4 or IPv6 address or CIDR range, e.g. 10.0.0.0/8.",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off"}),
+    )
     # Page cursors (ApiKeyQuerySet.page): the identifier of the key a page starts after.
     before = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
     after = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
@@ -91,6 +104,13 @@ class AllKeysFilterForm(forms.Form):
     def clean_owner(self):
         username = self.cleaned_data["owner"].strip()
         return user_named(username) if username else None
+
+    def clean_ips(self):
+        text = self.cleaned_data["ips"].strip()
+        return network_of(text) if text else None
+
+    def clean_ips_match(self):
+        return self.cleaned_data["ips_match"] or "in"
 
     def clean(self):
         cleaned = super().clean()

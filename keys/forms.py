@@ -130,7 +130,8 @@ class KeyForm(forms.Form):
         label="Allowed IPs",
         required=False,
         help_text="The IPv4 or IPv6 address, or CIDR range, of each system that will use "
-        "this key. Empty rows are ignored.",
+        "this key. A CIDR range is an address and how many of its leading bits must match: "
+        "192.0.2.0/24 is every address from 192.0.2.0 to 192.0.2.255. Empty rows are ignored.",
     )
     apis = ApiChoiceField(
         label="APIs",
@@ -248,6 +249,9 @@ class KeyForm(forms.Form):
 
 
 class RevokeForm(forms.Form):
+    # When the reason is required, its label says so (templates/_field.html).
+    required_css_class = "required"
+
     reason = forms.CharField(
         label="Reason",
         max_length=500,

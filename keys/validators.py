@@ -18,6 +18,22 @@ MAX_ALLOWED_IPS = 50
 
 
 def normalise_network(text: str) -> str:
+    """Return an allowed IP entry in canonical form (network_of), no wider than the
+    settings allow, or raise ValidationError."""
+    network = ipaddress.ip_network(network_of(text))
+    widest = settings.KEYS_MIN_PREFIX_V4 if network.version == 4 else settings.KEYS_MIN_PREFIX_V6
+    if network.prefixlen < widest:
+        # An allowlist restricts: a range this wide (0.0.0.0/0 at the extreme) would let a
+        # stolen password in from almost anywhere.
+        raise ValidationError(
+            "“%(value)s” is too wide: an allowed range may be at most /%(widest)s for IPv%(v)s.",
+            code="too_wide",
+            params={"value": (text or "").strip()[:60], "widest": widest, "v": network.version},
+        )
+    return str(network)
+
+
+def network_of(text: str) -> str:
     """Return an IPv4/IPv6 address or CIDR range in canonical form, or raise ValidationError.
 
     A single address becomes a /32 or /128 network; an IPv4-mapped IPv6 address becomes its
@@ -48,15 +64,6 @@ def normalise_network(text: str) -> str:
             params={"value": value, "network": network},
         )
     network = unmapped_network(network)
-    widest = settings.KEYS_MIN_PREFIX_V4 if network.version == 4 else settings.KEYS_MIN_PREFIX_V6
-    if network.prefixlen < widest:
-        # An allowlist restricts: a range this wide (0.0.0.0/0 at the extreme) would let a
-        # stolen password in from almost anywhere.
-        raise ValidationError(
-            "“%(value)s” is too wide: an allowed range may be at most /%(widest)s for IPv%(v)s.",
-            code="too_wide",
-            params={"value": value[:60], "widest": widest, "v": network.version},
-        )
     return str(network)
 
 

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 # refuses either, nothing was changed and the person is told so on the form.
 NOT_SAVED = "The key could not be saved; nothing was changed. Try again."
 NOT_REVOKED = "The key could not be revoked; nothing was changed. Try again."
+# The newest refusals the key page shows (each stands for up to a minute of repeats).
+REFUSALS_SHOWN = 50
 
 
 @dataclass
@@ -108,7 +110,13 @@ def key_list(request: HttpRequest) -> HttpResponse:
     live_only = request.GET.get("show") == "live"
     if live_only:
         keys = keys.with_status(ApiKey.Status.ACTIVE)
-    context = {"keys": keys, "live_only": live_only, "section": "keys"}
+    keys = list(keys)
+    context = {
+        "keys": keys,
+        "advised": ApiKey.advised(keys),
+        "live_only": live_only,
+        "section": "keys",
+    }
     return render(request, "keys/list.html", context)
 
 
@@ -141,8 +149,9 @@ def key_add(request: HttpRequest) -> HttpResponse:
 def _ip_rows_view(change):
     """Decorate `change(request, rows) -> (rows, focus_row)`, an Allowed IPs row button.
 
-    The button posts the whole form. With htmx the answer is the list of rows again; without
-    JavaScript it is the whole form again, unjudged, with what was typed and the rows changed.
+    The button posts the whole form. With htmx the answer is the Allowed IPs group again,
+    unjudged (so errors of a failed Save about the old rows go); without JavaScript it is the
+    whole form again, unjudged, with what was typed and the rows changed.
     """
 
     @never_cache
@@ -163,7 +172,7 @@ def _ip_rows_view(change):
         form._errors = {}  # a half-filled form: show it, do not judge it yet
         form.fields["allowed_ips"].widget.focus_row = focus_row
         if request.htmx:
-            return HttpResponse(str(form["allowed_ips"]))
+            return HttpResponse(form["allowed_ips"].as_field_group())
         template = "keys/edit.html" if key else "keys/add.html"
         return render(request, template, {"form": form, "key": key, "section": "keys"})
 
@@ -208,12 +217,12 @@ def key_detail(request: HttpRequest, identifier: str) -> HttpResponse:
     usage = KeyUsageDay.objects.filter(key=key).order_by("-day")[:14]
     refusals = AuditEvent.objects.filter(key=key, action=AuditEvent.Action.USE_DENIED).order_by(
         "-seq"
-    )[:20]
+    )[:REFUSALS_SHOWN]
     context = {
         "key": key,
         "events": events,
         "usage": usage,
-        "refusals": refusals,
+        "refusals_by_path": _by_path(refusals),
         "is_owner": key.owner_id == request.user.pk,
         "refused_addresses": [
             (caller, widened(caller.ip)) for caller in key.refused_addresses()[:20]
@@ -224,6 +233,28 @@ def key_detail(request: HttpRequest, identifier: str) -> HttpResponse:
         "section": "keys",
     }
     return render(request, "keys/detail.html", context)
+
+
+@dataclass
+class PathRefusals:
+    """The recent refusals of calls to one path, newest first."""
+
+    path: str
+    events: list[AuditEvent]
+
+    @property
+    def calls(self) -> int:
+        return sum(event.details.get("count", 1) for event in self.events)
+
+
+def _by_path(refusals) -> list[PathRefusals]:
+    """Refusals grouped by the path called, the most recently refused path first: a caller
+    debugging one endpoint reads its refusals apart from the others'."""
+    groups: dict[str, PathRefusals] = {}
+    for event in refusals:
+        path = event.details.get("path") or ""
+        groups.setdefault(path, PathRefusals(path, [])).events.append(event)
+    return list(groups.values())
 
 
 @require_http_methods(["GET", "POST"])
@@ -296,6 +327,12 @@ def _owner_may_change(request: HttpRequest, identifier: str) -> ApiKey:
 def key_regenerate(request: HttpRequest, identifier: str) -> HttpResponse:
     """A new password for the same key, shown once; the old one works for the overlap."""
     key = _owner_may_change(request, identifier)
+    if not key.may_get_a_new_password_from(request.user):
+        if key.is_being_replaced:
+            messages.info(request, "This key is being replaced: regenerate the new key's password.")
+        else:
+            messages.info(request, "Only an active key gets a new password: renew this one.")
+        return redirect("keys:detail", identifier=key.identifier)
     form = RegenerateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         failure = "Regenerating key %s failed; rolled back."
@@ -316,8 +353,8 @@ def key_regenerate(request: HttpRequest, identifier: str) -> HttpResponse:
 def key_renew(request: HttpRequest, identifier: str) -> HttpResponse:
     """A new key with this one's settings; this one is revoked when the overlap ends."""
     key = _owner_may_change(request, identifier)
-    if key.revoke_at is not None:
-        messages.info(request, "This key is already renewed.")
+    if not key.may_be_renewed_by(request.user):
+        messages.info(request, "This key is already renewed: renew the new key instead.")
         return redirect("keys:detail", identifier=key.identifier)
     form = RenewForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():

@@ -1,6 +1,7 @@
 """The log-in forms of the portal and of the Django admin, saying so when the throttle is why
 a log-in failed (portal.backends.ThrottledModelBackend applies the throttle)."""
 
+from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
@@ -51,3 +52,10 @@ class PortalLoginView(LoginView):
 
     def get_default_redirect_url(self) -> str:
         return reverse(home_page(self.request.user))
+
+    def get_context_data(self, **kwargs):
+        # Sent here by the idle log-out (static/portal.js): say why, before asking again.
+        context = super().get_context_data(**kwargs)
+        context["signed_out_idle"] = self.request.GET.get("ended") == "idle"
+        context["idle_seconds"] = settings.SESSION_COOKIE_AGE
+        return context

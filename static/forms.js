@@ -1,17 +1,23 @@
 // The Add and Edit key forms. No inline script: the CSP forbids it.
 
-// After a failed Save the error summary takes the focus, so it is what a screen reader reads.
-document.querySelector("[data-error-summary]")?.focus();
-
-// A link in the summary moves the focus into its field, not only the scroll position.
-document.addEventListener("click", (event) => {
-  const link = event.target.closest("[data-error-summary] a[href^='#']");
-  const field = link && document.getElementById(link.hash.slice(1));
-  if (!field) return;
-  event.preventDefault();
-  const group = field.closest("fieldset, .field");
-  (group || field).scrollIntoView({ block: "start" });
-  field.focus({ preventScroll: true });
+// Changing the Allowed IPs rows after a failed Save answers their group again, unjudged: the
+// error summary drops its lines about fields that no longer show an error, and goes (with the
+// "Error:" of the title) once it has none left.
+document.addEventListener("htmx:afterSettle", () => {
+  const summary = document.querySelector("[data-error-summary]");
+  if (!summary) return;
+  for (const item of summary.querySelectorAll("li[data-field]")) {
+    const link = item.querySelector("a[href^='#']");
+    const field = link && document.getElementById(link.hash.slice(1));
+    if (!field || !field.closest(".has-error")) item.remove();
+  }
+  const left = summary.querySelectorAll("li").length;
+  if (!left) {
+    summary.remove();
+    document.title = document.title.replace(/^Error: /, "");
+  } else if (left === 1) {
+    summary.querySelector("h2").textContent = "There is a problem with what you entered";
+  }
 });
 
 // Expiry presets need this script, so they stay hidden without it.

@@ -31,7 +31,11 @@ def assert_the_401(response) -> None:
         "type": "about:blank",
         "title": "Unauthorized",
         "status": 401,
-        "detail": "Valid API key credentials are required (HTTP Basic: Identifier:Password).",
+        "detail": (
+            "Valid API key credentials are required (HTTP Basic: Identifier:Password), sent "
+            "from one of the key's allowed IPs. See the key's page in the portal for why this "
+            "call was refused."
+        ),
     }
 
 

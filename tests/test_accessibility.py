@@ -85,8 +85,8 @@ def _saved_message(page, base, places):  # "The key was saved." on the key page
 def _verified(page, base, places):
     page.goto(base + "/audit/")
     page.get_by_role("button", name="Verify now").click()
-    page.wait_for_load_state("load")
-    assert "The chain is intact:" in page.content()
+    # The message is put in the live region just after the load, to be announced.
+    expect(page.get_by_role("status").filter(has_text="The chain is intact:")).to_be_visible()
 
 
 def _verification_broken(page, base, places):
@@ -104,6 +104,7 @@ def _verification_broken(page, base, places):
 
 STATES = [
     State("login", None, "/login/"),
+    State("login-after-idle-time-out", None, "/login/?next=/keys/&ended=idle"),
     State("login-failed", None, _failed_log_in),
     State("profile", "alice", "/profile/"),
     State("keys-full", "alice", "/keys/"),
@@ -125,6 +126,7 @@ STATES = [
     State("keys-empty", "bob", "/keys/"),
     State("all-keys", "carol", "/all-keys/", crowded=True),
     State("all-keys-filtered", "carol", "/all-keys/?status=active&q=export"),
+    State("all-keys-by-network", "carol", "/all-keys/?ips=10.0.0.0/8&ips_match=outside"),
     State("all-keys-bad-filter", "carol", "/all-keys/?status=nonsense&expiring_within=-1"),
     State("all-keys-paged", "carol", "/all-keys/?before={fiftieth}", crowded=True),
     State("revoke-with-reason", "carol", "/keys/{active}/revoke/"),
@@ -378,7 +380,8 @@ def test_the_whole_journey_by_keyboard_alone(browser, live_server, world):
     tab_to(page, lambda f: f["text"] == "Revoke" and f["tag"] == "BUTTON")
     with page.expect_navigation():
         page.keyboard.press("Enter")
-    assert "was revoked" in page.content()
+    # The message is put in the live region just after the load, to be announced.
+    expect(page.get_by_role("status").filter(has_text="was revoked")).to_be_visible()
 
     tab_to(page, lambda f: f["tag"] == "SUMMARY")
     page.keyboard.press("Enter")
@@ -419,6 +422,8 @@ def test_least_privilege_regenerate_and_renew_by_keyboard_alone(browser, live_se
     page.keyboard.type("alice-portal-pw")
     page.keyboard.press("Enter")
     page.wait_for_url(live_server.url + "/keys/")
+    expect(page.get_by_text("1 key has suggestions")).to_be_visible()
+    check(page, "keys-with-suggestions", found)
     page.goto(f"{live_server.url}/keys/{key.identifier}/")
     check(page, "detail-least-privilege", found)
 
@@ -487,3 +492,191 @@ def test_a_warning_comes_before_the_idle_log_out_and_staying_signed_in_works(
     page.goto(live_server.url + "/keys/")
     assert page.url.endswith("/keys/")
     page.context.close()
+
+
+def test_every_forms_error_summary_takes_the_focus_and_leads_into_its_field(
+    browser, live_server, world
+):
+    active = world["active"]
+
+    def revoke_without_reason(page):
+        page.get_by_role("button", name="Revoke").click()
+
+    def renew_past_a_year(page):
+        page.get_by_label("Expiration date of the new key").fill("2999-01-01")
+        page.get_by_role("button", name="Renew").click()
+
+    def filter_keys_by_nonsense(page):
+        page.get_by_label("Address or network").fill("ten")
+        page.get_by_role("button", name="Filter").click()
+
+    def filter_history_by_nobody(page):
+        page.get_by_label("User").fill("nobody-at-all")
+        page.get_by_role("button", name="Filter").click()
+
+    for person, path, submit, field in [
+        ("carol", f"/keys/{active.identifier}/revoke/", revoke_without_reason, "#id_reason"),
+        ("alice", f"/keys/{active.identifier}/renew/", renew_past_a_year, "#id_expires_on"),
+        ("carol", "/all-keys/", filter_keys_by_nonsense, "#id_ips"),
+        ("dave", "/audit/", filter_history_by_nobody, "#id_user"),
+    ]:
+        page = browser.new_context().new_page()
+        errors = console_errors(page)
+        log_in(page, live_server.url, person)
+        page.goto(live_server.url + path)
+        submit(page)
+        expect(page).to_have_title(re.compile(r"^Error: "))
+        summary = page.locator("[data-error-summary]")
+        expect(summary).to_be_focused()
+        summary.get_by_role("link").first.click()
+        expect(page.locator(field)).to_be_focused()
+        assert [e for e in errors if "status of 400" not in e] == [], (path, errors)
+        page.context.close()
+
+
+def test_the_idle_warning_says_when_and_typing_puts_it_off(browser, live_server, world):
+    page = browser.new_context().new_page()
+    log_in(page, live_server.url, "alice")
+    page.clock.install()
+    page.goto(live_server.url + "/keys/add/")
+    dialog = page.get_by_role("alertdialog")
+
+    # Typing counts as activity: the session is renewed in the background, the warning put off.
+    page.clock.fast_forward("20:00")
+    with page.expect_response(lambda response: response.url.endswith("/profile/")):
+        page.get_by_label("Name").press_sequentially("Nightly")
+    page.clock.fast_forward("20:00")  # 40 minutes after loading, 20 after typing
+    expect(dialog).to_be_hidden()
+
+    page.clock.fast_forward("08:01")  # 2 minutes before the end of the default 30
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("You will be signed out in 2 minutes because nothing happened")
+    expect(page.get_by_role("button", name="Stay signed in")).to_be_focused()
+    page.clock.run_for(61_000)  # the words follow the time left
+    expect(dialog).to_contain_text(re.compile(r"You will be signed out in 5\d seconds"))
+    page.context.close()
+
+
+def test_typing_keeps_the_session_and_after_a_time_out_log_in_says_why_and_returns(
+    browser, live_server, world, settings
+):
+    settings.SESSION_COOKIE_AGE = 6
+    page = browser.new_context().new_page()
+    log_in(page, live_server.url, "alice")
+    page.goto(live_server.url + "/keys/add/")
+    for letter in "Still typing":  # 12 s of typing, twice the idle time
+        page.get_by_label("Name").press(letter)
+        page.wait_for_timeout(1000)
+    page.goto(live_server.url + "/keys/?show=live")
+    assert page.url.endswith("/keys/?show=live")  # still signed in
+
+    page.wait_for_url(re.compile(r"/login/\?"), timeout=15000)  # nothing happens: signed out
+    expect(page.get_by_role("status").filter(has_text="signed out")).to_have_text(
+        "You were signed out because nothing happened for 6 seconds. "
+        "Log in again to go back to the page you were on."
+    )
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("alice-portal-pw")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live_server.url + "/keys/?show=live")
+    page.context.close()
+
+
+# What the page's live region (role=status) holds each time it changes after the page loaded:
+# what a screen reader announces.
+RECORD_ANNOUNCEMENTS = """
+window.announced = [];
+document.addEventListener("DOMContentLoaded", () => {
+    const region = document.querySelector(".messages[role=status]");
+    if (!region) return;
+    new MutationObserver(() => {
+        const text = region.textContent.trim();
+        if (text) window.announced.push(text);
+    }).observe(region, { childList: true, subtree: true, characterData: true });
+});
+"""
+
+
+def test_a_message_after_a_redirect_is_announced_and_the_heading_takes_the_focus(
+    browser, live_server, world
+):
+    active = world["active"]
+    context = browser.new_context()
+    context.add_init_script(RECORD_ANNOUNCEMENTS)
+    page = context.new_page()
+    log_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/keys/{active.identifier}/edit/")
+    page.get_by_label("Name").fill("Nightly export, renamed")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save").first.click()
+
+    assert page.url.endswith(f"/keys/{active.identifier}/")
+    heading = page.get_by_role("heading", level=1)
+    expect(heading).to_be_focused()
+    expect(page.get_by_role("status").filter(has_text="The key was saved.")).to_be_visible()
+    page.wait_for_function("window.announced.length > 0")
+    assert page.evaluate("window.announced") == ["The key was saved."]
+    context.close()
+
+
+# Every control border against what is behind the control: [contrast, what] below 3:1.
+THIN_BORDERS = """() => {
+    const rgb = (text) => (text.match(/[\\d.]+/g) || []).slice(0, 4).map(Number);
+    const lum = ([r, g, b]) => {
+        const c = [r, g, b].map((v) => {
+            v /= 255;
+            return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+        });
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+    };
+    const behind = (el) => {
+        for (let node = el.parentElement; node; node = node.parentElement) {
+            const color = rgb(getComputedStyle(node).backgroundColor);
+            if (color.length === 3 || color[3] > 0) return color;
+        }
+        return [255, 255, 255];
+    };
+    const controls = document.querySelectorAll(
+        "input:not([type=hidden]):not([type=checkbox]):not([type=radio]), select, textarea, .button"
+    );
+    const thin = [];
+    for (const el of controls) {
+        const rect = el.getBoundingClientRect();
+        if (rect.width < 4 || rect.height < 4) continue;  // visually hidden
+        const style = getComputedStyle(el);
+        if (parseFloat(style.borderTopWidth) === 0) continue;
+        const [hi, lo] = [lum(rgb(style.borderTopColor)), lum(behind(el))].sort((a, b) => b - a);
+        const contrast = (hi + 0.05) / (lo + 0.05);
+        if (contrast < 3) thin.push([Math.round(contrast * 100) / 100, el.outerHTML.slice(0, 80)]);
+    }
+    return thin;
+}"""
+
+
+def test_input_and_button_borders_reach_3_to_1_against_their_background(
+    browser, live_server, world
+):
+    active = world["active"]
+    thin = {}
+    page = browser.new_context().new_page()
+    page.goto(live_server.url + "/login/")
+    thin["login"] = page.evaluate(THIN_BORDERS)
+    for person, paths in {
+        "alice": [
+            "/keys/",
+            "/keys/add/",
+            f"/keys/{active.identifier}/",
+            f"/keys/{active.identifier}/regenerate/",
+            f"/keys/{active.identifier}/renew/",
+        ],
+        "carol": ["/all-keys/", f"/keys/{active.identifier}/revoke/", "/users/"],
+        "dave": ["/audit/"],
+    }.items():
+        page.context.close()
+        page = browser.new_context().new_page()
+        log_in(page, live_server.url, person)
+        for path in paths:
+            page.goto(live_server.url + path)
+            thin[path] = page.evaluate(THIN_BORDERS)
+    page.context.close()
+    assert {path: found for path, found in thin.items() if found} == {}

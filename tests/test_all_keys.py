@@ -209,3 +209,109 @@ def test_on_postgresql_the_search_reads_the_trigram_indexes_not_every_key(carol,
         cursor.execute("SET LOCAL enable_seqscan = off")
     plan = search.explain()
     assert "key_name_trgm" in plan and "key_identifier_trgm" in plan
+
+
+@pytest.fixture
+def networks_keys(alice, bob, make_key):
+    """Keys that allow inside 10.0.0.0/8 only, inside and outside it, and outside it only."""
+    return {
+        "Office": make_key(alice, name="Office", networks=("10.1.2.0/24",))[0],
+        "Mixed": make_key(bob, name="Mixed", networks=("10.0.0.5", "198.51.100.7"))[0],
+        "Cloud": make_key(bob, name="Cloud", networks=("2001:db8::/48",))[0],
+    }
+
+
+def test_all_keys_shows_the_allowed_ips_of_each_key(dave, login, networks_keys):
+    text = login(dave).get(ALL_KEYS).text
+    assert '<th scope="col">Allowed IPs</th>' in text
+    row = text[text.index(">Mixed</a>") :].split("</tr>")[0]
+    assert '<code class="ip">10.0.0.5</code><code class="ip">198.51.100.7</code>' in row
+
+
+@pytest.mark.parametrize(
+    ("ips", "match", "names"),
+    [
+        ("10.0.0.0/8", "in", ["Mixed", "Office"]),
+        ("10.0.0.0/8", "", ["Mixed", "Office"]),  # "allow an address in" is the default
+        ("10.0.0.0/8", "outside", ["Cloud", "Mixed"]),  # IPv6 lies outside any IPv4 network
+        ("10.1.2.3", "in", ["Office"]),  # an address inside an allowed range
+        ("10.1.2.3", "outside", ["Cloud", "Mixed", "Office"]),  # the rest of 10.1.2.0/24
+        ("10.1.0.0/16", "outside", ["Cloud", "Mixed"]),
+        ("198.51.100.7", "in", ["Mixed"]),
+        ("::ffff:198.51.100.7", "in", ["Mixed"]),  # IPv4-mapped: its IPv4 address
+        ("2001:db8::/32", "in", ["Cloud"]),  # wider than the entry
+        ("2001:db8:0:1::/64", "in", ["Cloud"]),  # narrower than the entry
+        ("2001:db8::/32", "outside", ["Mixed", "Office"]),
+        ("192.0.2.0/24", "in", []),
+    ],
+)
+def test_all_keys_finds_the_keys_that_allow_addresses_in_or_outside_a_network(
+    carol, login, networks_keys, ips, match, names
+):
+    response = login(carol).get(ALL_KEYS, {"ips": ips, "ips_match": match})
+    assert response.status_code == 200
+    assert sorted(_names(response)) == names
+
+
+def test_the_allowed_ips_filter_sees_entries_added_by_an_edit_and_exports_what_it_shows(
+    alice, carol, login, networks_keys
+):
+    from keys import actions
+
+    office = networks_keys["Office"]
+    actions.edit_key(
+        office,
+        actor=alice,
+        name=office.name,
+        expires_on=office.expires_on,
+        networks=["10.1.2.0/24", "203.0.113.9"],
+        apis=list(office.apis.all()),
+    )
+    client = login(carol)
+    outside = {"ips": "10.0.0.0/8", "ips_match": "outside"}
+    assert sorted(_names(client.get(ALL_KEYS, outside))) == ["Cloud", "Mixed", "Office"]
+    csv = b"".join(client.get("/all-keys/inventory.csv", outside).streaming_content).decode()
+    assert "Office" in csv and "Cloud" in csv and "Mixed" in csv
+
+
+def test_keys_without_allowed_ips_allow_any_address_where_the_settings_permit_them(
+    alice, carol, login, make_key, networks_keys, settings
+):
+    settings.KEYS_REQUIRE_ALLOWED_IPS = False
+    make_key(alice, name="Anywhere", networks=())
+    client = login(carol)
+    inside = client.get(ALL_KEYS, {"ips": "10.0.0.0/8"})
+    assert sorted(_names(inside)) == ["Anywhere", "Mixed", "Office"]
+    outside = client.get(ALL_KEYS, {"ips": "10.0.0.0/8", "ips_match": "outside"})
+    assert sorted(_names(outside)) == ["Anywhere", "Cloud", "Mixed"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"ips": "10.0.0.1/8"}, "has host bits set; did you mean 10.0.0.0/8?"),
+        ({"ips": "ten"}, "is not an IPv4 or IPv6 address or CIDR range."),
+        ({"ips": "10.0.0.0/8", "ips_match": "near"}, "Select a valid choice."),
+    ],
+)
+def test_a_bad_allowed_ips_filter_is_an_error_next_to_its_field(carol, login, params, message):
+    response = login(carol).get(ALL_KEYS, params)
+    assert response.status_code == 400
+    field = "ips" if "ips_match" not in params else "ips_match"
+    assert message in " ".join(response.context["form"].errors[field])
+
+
+def test_the_allowed_ips_filter_takes_a_fixed_number_of_queries(carol, login, make_key, alice):
+    client = login(carol)
+    outside = {"ips": "10.0.0.0/8", "ips_match": "outside"}
+
+    def queries(rows) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert len(_names(client.get(ALL_KEYS, outside))) == rows
+        return len(captured)
+
+    make_key(alice, name="First", networks=("192.0.2.1", "10.9.0.0/16"))
+    one = queries(rows=1)
+    for n in range(49):
+        make_key(alice, name=f"Key {n:02d}", networks=("192.0.2.1", "2001:db8::/48"))
+    assert queries(rows=50) == one

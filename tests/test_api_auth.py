@@ -195,6 +195,20 @@ def test_a_wrong_password_for_an_api_not_granted_gets_401_not_403(client, alices
     assert_the_401(call(client, "/api/v1/findings/", key.identifier, wrong))
 
 
+def test_a_refused_call_is_sent_to_the_keys_page_for_why_and_not_told_which_check_failed(
+    client, alices_key
+):
+    key, password = alices_key
+    outside = call(client, RISKS, key.identifier, password, REMOTE_ADDR="192.0.2.1")
+    wrong = call(client, RISKS, key.identifier, tokens.generate_password(key.identifier))
+    unknown = call(client, RISKS, tokens.generate_identifier(), password)
+    for response in (outside, wrong, unknown):
+        assert_the_401(response)
+    detail = outside.json()["detail"]
+    assert "See the key's page in the portal for why this call was refused." in detail
+    assert wrong.content == outside.content == unknown.content
+
+
 def test_an_allowed_key_from_an_ip_not_allowed_for_an_api_not_granted_gets_401(client, alices_key):
     key, password = alices_key
     assert_the_401(

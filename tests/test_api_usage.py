@@ -293,6 +293,27 @@ def test_the_owner_admins_and_auditors_see_why_calls_were_refused(
     assert "/api/v1/findings/" in html
 
 
+def test_the_key_page_keeps_the_refusals_of_each_path_apart(alice, client, login, key, clock):
+    use(client, key, "/api/v1/risks/", REMOTE_ADDR="192.0.2.1")
+    use(client, key, "/api/v1/findings/")  # not granted
+    later(clock, 61)
+    use(client, key, "/api/v1/findings/")
+    use(client, key, "/api/v1/controls/", REMOTE_ADDR="192.0.2.7")
+    html = login(alice).get(f"/keys/{key[0].identifier}/").content.decode()
+
+    tables = html.split("<caption>")[1:]
+    captions = [table.split("</caption>")[0] for table in tables]
+    assert captions == [
+        "<code>/api/v1/controls/</code>: 1 refused call",
+        "<code>/api/v1/findings/</code>: 2 refused calls",
+        "<code>/api/v1/risks/</code>: 1 refused call",
+    ]
+    controls, findings, risks = (table.split("</table>")[0] for table in tables)
+    assert "192.0.2.7" in controls and "not in the allowed IPs" in controls
+    assert findings.count("not granted the API") == 2 and "192.0.2" not in findings
+    assert "192.0.2.1" in risks and "not granted" not in risks
+
+
 def test_another_staff_member_cannot_see_the_refusals(bob, login, refused_and_used):
     page = login(bob).get(f"/keys/{refused_and_used[0].identifier}/")
     assert page.status_code == 404

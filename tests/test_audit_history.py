@@ -361,6 +361,18 @@ def test_page_links_keep_the_filters(dave, login, many_events):
     assert 'href="?action=catalogue_changed&amp;after=70"' in response.text
 
 
+def test_a_history_of_one_page_has_no_empty_pages_landmark(dave, login, alice_key):
+    assert 'aria-label="Pages"' not in login(dave).get(HISTORY).text
+
+
+def test_a_history_of_more_pages_has_its_pages_landmark(dave, login, many_events):
+    client = login(dave)
+    first = client.get(HISTORY).text
+    assert '<nav class="pager" aria-label="Pages">' in first and ">Older →</a>" in first
+    last = client.get(HISTORY, {"before": 21}).text
+    assert '<nav class="pager" aria-label="Pages">' in last and ">← Newer</a>" in last
+
+
 def test_pages_of_a_filter_are_cut_by_seq_too(dave, login, alice_key):
     for _ in range(60):
         audit.record(Action.USE_DENIED, key=alice_key, details={"reason": "wrong_password"})

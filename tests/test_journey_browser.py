@@ -215,6 +215,43 @@ def test_a_failed_save_focuses_a_summary_whose_links_lead_to_each_field(
     assert not ApiKey.objects.exists()
 
 
+def test_changing_the_ip_rows_after_a_failed_save_clears_their_stale_errors(
+    browser, live_server, staff_user
+):
+    context = browser.new_context()
+    page = context.new_page()
+    errors = console_errors(page)
+    log_in(page, live_server.url)
+    page.goto(live_server.url + "/keys/add/")
+    page.get_by_label("Name").fill("Stale")
+    ips = page.get_by_role("group", name="Allowed IPs")
+    ips.get_by_label("Allowed IP 1").fill("nonsense")
+    page.get_by_role("button", name="Save").first.click()
+    summary = page.locator("[data-error-summary]")
+    expect(summary.get_by_role("link")).to_have_count(2)  # Allowed IPs and APIs
+    expect(page.locator("#id_allowed_ips_error")).to_contain_text("“nonsense” is not an IPv4")
+
+    ips.get_by_role("button", name="Add", exact=True).click()
+    expect(ips.get_by_label("Allowed IP 2")).to_be_focused()
+    expect(page.locator("#id_allowed_ips_error")).to_have_count(0)
+    expect(ips.get_by_label("Allowed IP 1")).not_to_have_attribute("aria-invalid", "true")
+    expect(ips.get_by_label("Allowed IP 1")).to_have_value("nonsense")  # kept, not judged
+    expect(summary.get_by_role("link")).to_have_count(1)
+    expect(summary.get_by_role("link")).to_have_text("APIs: Select at least one API.")
+    expect(summary.get_by_role("heading")).to_have_text("There is a problem with what you entered")
+    expect(page).to_have_title(re.compile(r"^Error: "))
+
+    # When the rows were the only problem, the summary and the title's "Error:" go too.
+    page.get_by_role("group", name="APIs").get_by_label("Risks").check()
+    page.get_by_role("button", name="Save").first.click()
+    expect(summary.get_by_role("link")).to_have_count(1)
+    ips.get_by_role("button", name="Remove allowed IP 1").click()
+    expect(page.locator("[data-error-summary]")).to_have_count(0)
+    expect(page).to_have_title("Add API key · Key Portal")
+    assert not errors, errors
+    context.close()
+
+
 def test_the_add_form_helps_enter_saves_rows_are_removed_presets_and_my_ip_fill(
     browser, live_server, staff_user
 ):

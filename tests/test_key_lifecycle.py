@@ -6,12 +6,15 @@ POST /api/v1/self/rotate, callers through HTTP Basic. Time moves with time_machi
 
 import datetime
 import json
+import re
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
-from keys.models import ApiKey, AuditEvent
+from keys.models import ApiKey, AuditEvent, KeyUsageDay
 from tests.api_calls import basic, call
 
 WHOAMI = "/api/v1/whoami"
@@ -87,6 +90,23 @@ def test_a_revoked_key_cannot_be_regenerated(alice, login, key):
     assert not AuditEvent.objects.filter(action="password_regenerated").exists()
 
 
+def test_a_key_revoked_while_its_old_password_works_leaves_nothing_for_the_overlap_end(
+    alice, login, key, make_key, time_machine
+):
+    time_machine.move_to(datetime.datetime.now(tz=datetime.UTC), tick=False)
+    leaked, _ = key
+    other, other_password = make_key(alice, name="Other")
+    client = login(alice)
+    client.post(f"/keys/{leaked.identifier}/regenerate/", {"overlap": "1 hour"})
+    client.post(f"/keys/{leaked.identifier}/revoke/", {})
+    later(time_machine, hours=1, minutes=1)
+    # The next flush of use counts ends overlaps: a revoked key must not make it fail.
+    assert status(other.identifier, other_password) == 200
+    assert KeyUsageDay.objects.get(key=other).uses == 1
+    leaked.refresh_from_db()
+    assert leaked.previous_password_hash == "" and leaked.previous_password_valid_until is None
+
+
 # --- renew ---------------------------------------------------------------------------------
 
 
@@ -129,6 +149,57 @@ def test_the_replaced_key_is_revoked_when_the_overlap_ends(alice, login, key, ti
     old.refresh_from_db()
     assert old.revoked_at == old.revoke_at and old.revoked_by is None
     assert old.revoke_reason == f"replaced by {new.identifier}"
+
+
+def test_the_key_page_says_in_one_line_each_what_regenerate_and_renew_do_and_when(
+    alice, login, key
+):
+    identifier = key[0].identifier
+    client = login(alice)
+    page = client.get(f"/keys/{identifier}/").text
+    assert "<strong>Regenerate password</strong> keeps this key and its identifier" in page
+    assert "pick it when the password leaked or is due for rotation" in page
+    assert "<strong>Renew</strong> makes a new key with these settings" in page
+    assert "pick it when this key is about to expire" in page
+    regenerate = client.get(f"/keys/{identifier}/regenerate/").text
+    assert "Pick this when the password leaked" in regenerate
+    assert f'href="/keys/{identifier}/renew/">renew the key</a> instead' in regenerate
+    renew = client.get(f"/keys/{identifier}/renew/").text
+    assert "Pick this when the key is about to expire" in renew
+    assert f'href="/keys/{identifier}/regenerate/">regenerate the password</a>' in renew
+
+
+def test_a_key_being_replaced_offers_neither_and_lists_read_replaced_until_when(
+    alice, carol, login, key
+):
+    from keys.templatetags.key_rules import moment
+
+    old = key[0]
+    client = login(alice)
+    client.post(
+        f"/keys/{old.identifier}/renew/",
+        {"expires_on": old.expires_on.isoformat(), "overlap_days": "7"},
+    )
+    old.refresh_from_db()
+    stops = f"Replaced, stops {moment(old.revoke_at)}"
+
+    old_page = client.get(f"/keys/{old.identifier}/").text
+    assert f"/keys/{old.identifier}/regenerate/" not in old_page
+    assert f"/keys/{old.identifier}/renew/" not in old_page
+    assert "Pick it when" not in old_page and stops in old_page
+    refused = client.get(f"/keys/{old.identifier}/regenerate/", follow=True)
+    assert "This key is being replaced: regenerate the new key" in refused.text
+    regenerate = client.post(f"/keys/{old.identifier}/regenerate/", {"overlap": "none"})
+    assert regenerate.status_code == 302
+    assert not AuditEvent.objects.filter(action="password_regenerated").exists()
+
+    rows = client.get("/keys/").text.split("<tr>")[2:]  # after the header row
+    old_row = next(row for row in rows if old.identifier in row)
+    new_row = next(row for row in rows if old.identifier not in row)
+    assert stops in old_row and ">Active<" not in old_row
+    assert ">Active<" in new_row
+    all_keys = login(carol).get("/all-keys/").text
+    assert stops in all_keys
 
 
 def test_the_overlap_never_outlasts_the_old_keys_expiry(alice, login, make_key, today):
@@ -288,3 +359,71 @@ def test_an_unused_single_address_reads_as_on_the_rest_of_the_page(
 
     assert "Allowed IP <code>192.0.2.7</code>" in page.text  # not 192.0.2.7/32
     assert "Remove 192.0.2.7</button>" in page.text
+
+
+def suggested(page) -> list[str]:
+    """The names of the rows of the key list marked with Suggestions."""
+    rows = page.text.split("<tr>")[2:]
+    return sorted(
+        re.search(r">([^<]+)</a>", row).group(1)
+        for row in rows
+        if "#least-privilege" in row and ">Suggestions<" in row
+    )
+
+
+def test_the_key_list_says_how_many_keys_have_suggestions_and_marks_them(
+    alice, login, make_key, time_machine
+):
+    time_machine.move_to(datetime.datetime.now(tz=datetime.UTC), tick=False)
+    used_in_full, used_password = make_key(alice, name="Used in full", apis=("risks",))
+    unused_api, unused_password = make_key(alice, name="Unused API", apis=("risks", "kris"))
+    later(time_machine, days=91)
+    for key, password in ((used_in_full, used_password), (unused_api, unused_password)):
+        assert call(Client(), "/api/v1/risks/", key.identifier, password).status_code == 200
+    refused, refused_password = make_key(alice, name="Refused")
+    call(Client(), WHOAMI, refused.identifier, refused_password, REMOTE_ADDR="192.0.2.44")
+    gone, gone_password = make_key(alice, name="Revoked")
+    call(Client(), WHOAMI, gone.identifier, gone_password, REMOTE_ADDR="192.0.2.45")
+    login(alice).post(f"/keys/{gone.identifier}/revoke/", {})
+    make_key(alice, name="Young")
+
+    page = login(alice).get("/keys/")
+    assert "2 keys have suggestions for allowing less" in page.text
+    assert suggested(page) == ["Refused", "Unused API"]
+    detail = login(alice).get(f"/keys/{unused_api.identifier}/").text
+    assert '<h2 id="least-privilege">Least privilege</h2>' in detail
+    login(alice).post(f"/keys/{unused_api.identifier}/remove-api/", {"api": "kris"})
+    page = login(alice).get("/keys/")
+    assert "1 key has suggestions" in page.text and suggested(page) == ["Refused"]
+
+
+def test_the_key_lists_suggestions_take_a_fixed_number_of_queries(
+    alice, login, make_key, time_machine
+):
+    time_machine.move_to(datetime.datetime.now(tz=datetime.UTC), tick=False)
+
+    def queries() -> int:
+        client = login(alice)  # a session of today
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/keys/").status_code == 200
+        return len(captured)
+
+    def old_keys(numbers) -> None:
+        """Keys 91 days old whose one allowed IP is used and one of two APIs is not: each
+        rule of the advice has to be read for each of them."""
+        keys = [make_key(alice, name=f"Old {n}", apis=("risks", "kris")) for n in numbers]
+        later(time_machine, days=91)
+        for key, password in keys:
+            assert call(Client(), "/api/v1/risks/", key.identifier, password).status_code == 200
+
+    old_keys(range(2))
+    two = queries()
+    old_keys(range(2, 12))
+    assert queries() == two
+
+
+def test_the_key_form_says_what_cidr_is_and_that_the_integration_runs_elsewhere(alice, login):
+    page = login(alice).get("/keys/add/", REMOTE_ADDR="198.51.100.4").text
+    assert "192.0.2.0/24 is every address from 192.0.2.0 to 192.0.2.255" in page
+    assert 'aria-describedby="id_allowed_ips_mine_help">Use my current IP (198.51.100.4)' in page
+    assert "The integration that calls the API usually runs elsewhere, on a server" in page

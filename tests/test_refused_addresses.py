@@ -61,7 +61,7 @@ def test_the_history_calls_such_a_caller_unauthenticated_not_the_key(alice, logi
     (event,) = denied_events(key[0])
     assert event.actor_label == "unauthenticated caller" and event.actor_ip == ELSEWHERE
     page = login(alice).get(f"/keys/{identifier}/").text
-    assert "Use denied</strong> by unauthenticated caller from" in page
+    assert "Use denied</strong> by an unauthenticated caller from" in page
     assert f"by api:{identifier}" not in page
 
 

@@ -185,6 +185,9 @@ def revoke_key(
         key.revoked_at = at or timezone.now()
         key.revoked_by = actor
         key.revoke_reason = reason
+        # A previous password still in its overlap dies with the key: nothing of it may be
+        # left for end_password_overlaps to change on a row that is final once revoked.
+        key.previous_password_hash, key.previous_password_valid_until = "", None
         key.revision += 1
         key.save()
         chain.record(
@@ -373,16 +376,17 @@ def end_password_overlaps(at: datetime.datetime | None = None) -> int:
     call); this drops the old hash from the database and puts the end on the record.
     """
     at = at or timezone.now()
-    ended = ApiKey.objects.exclude(previous_password_hash="").filter(
-        previous_password_valid_until__lte=at
-    )
+    # Revoked keys are final (and revoke_key drops the previous password; rows revoked before
+    # it did keep a dead hash, which nothing reads).
+    ended = ApiKey.objects.filter(revoked_at=None).exclude(previous_password_hash="")
+    ended = ended.filter(previous_password_valid_until__lte=at)
     done = 0
     for pk in ended.values_list("pk", flat=True):
         with transaction.atomic():
             key = ApiKey.objects.select_for_update().get(pk=pk)
             until = key.previous_password_valid_until
-            if not key.previous_password_hash or until is None or until > at:
-                continue  # done by another process meanwhile
+            if key.revoked_at or not key.previous_password_hash or until is None or until > at:
+                continue  # done by another process meanwhile, or revoked
             key.previous_password_hash, key.previous_password_valid_until = "", None
             key.save()
             chain.record(

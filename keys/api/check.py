@@ -84,7 +84,12 @@ STORED_HASH_UNUSABLE = "stored_hash_unusable"
 CURRENT, PREVIOUS = "current", "previous"
 
 WWW_AUTHENTICATE = 'Basic realm="Key Portal API", charset="UTF-8"'
-UNAUTHORIZED_DETAIL = "Valid API key credentials are required (HTTP Basic: Identifier:Password)."
+# One body for every 401: it names what a call needs and where its owner reads why it was
+# refused, never which check failed.
+UNAUTHORIZED_DETAIL = (
+    "Valid API key credentials are required (HTTP Basic: Identifier:Password), sent from one "
+    "of the key's allowed IPs. See the key's page in the portal for why this call was refused."
+)
 
 
 # The 403s: a verified key from an allowed IP, refused for what it asked.

@@ -70,3 +70,16 @@ def _parsed_network(network: str) -> ipaddress.IPv4Network | ipaddress.IPv6Netwo
     # Every API call checks its key's allowlist; parsing the same few strings each time
     # would cost more than the rest of the check.
     return ipaddress.ip_network(network)
+
+
+# 2**128 - 1, the last IPv6 address, has 39 decimal digits.
+RANGE_DIGITS = 39
+
+
+def address_range(network: str) -> tuple[int, str, str]:
+    """A network's IP version and its first and last address as numbers written with
+    RANGE_DIGITS digits: compared as text they order as the numbers do, on every database
+    (IPv6 numbers do not fit a 64-bit integer column)."""
+    net = ipaddress.ip_network(network)
+    first, last = int(net.network_address), int(net.broadcast_address)
+    return net.version, f"{first:0{RANGE_DIGITS}d}", f"{last:0{RANGE_DIGITS}d}"

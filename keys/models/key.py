@@ -5,6 +5,7 @@ Every key rule of docs/design.md §3 lives here: `clean()` explains a broken rul
 """
 
 import datetime
+from collections import defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -12,13 +13,13 @@ from django.core.exceptions import ValidationError
 from django.db import (
     models,
 )
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.functional import cached_property
 
 from keys import permissions, tokens
-from keys.lib.networks import display_network, ip_in_networks
+from keys.lib.networks import address_range, display_network, ip_in_networks
 from keys.models.catalogue import Api
 from keys.validators import (
     MAX_ALLOWED_IPS,
@@ -133,14 +134,42 @@ class ApiKeyQuerySet(models.QuerySet):
         )
         return keys.prefetch_related("allowed_ips") if allowed_ips else keys
 
+    def allowing_an_address_in(self, network: str):
+        """Keys that accept calls from at least one address of `network`."""
+        return self.filter(self._allowing(AllowedIp.objects.overlapping(network)))
+
+    def allowing_addresses_outside(self, network: str):
+        """Keys that accept calls from at least one address outside `network`."""
+        return self.filter(self._allowing(AllowedIp.objects.reaching_outside(network)))
+
+    def _allowing(self, entries) -> Q:
+        """Keys with one of `entries`, or with no entry where that means any address."""
+        found = Q(Exists(entries.filter(key=OuterRef("pk"))))
+        if settings.KEYS_REQUIRE_ALLOWED_IPS:
+            return found
+        # Keys without entries, possible only in this set-up, accept any address
+        # (keys.api.check._ip_allowed).
+        return found | ~Q(Exists(AllowedIp.objects.filter(key=OuterRef("pk"))))
+
     def expiring_within(self, days: int, at: datetime.datetime | None = None):
         """Usable keys whose last valid day is at most `days` days after today."""
         today = local_date(at)
         return self.usable(at).filter(expires_on__lte=today + datetime.timedelta(days=days))
 
-    def matching(self, *, q="", owner=None, status="", api=None, expiring_within=None):
+    def matching(
+        self,
+        *,
+        q="",
+        owner=None,
+        status="",
+        api=None,
+        expiring_within=None,
+        ips=None,
+        ips_match="in",
+    ):
         """Keys whose name, identifier or owner contains `q`, of this owner, status (ApiKey.Status),
-        API and expiring within so many days; each optional."""
+        API, expiring within so many days, and allowing an address in the network `ips`
+        (or, with ips_match="outside", addresses outside it); each optional."""
         keys = self
         if q := q.strip():
             # The owners are looked up first (people are few next to keys), so each part of the
@@ -159,6 +188,11 @@ class ApiKeyQuerySet(models.QuerySet):
             keys = keys.filter(apis=api)
         if expiring_within is not None:
             keys = keys.expiring_within(expiring_within)
+        if ips:
+            if ips_match == "outside":
+                keys = keys.allowing_addresses_outside(ips)
+            else:
+                keys = keys.allowing_an_address_in(ips)
         return keys
 
     def page(self, *, before=None, after=None, size: int = KEY_PAGE_SIZE) -> "KeyPage":
@@ -478,22 +512,14 @@ class ApiKey(models.Model):
 
     def refused_addresses(self, at: datetime.datetime | None = None):
         """Addresses refused as not allowed in the last 30 days, newest first."""
-        since = (at or timezone.now()) - REFUSED_ADDRESSES_SHOWN
-        return self.callers.filter(refused=True, last_seen__gte=since).order_by("-last_seen")
+        return _refused(self.callers.all(), at).order_by("-last_seen")
 
     def unused_networks(self, at: datetime.datetime | None = None) -> list[str]:
         """Allowed entries no successful call came from in 90 days (a key that old)."""
-        since = (at or timezone.now()) - UNUSED_AFTER
-        if self.created_at > since:
+        if (since := self._unused_since(at)) is None:
             return []
-        used = list(
-            self.callers.filter(refused=False, last_seen__gte=since).values_list("ip", flat=True)
-        )
-        return [
-            entry.network
-            for entry in self.allowed_ips.all()
-            if not any(ip_in_networks(ip, [entry.network]) for ip in used)
-        ]
+        used = self.callers.filter(refused=False, last_seen__gte=since).values_list("ip", flat=True)
+        return _unused_networks(self.allowed_ips.all(), list(used))
 
     def read_only_slugs(self) -> list[str]:
         """The slugs of the APIs this key may only read (GET, HEAD, OPTIONS)."""
@@ -506,11 +532,49 @@ class ApiKey(models.Model):
 
     def unused_apis(self, at: datetime.datetime | None = None) -> list["Api"]:
         """Granted APIs not called in 90 days (a key that old)."""
-        since = (at or timezone.now()) - UNUSED_AFTER
-        if self.created_at > since:
+        if (since := self._unused_since(at)) is None:
             return []
         used = set(self.api_uses.filter(last_used_at__gte=since).values_list("api_id", flat=True))
-        return [api for api in self.apis.all() if api.pk not in used]
+        return _unused_apis(self.apis.all(), used)
+
+    def _unused_since(self, at: datetime.datetime | None) -> datetime.datetime | None:
+        """The start of the 90 days without use that mark an entry or API, if the key is that
+        old; None for a younger key (nothing of it is unused yet)."""
+        since = (at or timezone.now()) - UNUSED_AFTER
+        return None if self.created_at > since else since
+
+    @classmethod
+    def advised(cls, keys: list["ApiKey"], at: datetime.datetime | None = None) -> set[int]:
+        """The ids of those of `keys` (read with_listing_data) whose page advises narrowing
+        them: an active key with an address refused as not allowed, or an allowed entry or
+        API unused (the rules of the three methods above). At most three queries, however
+        many keys."""
+        from keys.models.usage import KeyApiUse, KeyCaller  # they import this module
+
+        at = at or timezone.now()
+        active = [key for key in keys if key.status(at) == cls.Status.ACTIVE]
+        if not active:
+            return set()
+        callers = KeyCaller.objects
+        refused = _refused(callers.filter(key__in=active), at)
+        advised = set(refused.values_list("key_id", flat=True).distinct())
+        old = [key for key in active if key.pk not in advised and key._unused_since(at)]
+        if not old:
+            return advised
+        since = at - UNUSED_AFTER
+        used_ips, used_apis = defaultdict(list), defaultdict(set)
+        used = callers.filter(key__in=old, refused=False, last_seen__gte=since)
+        for key_id, ip in used.values_list("key_id", "ip"):
+            used_ips[key_id].append(ip)
+        api_uses = KeyApiUse.objects.filter(key__in=old, last_used_at__gte=since)
+        for key_id, api_id in api_uses.values_list("key_id", "api_id"):
+            used_apis[key_id].add(api_id)
+        return advised | {
+            key.pk
+            for key in old
+            if _unused_networks(key.allowed_ips.all(), used_ips[key.pk])
+            or _unused_apis([grant.api for grant in key.grants.all()], used_apis[key.pk])
+        }
 
     def may_be_edited_by(self, user) -> bool:
         """Only the owner edits a key, and only while it is not revoked."""
@@ -519,6 +583,15 @@ class ApiKey(models.Model):
             and self.owner_id == user.pk
             and user.has_perm(permissions.MANAGE_OWN_KEYS)
         )
+
+    def may_be_renewed_by(self, user) -> bool:
+        """The owner renews a key not revoked and not already being replaced."""
+        return self.may_be_edited_by(user) and not self.is_being_replaced
+
+    def may_get_a_new_password_from(self, user) -> bool:
+        """The owner regenerates the password of an active key not being replaced: a key
+        being replaced has a successor for that (keys.actions.regenerate_password)."""
+        return self.may_be_renewed_by(user) and self.status() == self.Status.ACTIVE
 
     def revocation_needs_reason(self, user) -> bool:
         """Revoking someone else's key needs a reason, shown to its owner."""
@@ -596,6 +669,11 @@ class ApiKey(models.Model):
         return self.status() == self.Status.REVOKED
 
     @property
+    def is_being_replaced(self) -> bool:
+        """Renewed, and still working until its overlap ends (revoke_at)."""
+        return self.revoke_at is not None and not self.is_revoked
+
+    @property
     def replaced_by_key(self) -> "ApiKey | None":
         """The key that renewed this one, if any."""
         try:
@@ -620,6 +698,25 @@ def previous_password_works_at(
     return bool(previous_password_hash) and valid_until is not None and at < valid_until
 
 
+def _refused(callers, at: datetime.datetime | None):
+    """The callers refused as not allowed in the last 30 days (the key page lists them)."""
+    since = (at or timezone.now()) - REFUSED_ADDRESSES_SHOWN
+    return callers.filter(refused=True, last_seen__gte=since)
+
+
+def _unused_networks(entries, used_ips: list[str]) -> list[str]:
+    """The allowed entries none of `used_ips` lies in."""
+    return [
+        entry.network
+        for entry in entries
+        if not any(ip_in_networks(ip, [entry.network]) for ip in used_ips)
+    ]
+
+
+def _unused_apis(apis, used_api_ids: set[int]) -> list["Api"]:
+    return [api for api in apis if api.pk not in used_api_ids]
+
+
 def key_status(revoked_at, expires_on: datetime.date, at=None, *, revoke_at=None) -> str:
     """Revoked (or past the end of its overlap after a renewal), expired (valid through the
     end of its date in TIME_ZONE) or active."""
@@ -630,11 +727,40 @@ def key_status(revoked_at, expires_on: datetime.date, at=None, *, revoke_at=None
     return ApiKey.Status.ACTIVE
 
 
+class AllowedIpQuerySet(models.QuerySet):
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for entry in objs:
+            entry.set_range()
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def overlapping(self, network: str):
+        """Entries sharing at least one address with `network`."""
+        version, first, last = address_range(network)
+        return self.filter(version=version, first_address__lte=last, last_address__gte=first)
+
+    def reaching_outside(self, network: str):
+        """Entries holding at least one address that is not in `network`."""
+        version, first, last = address_range(network)
+        return self.filter(
+            ~Q(version=version) | Q(first_address__lt=first) | Q(last_address__gt=last)
+        )
+
+
 class AllowedIp(models.Model):
     key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="allowed_ips")
     network = models.CharField(
         max_length=43, help_text="Normalised IPv4/IPv6 network, e.g. 192.0.2.7/32 or 10.0.0.0/8."
     )
+    # The network as numbers (keys.lib.networks.address_range), so All keys can ask the
+    # database which keys allow addresses in or outside a network. Set by save() and
+    # bulk_create() from `network`; never typed. Nullable so that adding them did not
+    # rebuild the SQLite table (and drop its trigger, keys.guards); migration 0021 filled them.
+    version = models.PositiveSmallIntegerField(null=True, editable=False)
+    first_address = models.CharField(max_length=39, null=True, editable=False)  # noqa: DJ001
+    last_address = models.CharField(max_length=39, null=True, editable=False)  # noqa: DJ001
+
+    objects = AllowedIpQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -646,10 +772,14 @@ class AllowedIp(models.Model):
     def __str__(self) -> str:
         return display_network(self.network)
 
+    def set_range(self) -> None:
+        self.version, self.first_address, self.last_address = address_range(self.network)
+
     def save(self, *args, **kwargs) -> None:
         self.network = normalise_network(self.network)
         if self._state.adding and self.key.allowed_ips.count() >= MAX_ALLOWED_IPS:
             raise ValidationError(f"A key can have at most {MAX_ALLOWED_IPS} allowed IP entries.")
+        self.set_range()
         super().save(*args, **kwargs)
 
 

@@ -21,11 +21,57 @@ def editable_by(key, user) -> bool:
 
 
 @register.filter
+def renewable_by(key, user) -> bool:
+    return key.may_be_renewed_by(user)
+
+
+@register.filter
+def regenerable_by(key, user) -> bool:
+    return key.may_get_a_new_password_from(user)
+
+
+@register.filter
+def status_words(key) -> str:
+    """The status a list shows: "Replaced, stops <moment>" for an active key being replaced."""
+    if key.is_being_replaced:
+        return f"Replaced, stops {moment(key.revoke_at)}"
+    return key.get_status_display()
+
+
+@register.filter
+def status_class(key) -> str:
+    return "replaced" if key.is_being_replaced else key.current_status
+
+
+@register.filter
 def moment(value) -> str:
     """Every time the portal shows, in one format with its zone: 2026-11-28 14:05 CET."""
     if not value:
         return ""
     return dateformat.format(timezone.localtime(value), "Y-m-d H:i T")
+
+
+@register.filter
+def duration(seconds: int) -> str:
+    """A number of seconds in words, at most two units: "1 hour", "7 days", "2 hours 30 minutes"."""
+    if seconds <= 0:
+        return "none"
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
+    return " ".join(parts[:2])
+
+
+@register.filter
+def revoker_words(key) -> str:
+    """Who revoked the key: "the owner", an admin's name, or the portal itself."""
+    if key.revoked_by_id is None:
+        return "the portal"
+    if key.revoked_by_id == key.owner_id:
+        return "the owner"
+    return key.revoked_by.get_username()
 
 
 @register.filter
