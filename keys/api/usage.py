@@ -148,7 +148,7 @@ def record_use(
 ) -> None:
     """Count one successful call of the key from `ip` (to catalogue API `api`, if one)."""
     at = at or timezone.now()
-    name = (USE, key_id, local_date(at).toordinal(), ip, api)
+    name: tuple = (USE, key_id, local_date(at).toordinal(), ip, api)
     with _lock:
         book = _book()
         if len(book) >= MAX_ADDRESSES and ip is not None and name not in book:
@@ -314,6 +314,7 @@ def _flush(*, final: bool) -> None:
 
             generation, taken = book.snapshot(take)
     if taken:
+        assert book is not None  # only a book has anything to take
         try:
             with transaction.atomic():
                 _store(_tally(taken), now)
@@ -391,7 +392,8 @@ def _adopt(orphan: journal.Journal) -> None:
         if taken:
             with transaction.atomic():
                 _store(_tally(taken), timezone.now())
-                _stored_up_to(orphan.id, generation)
+                if orphan.id is not None:  # a journal file always names its deployment
+                    _stored_up_to(orphan.id, generation)
             orphan.stored()
             logger.info(
                 "Stored the key use a process had not stored when it ended: %d calls, %d refusals",

@@ -19,7 +19,7 @@ def fill_ranges(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("keys", "0020_login_locked"),
+        ("keys", "0021_usage_journal"),
     ]
 
     operations = [
