@@ -14,21 +14,19 @@ from keys.models.audit import (
 )
 from keys.models.catalogue import Api, ApiQuerySet, ApiRoute, RouteTable
 from keys.models.key import (
-    KEY_PAGE_SIZE,
     MAX_DESCRIPTION,
     REFUSAL_REASONS,
     REFUSED_ADDRESSES_SHOWN,
     UNUSED_AFTER,
     AllowedIp,
     ApiKey,
-    ApiKeyQuerySet,
     KeyGrant,
-    KeyPage,
     key_status,
     latest_expiry_for,
     local_date,
     previous_password_works_at,
 )
+from keys.models.key_queries import KEY_PAGE_SIZE, ApiKeyQuerySet, KeyPage
 from keys.models.usage import KeyApiUse, KeyCaller, KeyUsageDay, UsageJournal
 
 __all__ = [
