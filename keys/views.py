@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from keys import actions
 from keys.forms import KeyForm, RegenerateForm, RenewForm, RevokeForm
@@ -103,10 +104,16 @@ def _show_password_once(
     return render(request, "keys/created.html", context)
 
 
+class HtmxHttpRequest(HttpRequest):
+    """A request as django-htmx's middleware hands it on (its typing advice)."""
+
+    htmx: HtmxDetails
+
+
 @require_GET
 @login_required
 def key_list(request: HttpRequest) -> HttpResponse:
-    keys = ApiKey.objects.filter(owner=request.user).with_listing_data()
+    keys = ApiKey.objects.filter(owner_id=request.user.pk).with_listing_data()
     live_only = request.GET.get("show") == "live"
     if live_only:
         keys = keys.with_status(ApiKey.Status.ACTIVE)
@@ -159,7 +166,7 @@ def _ip_rows_view(change):
     @login_required
     @permission_required(MANAGE_OWN_KEYS, raise_exception=True)
     @wraps(change)
-    def view(request: HttpRequest) -> HttpResponse:
+    def view(request: HtmxHttpRequest) -> HttpResponse:
         if request.method == "GET":
             return redirect("keys:add")
         key = None
@@ -169,7 +176,9 @@ def _ip_rows_view(change):
         data = request.POST.copy()
         data.setlist("allowed_ips", rows)
         form = KeyForm(data, key=key, owner=request.user, current_ip=client_ip(request))
-        form._errors = {}  # a half-filled form: show it, do not judge it yet
+        # A half-filled form: show it, do not judge it yet (Django's own mark of a form whose
+        # cleaning found nothing; django-stubs leave the attribute out).
+        form._errors = {}  # type: ignore[attr-defined]
         form.fields["allowed_ips"].widget.focus_row = focus_row
         if request.htmx:
             return HttpResponse(form["allowed_ips"].as_field_group())
