@@ -331,6 +331,17 @@ def test_a_revocation_counts_on_the_next_request_on_every_app_server(stack):
     assert stack["upstream"].hits == before
 
 
+def test_with_a_cached_answer_nginx_asks_the_portal_once_per_cache_window(stack):
+    """The guide's proxy_cache is really used: calls in quick succession each reach the
+    upstream, but the portal is asked about them once (twice if a window ends between)."""
+    gateway, key, portal = stack["nginx_cached"], stack["keys"]["cached"], stack["c"]
+    asked, hits = portal.output().count("/gateway/verify"), stack["upstream"].hits
+    for _ in range(6):
+        assert call(gateway.port, "/api/v1/risks/", key)[0] == 200
+    assert stack["upstream"].hits == hits + 6
+    assert portal.output().count("/gateway/verify") - asked <= 2
+
+
 def test_with_a_cached_answer_a_revocation_counts_within_the_cache_seconds(stack):
     """KEYS_GATEWAY_CACHE_SECONDS=2 and the guide's proxy_cache: a revoked key may pass while
     nginx holds the yes it cached, and is refused within 2 s (polled, allowing 1 s)."""
