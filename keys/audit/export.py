@@ -14,7 +14,15 @@ import heapq
 import json
 from collections.abc import Iterable, Iterator
 
-from keys.audit.chain import GENESIS_HASH, Break, Proofs, format_at, hash_fields, to_json
+from keys.audit.chain import (
+    GENESIS_HASH,
+    Break,
+    Proofs,
+    format_at,
+    hash_fields,
+    hashed_fields,
+    to_json,
+)
 from keys.lib.csv_safety import Echo, neutralise, restore
 from keys.models import AuditEvent
 
@@ -61,6 +69,24 @@ def event_row(event: AuditEvent) -> list[str]:
         event.signature,
     ]
     return [neutralise(cell) for cell in row]
+
+
+def event_document(event: AuditEvent) -> dict:
+    """One event as the JSON object streamed to SIEMs and served by the pull API.
+
+    Its `hashed` fields are exactly what the hash covers (hashing.hashed_fields), so a receiver
+    re-computes SHA-256(prev_hash ‖ canonical JSON of `hashed`) and checks `signature` offline;
+    `owner` (the user name) is a convenience outside the hash. `event.owner` should be
+    select_related.
+    """
+    return {
+        "seq": event.seq,
+        "hashed": hashed_fields(event),
+        "owner": event.owner.get_username() if event.owner else "",
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+        "signature": event.signature,
+    }
 
 
 EXPORT_CHUNK = 2000
