@@ -19,6 +19,7 @@ from portal.env import (
     env_bool,
     env_int,
     env_list,
+    env_positive_int,
     secret_key,
 )
 
@@ -67,6 +68,8 @@ MIDDLEWARE = [
     "portal.middleware.NoStoreWhenSignedInMiddleware",
     "portal.middleware.ActingUserMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Django admin changes: confirm it's you first (keys/lib/reauth.py).
+    "portal.middleware.AdminConfirmationMiddleware",
     "portal.middleware.HtmxLoginRedirectMiddleware",
     # Last, so it sees a view's exception first: database unreachable -> 503, not 500.
     "portal.errors.DatabaseUnavailableMiddleware",
@@ -148,6 +151,12 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "login"
+# Confirm it's you (docs/design.md §10, keys/lib/reauth.py): creating, regenerating, renewing
+# or revoking a key, letting one rotate itself, Users actions and every Django admin change ask
+# the person to prove who they are again once this many seconds passed since they last did
+# (log-in or a confirmation). Positive: at 0 the confirmation itself would be stale at once.
+REAUTH_SECONDS = env_positive_int("REAUTH_SECONDS", 15 * 60)
+REAUTH_URL = "confirm_identity"
 LOGIN_REDIRECT_URL = "keys:list"
 LOGOUT_REDIRECT_URL = "login"
 

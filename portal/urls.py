@@ -2,13 +2,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from portal import health, user_views, views
+from portal import confirm, health, user_views, views
 from portal.login import PortalLoginView
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", PortalLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("confirm/", confirm.confirm_identity, name="confirm_identity"),
     path("profile/", views.profile, name="profile"),
     path("profile/email/", views.profile_email, name="profile_email"),
     path("", include("keys.urls")),  # keys/, api/v1/, all-keys/, audit/

@@ -69,6 +69,12 @@ def _edit_errors(page, base, places):
     page.get_by_role("button", name="Save").first.click()
 
 
+def _wrong_confirmation(page, base, places):
+    page.goto(base + "/confirm/?next=/keys/add/")
+    page.get_by_label("Password").fill("not-her-password")
+    page.get_by_role("button", name="Confirm").click()
+
+
 def _created(page, base, places):
     page.goto(base + "/keys/add/")
     page.get_by_label("Name").fill("Accessible")
@@ -122,6 +128,8 @@ STATES = [
     State("add-errors", "alice", _add_errors),
     State("edit-errors", "alice", _edit_errors),
     State("created", "alice", _created),
+    State("confirm", "alice", "/confirm/?next=/keys/add/"),
+    State("confirm-wrong-password", "alice", _wrong_confirmation),
     State("message", "alice", _saved_message),
     State("keys-empty", "bob", "/keys/"),
     State("all-keys", "carol", "/all-keys/", crowded=True),

@@ -184,6 +184,7 @@ class AuditEvent(models.Model):
         LOGIN_SUCCEEDED = "login_succeeded", "Logged in"
         LOGIN_FAILED = "login_failed", "Log-in failed"
         LOGIN_LOCKED = "login_locked", "Log-in locked"
+        IDENTITY_CONFIRMED = "identity_confirmed", "Identity confirmed"
 
     # What an attacker with database access would most like to erase: a checkpoint follows
     # each of these at once (keys.audit.chain), so deleting one from the end shows.
