@@ -1,14 +1,21 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.http import Http404
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 
 from portal import confirm, health, user_views, views
-from portal.login import PortalLoginView
+from portal.login import PortalLoginView, PortalLogoutView
+
+
+def not_offered(request, *args, **kwargs):
+    """django-allauth pages the portal does not offer: 404 (docs/design.md §10)."""
+    raise Http404("Not offered here.")
+
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", PortalLoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", PortalLogoutView.as_view(), name="logout"),
     path("confirm/", confirm.confirm_identity, name="confirm_identity"),
     path("profile/", views.profile, name="profile"),
     path("profile/email/", views.profile_email, name="profile_email"),
@@ -18,6 +25,15 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # django-allauth under accounts/. Its own log-in and log-out addresses lead to the ones
+    # above; passwords are set by admins (adduser, the Django admin) and e-mail addresses on
+    # the profile, so its password and e-mail pages are not offered.
+    path("accounts/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
+    re_path(r"^accounts/(?:logout|password|email|confirm-email)/", not_offered),
+    path("accounts/", include("allauth.urls")),
+    # After allauth's: its own links and redirects (reverse("account_login")) find these.
+    path("login/", PortalLoginView.as_view(), name="account_login"),
+    path("logout/", PortalLogoutView.as_view(), name="account_logout"),
 ]
 
 # An unreachable database answers 503 wherever it fails (portal/errors.py).
