@@ -2,9 +2,12 @@
 on their role's home page."""
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core import context
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.urls import reverse
 
+from portal.backends import confirm_password
 from portal.roles import home_page
 
 
@@ -20,6 +23,14 @@ class PortalAccountAdapter(DefaultAccountAdapter):
         # Accounts come from admins (adduser, Users, the Django admin), single sign-on or
         # provisioning, never from a visitor's own sign-up.
         return False
+
+    def reauthenticate(self, user, password: str) -> bool:
+        # allauth's own password confirmation page, on the terms of /confirm/ (portal/confirm.py):
+        # behind the one log-in throttle, and not recorded as a log-in.
+        try:
+            return confirm_password(context.request, user, password)
+        except PermissionDenied:
+            return False
 
     def get_login_redirect_url(self, request: HttpRequest) -> str:
         return reverse(home_page(request.user))

@@ -102,6 +102,27 @@ def confirm_password(request, user, password: str) -> bool:
     return False
 
 
+@sensitive_variables("code")
+def confirm_totp_code(request, user, code: str):
+    """The signed-in `user`'s TOTP authenticator that `code` is right for now, or None; checked
+    behind the log-in throttle like a password (a wrong one counts; PermissionDenied while the
+    throttle refuses). Recovery codes are not looked at: they never confirm (§10)."""
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import TOTP
+
+    buckets = login_buckets(request, user.get_username())
+    if throttle.login_locked_for(buckets):
+        raise PermissionDenied("Too many failed log-in attempts.")
+    if user.is_active:
+        for authenticator in Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP):
+            if TOTP(authenticator).validate_code(code):
+                authenticator.record_usage()
+                throttle.clear(buckets.device or buckets.pair)
+                return authenticator
+    count_failed_log_in(request, user.get_username(), buckets, confirming=True)
+    return None
+
+
 def _user_named(username: str):
     model = get_user_model()
     return model._default_manager.filter(**{model.USERNAME_FIELD: username}).first()

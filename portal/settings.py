@@ -163,6 +163,10 @@ LOGIN_URL = "login"
 # (log-in or a confirmation). Positive: at 0 the confirmation itself would be stale at once.
 REAUTH_SECONDS = env_positive_int("REAUTH_SECONDS", 15 * 60)
 REAUTH_URL = "confirm_identity"
+# django-allauth's own pages that ask to confirm (second-factor management) keep the same
+# window, and its second-factor confirmation takes a TOTP code only, behind the one throttle.
+ACCOUNT_REAUTHENTICATION_TIMEOUT = REAUTH_SECONDS
+MFA_FORMS = {"reauthenticate": "portal.confirm.MfaReauthenticateForm"}
 LOGIN_REDIRECT_URL = "keys:list"
 LOGOUT_REDIRECT_URL = "login"
 

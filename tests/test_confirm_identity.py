@@ -4,6 +4,7 @@ had typed. Time moves with time_machine; everything goes through the Django test
 """
 
 import datetime
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -40,8 +41,13 @@ def asked_to_confirm(response) -> str:
     return parse_qs(url.query)["next"][0]
 
 
+def password_entry(password: str, back: str) -> dict:
+    """What the confirmation page's password form sends."""
+    return {"method": "password", "password-password": password, "next": back}
+
+
 def confirm(client, user, back: str):
-    response = client.post(CONFIRM, {"password": f"{user.username}-portal-pw", "next": back})
+    response = client.post(CONFIRM, password_entry(f"{user.username}-portal-pw", back))
     assert response.status_code == 302, response.text
     assert response["Location"] == back
     return client.get(back)
@@ -121,7 +127,7 @@ def test_what_was_held_comes_back_once_and_only_on_its_own_page(alice, login, st
     stale()
     back = asked_to_confirm(client.post("/keys/add/", add_form(today)))
     held = parse_qs(urlsplit(back).query)["resume"][0]
-    client.post(CONFIRM, {"password": "alice-portal-pw", "next": back})
+    client.post(CONFIRM, password_entry("alice-portal-pw", back))
 
     elsewhere = client.get(f"/users/bob/deactivate/?resume={held}")  # not Alice's page anyway
     assert elsewhere.status_code == 403
@@ -382,7 +388,7 @@ def test_within_the_window_every_act_goes_through_at_once(
 def test_a_confirmation_opens_a_new_window(alice, login, stale, time_machine, today):
     client = login(alice)
     stale()
-    client.post(CONFIRM, {"password": "alice-portal-pw", "next": "/keys/"})
+    client.post(CONFIRM, password_entry("alice-portal-pw", "/keys/"))
     after(time_machine, 2 * settings.REAUTH_SECONDS - 1)
     assert client.post("/keys/add/", add_form(today)).status_code == 200
     after(time_machine, 2 * settings.REAUTH_SECONDS + 1)
@@ -405,7 +411,7 @@ def test_a_wrong_password_is_refused_and_counted_by_the_log_in_throttle(alice, l
     stale()
     back = asked_to_confirm(client.post("/keys/add/", add_form(today)))
 
-    wrong = client.post(CONFIRM, {"password": "guess", "next": back})
+    wrong = client.post(CONFIRM, password_entry("guess", back))
 
     assert wrong.status_code == 400
     assert "That is not your password" in wrong.text
@@ -414,9 +420,9 @@ def test_a_wrong_password_is_refused_and_counted_by_the_log_in_throttle(alice, l
     assert failed.details["while"] == "confirming identity"
     assert failed.details["user"] == "alice" and failed.details["failures_in_window"] == 1
     for _ in range(settings.LOGIN_THROTTLE_MAX_FAILURES - 1):
-        client.post(CONFIRM, {"password": "guess", "next": back})
+        client.post(CONFIRM, password_entry("guess", back))
     # The throttle now refuses even the right password, as it would at /login/.
-    locked = client.post(CONFIRM, {"password": "alice-portal-pw", "next": back})
+    locked = client.post(CONFIRM, password_entry("alice-portal-pw", back))
     assert locked.status_code == 400 and "Too many wrong passwords" in locked.text
     asked_to_confirm(client.get("/keys/add/"))
     assert not AuditEvent.objects.filter(action="identity_confirmed").exists()
@@ -425,7 +431,7 @@ def test_a_wrong_password_is_refused_and_counted_by_the_log_in_throttle(alice, l
 def test_an_empty_password_is_refused_next_to_its_field(alice, login, stale):
     client = login(alice)
     stale()
-    response = client.post(CONFIRM, {"password": "", "next": "/keys/add/"})
+    response = client.post(CONFIRM, password_entry("", "/keys/add/"))
     assert response.status_code == 400
     assert "Type your password to confirm it" in response.text
     assert not AuditEvent.objects.filter(action="login_failed").exists()
@@ -434,7 +440,7 @@ def test_an_empty_password_is_refused_next_to_its_field(alice, login, stale):
 def test_the_confirmation_is_in_the_audit_history(alice, dave, login, stale):
     client = login(alice)
     stale()
-    client.post(CONFIRM, {"password": "alice-portal-pw", "next": "/keys/"})
+    client.post(CONFIRM, password_entry("alice-portal-pw", "/keys/"))
 
     event = AuditEvent.objects.get(action="identity_confirmed")
     assert event.actor == alice and event.owner == alice
@@ -447,9 +453,7 @@ def test_the_confirmation_is_in_the_audit_history(alice, dave, login, stale):
 def test_the_confirmation_goes_back_only_to_this_site(alice, login, stale):
     client = login(alice)
     stale()
-    response = client.post(
-        CONFIRM, {"password": "alice-portal-pw", "next": "https://evil.example/keys/"}
-    )
+    response = client.post(CONFIRM, password_entry("alice-portal-pw", "https://evil.example/keys/"))
     assert response.status_code == 302 and response["Location"] == "/keys/"
 
 
@@ -473,6 +477,111 @@ def test_an_htmx_request_is_sent_to_confirm_as_a_whole_page(carol, bob, login, s
     response = client.post("/users/bob/deactivate/", {"reason": "x"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 204
     assert urlsplit(response["HX-Redirect"]).path == CONFIRM
+
+
+# --- a second factor: a TOTP code confirms, a recovery code never does ----------------------
+
+
+@pytest.fixture
+def alices_totp(alice):
+    """Alice's authenticator app (its secret) and her recovery codes."""
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    secret = generate_totp_secret()
+    TOTP.activate(alice, secret)
+    return secret, RecoveryCodes.activate(alice).get_unused_codes()
+
+
+def totp_now(secret: str) -> str:
+    from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
+
+    return format_hotp_value(hotp_value(secret, int(time.time()) // 30))
+
+
+def code_entry(code: str, back: str) -> dict:
+    return {"method": "totp", "totp-code": code, "next": back}
+
+
+def test_a_code_from_the_authenticator_app_confirms(alice, alices_totp, login, stale, today):
+    secret, _recovery = alices_totp
+    client = login(alice)
+    stale()
+    back = asked_to_confirm(client.post("/keys/add/", add_form(today)))
+    assert 'name="totp-code"' in client.get(f"{CONFIRM}?next={back}").text
+
+    response = client.post(CONFIRM, code_entry(totp_now(secret), back))
+
+    assert response.status_code == 302 and response["Location"] == back
+    event = AuditEvent.objects.get(action="identity_confirmed")
+    assert event.details == {"user": "alice", "method": "totp"}
+    assert client.get(back).context["form"]["name"].value() == "Reporting job"
+
+
+def test_a_recovery_code_does_not_confirm_and_counts_as_a_wrong_code(
+    alice, alices_totp, login, stale, today
+):
+    _secret, recovery = alices_totp
+    client = login(alice)
+    stale()
+    back = asked_to_confirm(client.post("/keys/add/", add_form(today)))
+
+    refused = client.post(CONFIRM, code_entry(recovery[0], back))
+
+    assert refused.status_code == 400
+    assert "Recovery codes do not confirm" in refused.text
+    assert recovery[0] not in refused.text
+    assert not AuditEvent.objects.filter(action="identity_confirmed").exists()
+    failed = AuditEvent.objects.get(action="login_failed")
+    assert failed.details["while"] == "confirming identity"
+    assert recovery[0] not in str(failed.details)
+    asked_to_confirm(client.post("/keys/add/", add_form(today)))
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+
+    codes = Authenticator.objects.get(user=alice, type="recovery_codes")
+    assert recovery[0] in RecoveryCodes(codes).get_unused_codes()  # not spent either
+
+
+def test_allauths_own_second_factor_confirmation_refuses_a_recovery_code(
+    alice, alices_totp, login, stale, today
+):
+    secret, recovery = alices_totp
+    client = login(alice)
+    stale()
+
+    refused = client.post("/accounts/2fa/reauthenticate/", {"code": recovery[0], "next": "/keys/"})
+
+    assert refused.status_code == 200  # the form again, with its error
+    assert "Recovery codes do not confirm" in refused.text
+    assert recovery[0] not in refused.text
+    assert not AuditEvent.objects.filter(action="identity_confirmed").exists()
+    asked_to_confirm(client.post("/keys/add/", add_form(today)))
+    taken = client.post(
+        "/accounts/2fa/reauthenticate/", {"code": totp_now(secret), "next": "/keys/"}
+    )
+    assert taken.status_code == 302
+    assert AuditEvent.objects.get(action="identity_confirmed").details["method"] == "totp"
+    assert client.post("/keys/add/", add_form(today)).status_code == 200
+
+
+def test_allauths_own_password_confirmation_is_a_confirmation_not_a_log_in(
+    alice, login, stale, today
+):
+    client = login(alice)
+    stale()
+    wrong = client.post("/accounts/reauthenticate/", {"password": "guess", "next": "/keys/"})
+    assert wrong.status_code == 200
+    assert AuditEvent.objects.get(action="login_failed").details["while"] == ("confirming identity")
+
+    right = client.post(
+        "/accounts/reauthenticate/", {"password": "alice-portal-pw", "next": "/keys/"}
+    )
+
+    assert right.status_code == 302
+    assert AuditEvent.objects.get(action="identity_confirmed").details["method"] == "password"
+    assert not AuditEvent.objects.filter(action="login_succeeded").exists()
+    assert client.post("/keys/add/", add_form(today)).status_code == 200
 
 
 # --- the setting -------------------------------------------------------------------------
