@@ -75,6 +75,17 @@ def _wrong_confirmation(page, base, places):
     page.get_by_role("button", name="Confirm").click()
 
 
+def _confirm_with_a_code_too(page, base, places):
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    from portal.models import User
+
+    TOTP.activate(User.objects.get(username="alice"), generate_totp_secret())
+    page.goto(base + "/confirm/?next=/keys/add/")
+    page.get_by_label("Code from your authenticator app").fill("12345678")
+    page.get_by_role("button", name="Confirm with the code").click()
+
+
 def _created(page, base, places):
     page.goto(base + "/keys/add/")
     page.get_by_label("Name").fill("Accessible")
@@ -131,6 +142,7 @@ STATES = [
     State("created", "alice", _created),
     State("confirm", "alice", "/confirm/?next=/keys/add/"),
     State("confirm-wrong-password", "alice", _wrong_confirmation),
+    State("confirm-wrong-code", "alice", _confirm_with_a_code_too),
     State("message", "alice", _saved_message),
     State("keys-empty", "bob", "/keys/"),
     State("all-keys", "carol", "/all-keys/", crowded=True),
