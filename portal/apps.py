@@ -15,4 +15,4 @@ class PortalConfig(AppConfig):
         # Every log-in, on whatever path, opens a new "confirm it's you" window.
         user_logged_in.connect(reauth.proved_by_log_in, dispatch_uid="keys.lib.reauth")
         # Imported for their side effects: they register the checks and connect the receivers.
-        from portal import checks, confirm, user_events  # noqa: F401
+        from portal import checks, confirm, mfa, user_events  # noqa: F401

@@ -1,13 +1,14 @@
 """/confirm/: confirm it's you before a protected act (docs/design.md §10, keys/lib/reauth.py).
 
-The person types their password or a code from their authenticator app (TOTP), or uses their
-passkey (django-allauth's WebAuthn page, which comes back here): never a recovery code, which
-proves only that someone holds the paper. Every wrong password or code counts in the one log-in
-throttle (portal.backends). A right one becomes django-allauth's own record of a
-re-authentication (so allauth's pages accept it too), and `confirmed` below, which receives
-every such record whichever page made it, puts it in the signed history as
-`identity_confirmed` with its method and opens a new REAUTH_SECONDS window. Then the person goes
-back to the page they were on, with what they had typed in it.
+The person types their password or a code from their authenticator app (TOTP; the form of
+portal/mfa.py), or uses their passkey (django-allauth's WebAuthn page, which comes back here):
+never a recovery code, which proves only that someone holds the paper. Every wrong password or
+code counts in the one log-in throttle (portal.backends, portal.mfa). A right one becomes
+django-allauth's own record of a re-authentication (so allauth's pages accept it too), and
+`confirmed` below, which receives every such record whichever page made it (this one,
+allauth's password, code and passkey pages), puts it in the signed history as
+`identity_confirmed` with its method and opens a new REAUTH_SECONDS window. Then the person
+goes back to the page they were on, with what they had typed in it.
 """
 
 from typing import cast
@@ -15,8 +16,6 @@ from urllib.parse import urlencode
 
 from allauth.account.internal.flows.login import record_authentication
 from allauth.account.signals import authentication_step_completed
-from allauth.core import context
-from allauth.mfa.base.forms import ReauthenticateForm as AllauthMfaReauthenticateForm
 from allauth.mfa.models import Authenticator
 from django import forms
 from django.conf import settings
@@ -33,15 +32,13 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_http_methods
 
 from keys.lib import reauth
-from portal.backends import confirm_password, confirm_totp_code
+from portal.backends import confirm_password
+from portal.mfa import ReauthenticateForm as ConfirmCodeForm
 from portal.models import User
 from portal.roles import home_page
 from portal.user_events import record_identity_confirmed
 
 NOT_RECOGNISED = "That is not your password. Type the password you log in with."
-CODE_NOT_RECOGNISED = (
-    "That is not the code your authenticator app shows now. Recovery codes do not confirm."
-)
 THROTTLED = "Too many wrong passwords or codes. Wait a few minutes, then try again."
 
 
@@ -69,60 +66,6 @@ class ConfirmPasswordForm(_Confirmation):
         if not right:
             raise ValidationError(NOT_RECOGNISED, code="wrong")
         return password
-
-
-class CodeInput(forms.TextInput):
-    """A code field that never shows back what was typed: it may have been a recovery code."""
-
-    def format_value(self, value):
-        return None
-
-
-class ConfirmCodeForm(_Confirmation):
-    code = forms.CharField(
-        label="Code from your authenticator app",
-        max_length=32,
-        widget=CodeInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
-        error_messages={"required": "Type the code your authenticator app shows."},
-    )
-
-    @sensitive_variables("code")
-    def clean_code(self) -> str:
-        code = self.cleaned_data["code"].strip()
-        try:
-            self.authenticator = confirm_totp_code(self.request, self.request.user, code)
-        except PermissionDenied:
-            raise ValidationError(THROTTLED, code="throttled") from None
-        if self.authenticator is None:
-            raise ValidationError(CODE_NOT_RECOGNISED, code="wrong")
-        return code
-
-
-class MfaReauthenticateForm(AllauthMfaReauthenticateForm):
-    """django-allauth's own second-factor confirmation page (MFA_FORMS["reauthenticate"]), on
-    the same terms as /confirm/: a TOTP code only (allauth's form also takes a recovery code),
-    behind the one log-in throttle."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        attrs = {"autocomplete": "one-time-code", "inputmode": "numeric"}
-        self.fields["code"].widget = CodeInput(attrs=attrs)
-
-    @sensitive_variables("code")
-    def clean_code(self) -> str:
-        code = self.cleaned_data["code"].strip()
-        try:
-            authenticator = confirm_totp_code(self.request, self.user, code)
-        except PermissionDenied:
-            raise ValidationError(THROTTLED, code="throttled") from None
-        if authenticator is None:
-            raise ValidationError(CODE_NOT_RECOGNISED, code="wrong")
-        self.authenticator = authenticator
-        return code
-
-    @property
-    def request(self) -> HttpRequest:
-        return context.request
 
 
 def _next(request: HttpRequest) -> str:
@@ -169,19 +112,13 @@ def confirm_identity(request: HttpRequest) -> HttpResponse:
     password_form = ConfirmPasswordForm(
         data if method == "password" else None, request=request, prefix="password"
     )
-    code_form = ConfirmCodeForm(data if method == "totp" else None, request=request, prefix="totp")
+    # The second factor's own confirmation form (portal/mfa.py): TOTP only, behind the throttle.
+    code_form = ConfirmCodeForm(data if method == "totp" else None, user=person, prefix="totp")
     if method == "password" and has_password and password_form.is_valid():
         record_authentication(request, person, method="password", reauthenticated=True)
         return _continue(request, back)
     if method == "totp" and has_totp and code_form.is_valid():
-        record_authentication(
-            request,
-            person,
-            method="mfa",
-            id=code_form.authenticator.pk,
-            type=Authenticator.Type.TOTP,
-            reauthenticated=True,
-        )
+        code_form.save()  # allauth's record of a re-authentication: `confirmed` below
         return _continue(request, back)
     context = {
         "password_form": password_form if has_password else None,
@@ -214,9 +151,8 @@ _METHODS = {
 
 @receiver(authentication_step_completed, dispatch_uid="portal.confirm.confirmed")
 def confirmed(sender, request, method: str, user, reauthenticated: bool = False, **extra):
-    """A re-authentication on any page (this one, allauth's password, TOTP or passkey pages):
-    on the record, then a new window. A recovery code never counts (allauth's own pages would
-    take one; MfaReauthenticateForm refuses it, and this refuses it again)."""
+    """A re-authentication on any page: on the record, then a new window. A recovery code
+    never counts (portal.mfa.ReauthenticateForm refuses one; were one taken, it is ignored)."""
     if not reauthenticated or request is None:
         return
     kind = _METHODS.get((method, extra.get("type") if method == "mfa" else None))

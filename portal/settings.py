@@ -17,6 +17,7 @@ from portal.env import (
     caches_from_url,
     env,
     env_bool,
+    env_choices,
     env_int,
     env_list,
     env_positive_int,
@@ -40,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # allauth's passkey list says when each was used
     "django.forms",
     "django_htmx",
     # Accounts (docs/design.md §10): log-in, log-out and the second factor; no sign-up.
@@ -68,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # django-allauth's log-in stages (password, then second factor) and its context.
     "allauth.account.middleware.AccountMiddleware",
+    # A role that needs a second factor reaches only its enrolment until one is added.
+    "portal.mfa.SecondFactorRequiredMiddleware",
     # A successful log-in on any path leaves its signed device cookie (portal/devices.py).
     "portal.devices.DeviceCookieMiddleware",
     # Signed-in pages show key metadata: no browser or proxy cache keeps them.
@@ -163,10 +167,8 @@ LOGIN_URL = "login"
 # (log-in or a confirmation). Positive: at 0 the confirmation itself would be stale at once.
 REAUTH_SECONDS = env_positive_int("REAUTH_SECONDS", 15 * 60)
 REAUTH_URL = "confirm_identity"
-# django-allauth's own pages that ask to confirm (second-factor management) keep the same
-# window, and its second-factor confirmation takes a TOTP code only, behind the one throttle.
+# django-allauth's own pages that ask to confirm (second-factor management) keep the same window.
 ACCOUNT_REAUTHENTICATION_TIMEOUT = REAUTH_SECONDS
-MFA_FORMS = {"reauthenticate": "portal.confirm.MfaReauthenticateForm"}
 LOGIN_REDIRECT_URL = "keys:list"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -183,6 +185,27 @@ ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_RATE_LIMITS = False
 # The idle time-out below holds for everyone: no "Remember me" box.
 ACCOUNT_SESSION_REMEMBER = True
+
+# Second factor (docs/design.md §10, portal/mfa.py): TOTP apps, passkeys and recovery codes,
+# managed from the profile's "Sign-in security". A passkey is a second factor, not a way in
+# on its own: every log-in starts with the password and its throttle.
+MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
+MFA_PASSKEY_LOGIN_ENABLED = False
+MFA_TOTP_ISSUER = "Key Portal"
+MFA_RECOVERY_CODES_SHOW_ONCE = True
+# E-mail addresses are not how anyone logs in here, so none needs verifying first.
+MFA_ALLOW_UNVERIFIED_EMAIL = True
+# Codes count in the one log-in throttle (portal/mfa.py), not in allauth's own counters.
+MFA_RATE_LIMITS = False
+MFA_FORMS = {
+    "authenticate": "portal.mfa.AuthenticateForm",
+    "reauthenticate": "portal.mfa.ReauthenticateForm",
+}
+# Roles that must have a second factor: until they add one, such people reach only the pages
+# that add one, and log-out. Unset: admin,auditor; set but empty: none.
+MFA_REQUIRED_ROLES = env_choices(
+    "MFA_REQUIRED_ROLES", "admin,auditor", ("admin", "auditor", "staff")
+)
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env("TIME_ZONE", "Europe/Amsterdam")
@@ -215,6 +238,8 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
 # Security headers. HTTPS-only settings switch on with HTTPS=1 (the production default).
 HTTPS = env_bool("HTTPS", not DEBUG)
+# Passkeys: browsers allow WebAuthn on http://localhost, which fido2 refuses unless told.
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = not HTTPS
 SECURE_SSL_REDIRECT = HTTPS and env_bool("SECURE_SSL_REDIRECT", True)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS

@@ -182,6 +182,22 @@ MATRIX = {
         "/accounts/2fa/recovery-codes/download/",
         {"GET": statuses(302, 404, 404, 404, 404), "POST": statuses(302, 404, 404, 404, 404)},
     ),
+    "accounts/2fa/webauthn/": (
+        "/accounts/2fa/webauthn/",
+        {"GET": statuses(302, 200, 200, 200, 200), "POST": statuses(302, 405, 405, 405, 405)},
+    ),
+    **{
+        route: (url, {"GET": everyone(302), "POST": everyone(302)})
+        for route, url in [
+            ("accounts/2fa/webauthn/add/", "/accounts/2fa/webauthn/add/"),
+            ("accounts/2fa/webauthn/keys/<int:pk>/edit/", "/accounts/2fa/webauthn/keys/1/edit/"),
+            (
+                "accounts/2fa/webauthn/keys/<int:pk>/remove/",
+                "/accounts/2fa/webauthn/keys/1/remove/",
+            ),
+            ("accounts/2fa/webauthn/reauthenticate/", "/accounts/2fa/webauthn/reauthenticate/"),
+        ]
+    },
     # Not offered: passwords are set by admins, e-mail addresses on the profile.
     **{
         route: (url, {"GET": everyone(404), "POST": everyone(404)})

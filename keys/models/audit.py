@@ -184,6 +184,11 @@ class AuditEvent(models.Model):
         LOGIN_SUCCEEDED = "login_succeeded", "Logged in"
         LOGIN_FAILED = "login_failed", "Log-in failed"
         LOGIN_LOCKED = "login_locked", "Log-in locked"
+        FACTOR_ADDED = "factor_added", "Second factor added"
+        FACTOR_REMOVED = "factor_removed", "Second factor removed"
+        RECOVERY_CODES_MADE = "recovery_codes_made", "Recovery codes made"
+        RECOVERY_CODE_USED = "recovery_code_used", "Recovery code used"
+        SECOND_FACTOR_FAILED = "second_factor_failed", "Second-factor log-in failed"
         IDENTITY_CONFIRMED = "identity_confirmed", "Identity confirmed"
 
     # What an attacker with database access would most like to erase: a checkpoint follows
@@ -196,6 +201,10 @@ class AuditEvent(models.Model):
             Action.USER_CHANGED,  # (de)activation, admin flags, e-mail address
             Action.ROLES_CHANGED,
             Action.PASSWORD_SET,
+            Action.FACTOR_ADDED,
+            Action.FACTOR_REMOVED,
+            Action.RECOVERY_CODES_MADE,
+            Action.RECOVERY_CODE_USED,
         }
     )
 
