@@ -107,3 +107,51 @@ def test_a_django_admin_change_is_shown_then_sent_after_confirming(browser, live
 
     api.refresh_from_db()
     assert api.name == "KRIs"
+
+
+@pytest.fixture
+def base(live_server) -> str:
+    """The live server as http://localhost:PORT: WebAuthn wants a domain, not 127.0.0.1."""
+    return live_server.url.replace("127.0.0.1", "localhost")
+
+
+def test_a_passkey_confirms_and_the_typed_reason_comes_back(browser, base, world):
+    context = browser.new_context()
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    options = {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True}
+    options.update({"hasUserVerification": True, "isUserVerified": True})
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+    log_in(page, base, "carol")
+    page.goto(base + "/accounts/2fa/")
+    page.get_by_role("link", name="Add a passkey").click()
+    page.get_by_label("Password").fill("carol-portal-pw")
+    page.get_by_role("button", name="Confirm").click()
+    page.get_by_label("Name").fill("Laptop")
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.get_by_label("Unused codes")).to_be_visible()
+    page.goto(base + "/users/bob/deactivate/")
+    page.get_by_label("Reason").fill("Left for another team")
+    bob = world["people"]["bob"]
+
+    with time_machine.travel(past_the_window(), tick=True):
+        page.get_by_role("button", name="Deactivate").click()
+        expect(page.get_by_role("heading", name="Confirm it's you")).to_be_visible()
+        bob.refresh_from_db()
+        assert bob.is_active
+        page.get_by_role("link", name="Confirm with your passkey").click()
+        page.get_by_role("button", name="Use a security key").click()
+
+        expect(page.get_by_role("heading", name="Deactivate user")).to_be_visible()
+        expect(page.get_by_label("Reason")).to_have_value("Left for another team")
+        bob.refresh_from_db()
+        assert bob.is_active  # not until she presses Deactivate again
+        page.get_by_role("button", name="Deactivate").click()
+        expect(page.get_by_text("bob was deactivated")).to_be_visible()
+
+    bob.refresh_from_db()
+    assert not bob.is_active
+    confirmed = AuditEvent.objects.filter(action="identity_confirmed").order_by("seq")
+    assert [event.details["method"] for event in confirmed] == ["password", "passkey"]
+    context.close()
