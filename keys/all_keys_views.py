@@ -5,6 +5,7 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -14,6 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from keys import actions, inventory_csv
+from keys.actions import bulk_revocation
 from keys.filters import AllKeysFilterForm
 from keys.forms import BulkRevokeForm
 from keys.lib.client_ip import client_ip
@@ -109,6 +111,8 @@ def revoke_matching(request: HttpRequest) -> HttpResponse:
             )
         except actions.SetChanged:
             form.add_error(None, SET_CHANGED)
+        except ValidationError as error:  # more keys than one act takes
+            form.add_error(None, error.messages)
         except DatabaseError:
             logger.exception("Revoking %s keys in bulk failed; rolled back.", query)
             form.add_error(None, NOT_REVOKED)
@@ -116,7 +120,11 @@ def revoke_matching(request: HttpRequest) -> HttpResponse:
             count = len(revoked)
             messages.success(request, f"{count} key{'s' if count != 1 else ''} revoked.")
             return redirect(f"{reverse('all_keys')}?{query}")
-    shown = list(keys.with_listing_data().order_by("-created_at", "-pk"))
-    context.update(keys=shown, shown=actions.snapshot(shown))
+    most = bulk_revocation.MAX_KEYS
+    shown = list(keys.with_listing_data().order_by("-created_at", "-pk")[: most + 1])
+    if len(shown) > most:  # not offered: one act takes at most `most` keys
+        context.update(keys=[], too_many=keys.count(), most=most)
+    else:
+        context.update(keys=shown, shown=actions.snapshot(shown))
     status = 400 if form.errors else 200
     return render(request, "keys/revoke_matching.html", context, status=status)

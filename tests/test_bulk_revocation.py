@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from keys import actions
+from keys.actions import bulk_revocation
 from keys.models import ApiKey, AuditEvent, AuditHead
 from tests.api_calls import basic, call
 
@@ -160,6 +161,19 @@ def test_a_filter_matching_no_active_key_offers_nothing_to_revoke(carol, login, 
     response = _preview(login(carol), {"owner": "carol"})
     assert "there is nothing to revoke" in response.text
     assert 'name="reason"' not in response.text
+
+
+def test_more_keys_than_one_act_takes_are_not_offered(carol, login, keys, monkeypatch):
+    monkeypatch.setattr(bulk_revocation, "MAX_KEYS", 1)
+    client = login(carol)
+    response = _preview(client, {"owner": "bob"})
+    assert "2 active keys</strong> match these filters: one act revokes at most 1." in response.text
+    assert 'name="reason"' not in response.text
+    everything = actions.snapshot(ApiKey.objects.usable().filter(owner__username="bob"))
+    refused = _confirm(client, {"owner": "bob"}, "INC-5", shown=everything)
+    assert refused.status_code == 400
+    assert "At most 1 keys are revoked in one act." in refused.text
+    assert _revoked() == []
 
 
 # --- the reason ------------------------------------------------------------------------------
