@@ -4,6 +4,7 @@ those with one reason; one key_revoked event per key and one bulk_revocation eve
 
 import datetime
 import re
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -391,3 +392,102 @@ def test_revoking_in_bulk_costs_per_key_no_more_than_revoking_one_key(
     # Ten more keys cost ten revoke_key()s, nothing more: the page, the set's read and
     # lock and the one bulk event are the same few queries however many keys.
     assert spent["erin"] - spent["bob"] <= 10 * len(single)
+
+
+# --- in Chromium, by keyboard ----------------------------------------------------------------
+
+SHOTS = Path("/tmp/shots-bulk")
+
+
+def _tab_to(page, text: str, limit: int = 60) -> None:
+    """Press Tab until the focused element's text (or value) starts with `text`."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "(document.activeElement.innerText || document.activeElement.value || '').trim()"
+        )
+        if focused.startswith(text):
+            return
+    raise AssertionError(f"never reached {text!r} by Tab")
+
+
+def _shots(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    for width, height in ((1200, 900), (320, 700)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1200, "height": 900})
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_revokes_a_persons_keys_by_keyboard_and_their_calls_are_refused(
+    browser, live_server, world
+):
+    from django.test import Client
+    from playwright.sync_api import expect
+
+    from keys.models import Api, latest_expiry_for, local_date
+    from tests.browser import check, console_errors, log_in
+
+    alice, bob = world["people"]["alice"], world["people"]["bob"]
+    feed, password = actions.create_key(
+        owner=alice, name="Risk feed", expires_on=latest_expiry_for(local_date()),
+        networks=["127.0.0.1"], apis=list(Api.objects.filter(slug="risks")),
+    )  # fmt: skip
+    bobs, bobs_password = actions.create_key(
+        owner=bob, name="Bob's feed", expires_on=latest_expiry_for(local_date()),
+        networks=["127.0.0.1"], apis=list(Api.objects.filter(slug="risks")),
+    )  # fmt: skip
+    for key, secret in ((feed, password), (bobs, bobs_password)):
+        assert call(Client(), "/api/v1/risks/", key.identifier, secret).status_code == 200
+
+    page = browser.new_context().new_page()
+    errors = console_errors(page)
+    log_in(page, live_server.url, "carol")
+    page.goto(live_server.url + "/all-keys/")
+    page.get_by_label("Owner").focus()
+    page.keyboard.type("alice")
+    page.keyboard.press("Enter")  # Enter filters
+    page.wait_for_url("**/all-keys/?*owner=alice*")
+    _shots(page, "1-all-keys-by-owner")
+    _tab_to(page, "Revoke these keys")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+    expect(page.get_by_role("heading", name="Revoke these keys")).to_be_visible()
+    expect(page.get_by_text("2 active keys match these filters.")).to_be_visible()
+    rows = page.get_by_role("table").get_by_role("row")
+    expect(rows).to_have_count(3)  # the header and the two keys
+    expect(page.get_by_role("table")).to_contain_text(feed.identifier)
+    expect(page.get_by_role("table")).to_contain_text(world["active"].identifier)
+    _shots(page, "2-preview")
+
+    _tab_to(page, "Revoke 2 keys")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # no reason
+    summary = page.locator("[data-error-summary]")
+    expect(summary).to_be_focused()
+    expect(summary).to_contain_text("Reason: Give a reason: it is shown to every key's owner.")
+    _shots(page, "3-without-reason")
+    found: dict[str, list[str]] = {}
+    check(page, "bulk-revoke-without-reason", found)
+    assert ApiKey.objects.revoked().filter(owner=alice).count() == 1  # only the old one
+
+    _tab_to(page, "Reason:")  # the summary's link leads into the field
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Reason")).to_be_focused()
+    page.keyboard.type("Laptop stolen: INC-42")
+    _tab_to(page, "Revoke 2 keys")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+    expect(page.get_by_role("status").filter(has_text="2 keys revoked.")).to_be_visible()
+    _shots(page, "4-revoked")
+    page.context.close()
+
+    assert call(Client(), "/api/v1/risks/", feed.identifier, password).status_code == 401
+    assert call(Client(), "/api/v1/risks/", bobs.identifier, bobs_password).status_code == 200
+    assert AuditEvent.objects.filter(action=Action.BULK_REVOCATION).count() == 1
+    assert found == {"bulk-revoke-without-reason": []}
+    assert [e for e in errors if "status of 400" not in e] == []
