@@ -3,6 +3,7 @@
 
 import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
@@ -90,7 +91,14 @@ def revoke_matching(request: HttpRequest) -> HttpResponse:
     filters = AllKeysFilterForm(request.GET)
     form = BulkRevokeForm(request.POST if request.method == "POST" else None)
     query = filter_query(request, *filters.CURSORS, "status")
-    context = {"filters": filters, "form": form, "filter_query": query, "keys": None}
+    context = {
+        "filters": filters,
+        "form": form,
+        "filter_query": query,
+        "keys": None,
+        # Gateways that cache the check's yes (docs/gateways.md) let a key pass that long.
+        "gateway_cache_seconds": settings.KEYS_GATEWAY_CACHE_SECONDS,
+    }
     if not filters.is_valid():
         return render(request, "keys/revoke_matching.html", context, status=400)
     narrowing = filters.narrowing()

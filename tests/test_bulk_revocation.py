@@ -158,6 +158,16 @@ def test_the_preview_shows_the_count_and_every_key_it_would_revoke(carol, login,
     assert _revoked() == []  # a dry run
 
 
+def test_the_preview_warns_of_gateways_that_cache_the_check(carol, login, keys, settings):
+    assert "Gateways that cache" not in _preview(login(carol), {"owner": "bob"}).text
+    settings.KEYS_GATEWAY_CACHE_SECONDS = 30
+    response = _preview(login(carol), {"owner": "bob"})
+    assert (
+        "Gateways that cache the portal's check let them through for up to 30 seconds more."
+        in response.text
+    )
+
+
 def test_a_filter_matching_no_active_key_offers_nothing_to_revoke(carol, login, keys):
     response = _preview(login(carol), {"owner": "carol"})
     assert "there is nothing to revoke" in response.text
