@@ -122,7 +122,7 @@ def revoke_matching(request: HttpRequest) -> HttpResponse:
         except ValidationError as error:  # more keys than one act takes
             form.add_error(None, error.messages)
         except DatabaseError:
-            logger.exception("Revoking %s keys in bulk failed; rolled back.", query)
+            logger.exception("Revoking in bulk the keys of %s failed; rolled back.", query)
             form.add_error(None, NOT_REVOKED)
         else:
             count = len(revoked)
