@@ -9,6 +9,8 @@ The Django admin (/admin/), static files and the protected API (/api/, tested in
 files) are outside the portal pages.
 """
 
+from urllib.parse import quote
+
 import pytest
 from django.urls import URLResolver, get_resolver
 
@@ -91,6 +93,11 @@ MATRIX = {
         "/all-keys/",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
     ),
+    # An empty POST (no reason) is refused next to the field: 400, nothing revoked.
+    "all-keys/revoke/": (
+        "/all-keys/revoke/?owner=alice",
+        {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 400, 403)},
+    ),
     "all-keys/inventory.csv": (
         "/all-keys/inventory.csv",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
@@ -169,7 +176,8 @@ def test_role_matrix(route, method, persona, request, client, alice, bob, carol,
     )
     to_log_in = persona == "anonymous" and response.status_code == 302
     if to_log_in and route not in ("logout/", ""):
-        assert response["Location"] == f"/login/?next={url}"  # and back here afterwards
+        # and back here afterwards, the query string too
+        assert response["Location"] == f"/login/?next={quote(url, safe='/')}"
     if to_log_in or response.status_code in (403, 404, 405):
         # Refused: nothing changed, since every change appends its event to the history.
         assert AuditEvent.objects.count() == events, f"{method} {url} as {persona} changed it"
