@@ -8,14 +8,18 @@ with no path and {"active": false}, PUT of the whole user, a password it may pus
 
 import json
 
+import hypothesis
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
+from hypothesis import HealthCheck
+from hypothesis import strategies as st
 
 from keys.models import AuditEvent
 from portal.env import optional_secret
+from portal.models import ScimIdentity
 from tests.api_calls import call
 
 TOKEN = "test-only-scim-token-0123456789abcdefghij"
@@ -100,6 +104,13 @@ def find(scim, user_name: str) -> dict:
     assert response.status_code == 200
     (found,) = json.loads(response.content)["Resources"]
     return found
+
+
+def find_by_id(scim, user) -> str:
+    """The user's SCIM id, whatever their user name has become."""
+    if not ScimIdentity.objects.filter(user=user).exists():
+        find(scim, user.username)
+    return str(ScimIdentity.objects.get(user=user).scim_id)
 
 
 def scim_events(user, action: str) -> list[AuditEvent]:
@@ -259,8 +270,9 @@ def test_listing_pages_with_start_index_and_count(scim, alice, bob, carol, dave)
     # Ids are stable: the second look names everyone the same.
     again = json.loads(scim.get(USERS).content)["Resources"]
     assert [r["id"] for r in again] == [r["id"] for r in first["Resources"] + second["Resources"]]
-    beyond = json.loads(scim.get(USERS, {"startIndex": 9}).content)
-    assert beyond["Resources"] == [] and beyond["totalResults"] == 4
+    for start in (9, 2**63 + 1):  # the second beyond any database integer
+        beyond = json.loads(scim.get(USERS, {"startIndex": start}).content)
+        assert beyond["Resources"] == [] and beyond["totalResults"] == 4
 
 
 def test_lists_filter_by_external_id_and_email(scim):
@@ -489,6 +501,8 @@ BAD_CREATES = {
     "no userName": ({k: v for k, v in ENTRA_CREATE.items() if k != "userName"}, "invalidValue"),
     "userName too long": (dict(ENTRA_CREATE, userName=TOO_LONG), "invalidValue"),
     "userName with a space": (dict(ENTRA_CREATE, userName="erin example"), "invalidValue"),
+    # Refused before any lookup: PostgreSQL cannot even compare a string holding a NUL.
+    "userName with a NUL": (dict(ENTRA_CREATE, userName="er\x00in"), "invalidValue"),
     "userName not a string": (dict(ENTRA_CREATE, userName=42), "invalidValue"),
     "givenName too long": (dict(ENTRA_CREATE, name={"givenName": TOO_LONG}), "invalidValue"),
     "givenName with a NUL": (dict(ENTRA_CREATE, name={"givenName": "E\x00rin"}), "invalidValue"),
@@ -520,6 +534,10 @@ BAD_PATCHES = {
     "empty operations": ([], "invalidSyntax"),
     "operation not an object": (["replace"], "invalidSyntax"),
     "active neither": ([{"op": "replace", "path": "active", "value": "Nope"}], "invalidValue"),
+    "userName with a NUL": (
+        [{"op": "replace", "path": "userName", "value": "al\x00ice"}],
+        "invalidValue",
+    ),
     "givenName too long": (
         [{"op": "replace", "path": "name.givenName", "value": TOO_LONG}],
         "invalidValue",
@@ -615,3 +633,88 @@ def test_the_audit_history_names_the_identity_provider_as_the_actor(scim, alice,
     page = login(dave).get("/audit/").text
     assert "the identity provider (SCIM)" in page
     assert "is active: yes → no" in page and "via: scim" in page
+
+
+# --- nothing a provider can send makes a 500 (property-based, hypothesis) ---------------------
+
+fuzz = hypothesis.settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+# Any Unicode but lone surrogates (no JSON encoder sends them), NUL and long strings included.
+any_text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40) | st.just(
+    "x" * 300
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+    max_leaves=8,
+)
+known_paths = st.sampled_from(
+    [
+        "userName",
+        "active",
+        "externalId",
+        "name",
+        "name.givenName",
+        "name.familyName",
+        "name.formatted",
+        "emails",
+        'emails[type eq "work"].value',
+        'emails[type eq "work"]',
+        "urn:ietf:params:scim:schemas:core:2.0:User:userName",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber",
+        "roles",
+        "groups",
+        "id",
+        "meta.created",
+    ]
+)
+operations = st.fixed_dictionaries(
+    {"op": st.sampled_from(["add", "Add", "replace", "Replace", "remove", "Remove"]) | any_text},
+    optional={
+        "path": known_paths | json_values,
+        "value": json_values | st.sampled_from(["False", "True", "x" * 300]),
+    },
+)
+
+
+def assert_a_scim_answer(response, allowed: set[int]) -> None:
+    assert response.status_code in allowed, (response.status_code, response.content)
+    assert response["Content-Type"] == SCIM_JSON
+    if response.status_code >= 400:
+        assert json.loads(response.content)["status"] == str(response.status_code)
+
+
+@fuzz
+@hypothesis.given(body=st.fixed_dictionaries({"Operations": st.lists(operations, max_size=3)}))
+def test_no_patch_makes_a_500(scim, alice, body):
+    found = find_by_id(scim, alice)
+    response = send(scim, "patch", f"{USERS}/{found}", dict(body, schemas=[PATCH_OP]))
+    assert_a_scim_answer(response, {200, 400, 409})
+
+
+@fuzz
+@hypothesis.given(
+    body=st.fixed_dictionaries(
+        {},
+        optional={
+            "userName": any_text | json_values,
+            "name": json_values,
+            "emails": json_values,
+            "active": json_values,
+            "externalId": json_values,
+        },
+    )
+)
+def test_no_create_makes_a_500(scim, body):
+    assert_a_scim_answer(send(scim, "post", USERS, body), {201, 400, 409})
+
+
+@fuzz
+@hypothesis.given(text=any_text, start=any_text, count=any_text)
+def test_no_list_query_makes_a_500(scim, alice, text, start, count):
+    query = {"filter": f'userName eq "{text}"', "startIndex": start, "count": count}
+    assert_a_scim_answer(scim.get(USERS, query), {200, 400})
+    assert_a_scim_answer(scim.get(USERS, {"filter": text}), {200, 400})

@@ -68,6 +68,8 @@ def create_user(wanted: ScimUser, *, ip: str | None) -> ScimIdentity:
     """Create a staff user from SCIM, or bring back one a SCIM DELETE removed (new id)."""
     try:
         with transaction.atomic(), acting(None, ip, label=ACTOR, via=VIA):
+            # Checked before any query: PostgreSQL refuses a NUL even in a lookup.
+            _check(User(username=wanted.user_name), exclude=["password"])
             holder = User.objects.filter(username__iexact=wanted.user_name).first()
             if holder is not None:
                 identity = ScimIdentity.objects.filter(user=holder).first()
@@ -108,9 +110,6 @@ def update_user(identity: ScimIdentity, wanted: ScimUser, *, ip: str | None) -> 
 
 def _update(identity: ScimIdentity, wanted: ScimUser, *, ip: str | None) -> ScimIdentity:
     user = User.objects.select_for_update().get(pk=identity.user_id)
-    others = User.objects.exclude(pk=user.pk)
-    if others.filter(username__iexact=wanted.user_name).exists():
-        raise _taken(wanted.user_name)
     was_active = user.is_active
     user.username = wanted.user_name
     user.first_name, user.last_name = wanted.given_name, wanted.family_name
@@ -120,6 +119,9 @@ def _update(identity: ScimIdentity, wanted: ScimUser, *, ip: str | None) -> Scim
     before = identity.external_id
     identity.external_id = wanted.external_id
     _check(identity, exclude=["user"])
+    others = User.objects.exclude(pk=user.pk)
+    if others.filter(username__iexact=wanted.user_name).exists():
+        raise _taken(wanted.user_name)
     user.save()  # portal.user_events records the changed fields
     if before != identity.external_id:
         chain.record(

@@ -172,7 +172,8 @@ def _list(request: HttpRequest) -> HttpResponse:
         }[attribute]
         people = people.filter(**lookup)
     total = people.count()
-    page = list(people.order_by("pk")[start - 1 : start - 1 + count])
+    # Past the end is an empty page, never an OFFSET too big for the database's integers.
+    page = list(people.order_by("pk")[start - 1 : start - 1 + count]) if start <= total else []
     documents = [_document(request, identity) for identity in provisioning.identities_of(page)]
     return scim_response(
         {
