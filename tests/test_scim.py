@@ -457,6 +457,16 @@ def test_okta_put_replaces_the_user(scim):
     assert changed.details["last_name"] == {"before": "User", "after": ""}
 
 
+def test_a_put_that_leaves_out_active_reactivates_no_one(scim, alice):
+    found = find(scim, "alice")
+    send(scim, "patch", f"{USERS}/{found['id']}", DEACTIVATIONS["okta"])
+    without_active = {k: v for k, v in found.items() if k != "active"}
+    response = send(scim, "put", f"{USERS}/{found['id']}", without_active)
+    assert json.loads(response.content)["active"] is False
+    alice.refresh_from_db()
+    assert not alice.is_active
+
+
 def test_okta_put_with_active_false_deactivates(scim, alice, make_key):
     key, password = make_key(alice)
     found = find(scim, "alice")

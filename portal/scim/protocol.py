@@ -134,8 +134,9 @@ def _chosen_email(value: Any) -> str:
     return _text(entries[0].get("value"), "emails.value")
 
 
-def user_from_resource(body: Mapping) -> ScimUser:
-    """The User a POST or PUT body describes; attributes it leaves out are empty (PUT replaces)."""
+def user_from_resource(body: Mapping, *, active: bool = True) -> ScimUser:
+    """The User a POST or PUT body describes; attributes it leaves out are empty (PUT replaces),
+    except `active`, which is then `active` (a PUT that leaves it out reactivates no one)."""
     fields = _folded(body)
     user_name = _text(fields.get("username"), "userName")
     if not user_name:
@@ -144,13 +145,13 @@ def user_from_resource(body: Mapping) -> ScimUser:
     if not isinstance(name, dict):
         raise bad("name must be an object.")
     name = _folded(name)
-    active = fields.get("active", True)
+    given = fields.get("active")
     return ScimUser(
         user_name=user_name,
         given_name=_text(name.get("givenname"), "name.givenName"),
         family_name=_text(name.get("familyname"), "name.familyName"),
         email=_chosen_email(fields.get("emails")),
-        active=True if active is None else _boolean(active, "active"),
+        active=active if given is None else _boolean(given, "active"),
         external_id=_text(fields.get("externalid"), "externalId"),
     )
 

@@ -136,7 +136,7 @@ def user(request: HttpRequest, scim_id: str) -> HttpResponse:
     identity = _found(scim_id)
     ip = client_ip(request)
     if request.method == "PUT":
-        wanted = user_from_resource(parse_body(request.body))
+        wanted = user_from_resource(parse_body(request.body), active=identity.user.is_active)
         identity = provisioning.update_user(identity, wanted, ip=ip)
     elif request.method == "PATCH":
         current = provisioning.as_scim(identity.user, identity)
