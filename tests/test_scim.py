@@ -499,6 +499,13 @@ def test_a_body_that_is_not_a_json_object_is_400_invalid_syntax(scim, body):
     scim_error(send(scim, "post", USERS, body), 400, "invalidSyntax")
 
 
+def test_a_body_over_the_upload_limit_is_a_scim_413(scim, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    big = dict(ENTRA_CREATE, displayName="x" * 2000)
+    scim_error(send(scim, "post", USERS, big), 413)
+    assert not get_user_model().objects.exists()
+
+
 def test_a_malformed_patch_is_400_and_changes_nothing(scim, alice):
     found = find(scim, "alice")
     scim_error(send(scim, "patch", f"{USERS}/{found['id']}", b"{oops"), 400, "invalidSyntax")
