@@ -124,6 +124,19 @@ MATRIX = {
         "/gateway/verify/api/v1/risks/",
         {"GET": everyone(404), "POST": everyone(404)},
     ),
+    # SCIM answers an identity provider's bearer token only, never a session; with SCIM off
+    # (no SCIM_TOKEN, as here) it does not exist. tests/test_scim.py covers it switched on.
+    "scim/v2/Users": ("/scim/v2/Users", {"GET": everyone(404), "POST": everyone(404)}),
+    "scim/v2/Users/<str:scim_id>": (
+        "/scim/v2/Users/00000000-0000-4000-8000-000000000000",
+        {"GET": everyone(404), "PATCH": everyone(404), "DELETE": everyone(404)},
+    ),
+    "scim/v2/ServiceProviderConfig": ("/scim/v2/ServiceProviderConfig", {"GET": everyone(404)}),
+    "scim/v2/ResourceTypes": ("/scim/v2/ResourceTypes", {"GET": everyone(404)}),
+    "scim/v2/ResourceTypes/<str:name>": ("/scim/v2/ResourceTypes/User", {"GET": everyone(404)}),
+    "scim/v2/Schemas": ("/scim/v2/Schemas", {"GET": everyone(404)}),
+    "scim/v2/Schemas/<str:urn>": ("/scim/v2/Schemas/x", {"GET": everyone(404)}),
+    "scim/v2/<path:rest>": ("/scim/v2/Groups", {"GET": everyone(404)}),
 }
 
 # What only reads: an auditor may never get past the permission check anywhere else.
@@ -132,6 +145,7 @@ READ_ONLY |= {"all-keys/", "audit/", "audit/export.csv", "users/", "healthz", "r
 # Checking the chain reads it; the result is kept outside it (keys.models.ChainVerification).
 READ_ONLY |= {"all-keys/inventory.csv", "audit/verify/"}
 READ_ONLY |= {"gateway/verify", "^gateway/verify(?P<envoy_path>/.*)$"}
+READ_ONLY |= {route for route in MATRIX if route.startswith("scim/")}
 
 
 def portal_routes(patterns=None, prefix: str = "") -> list[str]:
