@@ -249,6 +249,32 @@ def test_deactivating_a_user_waits_for_the_confirmation_and_keeps_the_reason(
     assert not bob.is_active
 
 
+def test_revoking_in_bulk_waits_for_the_confirmation_and_keeps_filters_and_reason(
+    carol, alice, bob, make_key, login, stale
+):
+    kept = make_key(alice, name="Alice's")[0]
+    bobs = [make_key(bob, name=f"Bob {n}")[0] for n in range(2)]
+    client = login(carol)
+    preview = client.get("/all-keys/revoke/?owner=bob")
+    shown = preview.context["shown"]
+    stale()
+
+    back = asked_to_confirm(
+        client.post("/all-keys/revoke/?owner=bob", {"reason": "INC-7", "shown": shown})
+    )
+
+    assert urlsplit(back).path == "/all-keys/revoke/" and "owner=bob" in back
+    assert not ApiKey.objects.filter(revoked_at__isnull=False).exists()
+    page = confirm(client, carol, back)
+    assert page.context["form"]["reason"].value() == "INC-7"
+    assert "INC-7</textarea>" in page.text
+    assert sorted(key.name for key in page.context["keys"]) == ["Bob 0", "Bob 1"]
+    done = client.post("/all-keys/revoke/?owner=bob", page.context["form"].data.dict())
+    assert done.status_code == 302
+    assert all(ApiKey.objects.get(pk=key.pk).is_revoked for key in bobs)
+    assert not ApiKey.objects.get(pk=kept.pk).is_revoked
+
+
 # --- the Django admin: every change ----------------------------------------------------------
 
 

@@ -98,6 +98,11 @@ MATRIX = {
         "/all-keys/",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
     ),
+    # An empty POST (no reason) is refused next to the field: 400, nothing revoked.
+    "all-keys/revoke/": (
+        "/all-keys/revoke/?owner=alice",
+        {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 400, 403)},
+    ),
     "all-keys/inventory.csv": (
         "/all-keys/inventory.csv",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
@@ -218,6 +223,19 @@ MATRIX = {
             ),
         ]
     },
+    # SCIM answers an identity provider's bearer token only, never a session; with SCIM off
+    # (no SCIM_TOKEN, as here) it does not exist. tests/test_scim.py covers it switched on.
+    "scim/v2/Users": ("/scim/v2/Users", {"GET": everyone(404), "POST": everyone(404)}),
+    "scim/v2/Users/<str:scim_id>": (
+        "/scim/v2/Users/00000000-0000-4000-8000-000000000000",
+        {"GET": everyone(404), "PATCH": everyone(404), "DELETE": everyone(404)},
+    ),
+    "scim/v2/ServiceProviderConfig": ("/scim/v2/ServiceProviderConfig", {"GET": everyone(404)}),
+    "scim/v2/ResourceTypes": ("/scim/v2/ResourceTypes", {"GET": everyone(404)}),
+    "scim/v2/ResourceTypes/<str:name>": ("/scim/v2/ResourceTypes/User", {"GET": everyone(404)}),
+    "scim/v2/Schemas": ("/scim/v2/Schemas", {"GET": everyone(404)}),
+    "scim/v2/Schemas/<str:urn>": ("/scim/v2/Schemas/x", {"GET": everyone(404)}),
+    "scim/v2/<path:rest>": ("/scim/v2/Groups", {"GET": everyone(404)}),
 }
 # Anonymous visitors these send to the log-in page without a way back: a log-in step, or a
 # page that has no meaning without one.
@@ -237,6 +255,7 @@ READ_ONLY |= {"all-keys/inventory.csv", "audit/verify/"}
 READ_ONLY |= {"gateway/verify", "^gateway/verify(?P<envoy_path>/.*)$"}
 # Confirming who one is changes no data: it only records the confirmation, for anyone signed in.
 READ_ONLY |= {"confirm/"}
+READ_ONLY |= {route for route in MATRIX if route.startswith("scim/")}
 
 
 def portal_routes(patterns=None, prefix: str = "") -> list[str]:

@@ -113,7 +113,11 @@ def confirm_url(next_url: str) -> str:
 def ask_to_confirm(request: HttpRequest) -> HttpResponse:
     """Send the person to confirm, holding what a POST carried; then back to this page."""
     if request.method == "POST":
-        back = f"{request.path}?{urlencode({RESUME: hold(request)})}"
+        # The page's own query string stays (All keys' filters say which keys a bulk
+        # revocation takes); the held id joins it.
+        query = request.GET.copy()
+        query[RESUME] = hold(request)
+        back = f"{request.path}?{query.urlencode()}"
     else:
         back = request.get_full_path()
     if getattr(request, "htmx", False):
