@@ -2,31 +2,18 @@
 throttle on every code, the roles that must enrol, and each step in the signed history.
 Passkeys, which need a browser, are in tests/test_passkeys_browser.py."""
 
-import base64
 import datetime
-import hashlib
-import hmac
+import logging
 import re
-import struct
-import time
 
 import pytest
 import time_machine
 
 from keys.models import AuditEvent
+from tests.totp import totp
 
 THROTTLED = "Too many failed log-in attempts. Try again in"
 AUTHENTICATE = "/accounts/2fa/authenticate/"
-
-
-def totp(secret: str, at: float | None = None) -> str:
-    """The RFC 6238 code of `secret` (base32) now: HMAC-SHA1, 30 s steps, six digits."""
-    counter = int(time.time() if at is None else at) // 30
-    key = base64.b32decode(secret + "=" * (-len(secret) % 8), casefold=True)
-    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    value = (struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF) % 10**6
-    return f"{value:06d}"
 
 
 def wrong(code: str) -> str:
@@ -140,6 +127,20 @@ def test_no_code_or_secret_reaches_the_history(carol, carol_with_totp, client):
     for event in AuditEvent.objects.all():
         text = str(event.details)
         assert carol_with_totp not in text and code not in text
+
+
+def test_no_code_or_secret_reaches_the_logs(carol, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    log_in(client, "carol")
+    secret = enrol_totp(client)
+    codes = client.get("/accounts/2fa/recovery-codes/").text
+    client.post("/logout/")
+    log_in(client, "carol")
+    client.post(AUTHENTICATE, {"code": "999999"})
+    assert secret not in caplog.text
+    assert "999999" not in caplog.text
+    for code in re.findall(r"\b[0-9a-z]{8}\b", codes.split('id="recovery_codes"')[1][:200]):
+        assert code not in caplog.text
 
 
 def test_recovery_codes_are_shown_once_and_each_works_once(carol, client):
