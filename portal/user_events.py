@@ -23,14 +23,21 @@ User = get_user_model()
 # The flags and names whose change is a privileged act; last_login is the log-in's own record.
 WATCHED = ("username", "first_name", "last_name", "email", "is_active", "is_staff", "is_superuser")
 
-# Who is acting in this request or command: (user or None, client IP or None).
-_acting: contextvars.ContextVar[tuple] = contextvars.ContextVar("acting", default=(None, None))
+# Who is acting in this request or command: (user or None, client IP or None, label or None,
+# the path the change came by or None).
+_acting: contextvars.ContextVar[tuple] = contextvars.ContextVar(
+    "acting", default=(None, None, None, None)
+)
 
 
 @contextmanager
-def acting(user, ip: str | None):
-    """Attribute the user changes made inside this block to `user` from `ip`."""
-    token = _acting.set((user, ip))
+def acting(user, ip: str | None, *, label: str | None = None, via: str | None = None):
+    """Attribute the user changes made inside this block to `user` from `ip`.
+
+    A machine acting for no person (SCIM provisioning) passes user=None and its `label`, the
+    history's actor; `via` names the path the change came by in each event's details.
+    """
+    token = _acting.set((user, ip, label, via))
     try:
         yield
     finally:
@@ -38,10 +45,12 @@ def acting(user, ip: str | None):
 
 
 def _record(action: str, user, details: dict) -> None:
-    actor, ip = _acting.get()
+    actor, ip, label, via = _acting.get()
     actor = actor if actor is not None and actor.is_authenticated else None
+    if via is not None:
+        details = {**details, "via": via}
     with transaction.atomic():
-        chain.record(action, actor=actor, ip=ip, owner=user, details=details)
+        chain.record(action, actor=actor, actor_label=label, ip=ip, owner=user, details=details)
 
 
 @receiver(pre_save, sender=User)
@@ -69,7 +78,7 @@ def _record_change(sender, instance, created, raw=False, **kwargs):
     if changes:
         _record(Action.USER_CHANGED, instance, {"user": instance.get_username(), **changes})
     if before["password"] != instance.password:
-        actor, _ip = _acting.get()
+        actor = _acting.get()[0]
         by_self = actor is not None and actor.pk == instance.pk
         _record(
             Action.PASSWORD_SET,
