@@ -70,8 +70,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # django-allauth's log-in stages (password, then second factor) and its context.
     "allauth.account.middleware.AccountMiddleware",
-    # A role that needs a second factor reaches only its enrolment until one is added.
-    "portal.mfa.SecondFactorRequiredMiddleware",
     # A successful log-in on any path leaves its signed device cookie (portal/devices.py).
     "portal.devices.DeviceCookieMiddleware",
     # Signed-in pages show key metadata: no browser or proxy cache keeps them.
@@ -79,6 +77,8 @@ MIDDLEWARE = [
     "portal.middleware.ActingUserMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.middleware.HtmxLoginRedirectMiddleware",
+    # A role that needs a second factor reaches only its enrolment until one is added.
+    "portal.mfa.SecondFactorRequiredMiddleware",
     # Last, so it sees a view's exception first: database unreachable -> 503, not 500.
     "portal.errors.DatabaseUnavailableMiddleware",
 ]
