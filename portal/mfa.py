@@ -16,14 +16,16 @@ from allauth.account.signals import user_logged_in
 from allauth.core import context
 from allauth.mfa import signals
 from allauth.mfa.base import forms as allauth_forms
+from allauth.mfa.base.internal.flows import delete_dangling_recovery_codes
 from allauth.mfa.models import Authenticator
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, resolve, reverse
 
 from keys.api.problems import is_api_path
 from keys.lib import throttle
@@ -160,6 +162,17 @@ def _logged_in(sender, request, user, **kwargs):
         complete_log_in(request, user, second_factor=factor)
 
 
+def remove_second_factor(authenticator, *, actor, ip: str | None) -> None:
+    """Remove a person's factor for them (the Django admin: a lost phone), on the record."""
+    with transaction.atomic():
+        removed = [authenticator]
+        authenticator.delete()
+        # Recovery codes only back up a factor: with the last one, they go too (as allauth's).
+        removed.append(delete_dangling_recovery_codes(authenticator.user))
+        for gone in filter(None, removed):
+            user_events.record_factor_removed(None, gone.user, by=actor, ip=ip, **_factor(gone))
+
+
 def _factor(authenticator) -> dict:
     details = {"factor": FACTOR_WORDS.get(authenticator.type, authenticator.type)}
     if authenticator.type == Type.WEBAUTHN:
@@ -217,6 +230,10 @@ class SecondFactorRequiredMiddleware:
                     "authenticator app or a passkey to go on.",
                     fail_silently=True,
                 )
+                if getattr(request, "htmx", None):  # a whole page, not inside a fragment
+                    response = HttpResponse(status=204)
+                    response["HX-Redirect"] = reverse("mfa_index")
+                    return response
                 return redirect("mfa_index")
         return self.get_response(request)
 

@@ -71,8 +71,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # django-allauth's log-in stages (password, then second factor) and its context.
     "allauth.account.middleware.AccountMiddleware",
-    # A role that needs a second factor reaches only its enrolment until one is added.
-    "portal.mfa.SecondFactorRequiredMiddleware",
     # A successful log-in on any path leaves its signed device cookie (portal/devices.py).
     "portal.devices.DeviceCookieMiddleware",
     # Signed-in pages show key metadata: no browser or proxy cache keeps them.
@@ -82,6 +80,8 @@ MIDDLEWARE = [
     # Django admin changes: confirm it's you first (keys/lib/reauth.py).
     "portal.middleware.AdminConfirmationMiddleware",
     "portal.middleware.HtmxLoginRedirectMiddleware",
+    # A role that needs a second factor reaches only its enrolment until one is added.
+    "portal.mfa.SecondFactorRequiredMiddleware",
     # Last, so it sees a view's exception first: database unreachable -> 503, not 500.
     "portal.errors.DatabaseUnavailableMiddleware",
 ]

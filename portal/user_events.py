@@ -183,12 +183,15 @@ def record_factor_added(request, user, *, factor: str, name: str | None = None) 
         _record(Action.FACTOR_ADDED, user, details)
 
 
-def record_factor_removed(request, user, *, factor: str, name: str | None = None) -> None:
-    """A second factor removed from `user` (by the person, on Sign-in security)."""
+def record_factor_removed(
+    request, user, *, factor: str, name: str | None = None, by=None, ip: str | None = None
+) -> None:
+    """A second factor removed from `user`: by the person on Sign-in security, or `by` an
+    admin in the Django admin."""
     details = {"user": user.get_username(), "factor": factor}
     if name:
         details["name"] = name
-    with acting(getattr(request, "user", None) or user, _ip(request)):
+    with acting(by or user, ip or _ip(request)):
         _record(Action.FACTOR_REMOVED, user, details)
 
 

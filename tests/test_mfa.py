@@ -2,31 +2,18 @@
 throttle on every code, the roles that must enrol, and each step in the signed history.
 Passkeys, which need a browser, are in tests/test_passkeys_browser.py."""
 
-import base64
 import datetime
-import hashlib
-import hmac
+import logging
 import re
-import struct
-import time
 
 import pytest
 import time_machine
 
 from keys.models import AuditEvent
+from tests.totp import totp
 
 THROTTLED = "Too many failed log-in attempts. Try again in"
 AUTHENTICATE = "/accounts/2fa/authenticate/"
-
-
-def totp(secret: str, at: float | None = None) -> str:
-    """The RFC 6238 code of `secret` (base32) now: HMAC-SHA1, 30 s steps, six digits."""
-    counter = int(time.time() if at is None else at) // 30
-    key = base64.b32decode(secret + "=" * (-len(secret) % 8), casefold=True)
-    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    value = (struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF) % 10**6
-    return f"{value:06d}"
 
 
 def wrong(code: str) -> str:
@@ -142,6 +129,20 @@ def test_no_code_or_secret_reaches_the_history(carol, carol_with_totp, client):
         assert carol_with_totp not in text and code not in text
 
 
+def test_no_code_or_secret_reaches_the_logs(carol, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    log_in(client, "carol")
+    secret = enrol_totp(client)
+    codes = client.get("/accounts/2fa/recovery-codes/").text
+    client.post("/logout/")
+    log_in(client, "carol")
+    client.post(AUTHENTICATE, {"code": "999999"})
+    assert secret not in caplog.text
+    assert "999999" not in caplog.text
+    for code in re.findall(r"\b[0-9a-z]{8}\b", codes.split('id="recovery_codes"')[1][:200]):
+        assert code not in caplog.text
+
+
 def test_recovery_codes_are_shown_once_and_each_works_once(carol, client):
     log_in(client, "carol")
     enrol_totp(client)
@@ -242,6 +243,13 @@ def test_an_admin_without_a_factor_reaches_only_enrolment_and_log_out(
     assert client.post("/logout/").status_code == 302 and not signed_in(client)
 
 
+def test_an_htmx_request_is_sent_to_enrol_as_a_whole_page(carol, client, settings):
+    settings.MFA_REQUIRED_ROLES = frozenset({"admin"})
+    log_in(client, "carol")
+    response = client.post("/keys/add/ip-row/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 204 and response["HX-Redirect"] == "/accounts/2fa/"
+
+
 def test_an_admin_reaches_everything_once_enrolled(carol, client, settings):
     settings.MFA_REQUIRED_ROLES = frozenset({"admin"})
     log_in(client, "carol")
@@ -266,3 +274,47 @@ def test_the_api_is_untouched_by_the_requirement(carol, client, settings, make_k
     log_in(client, "carol")
     # No session is read there: a key's caller, not a person, is asked (401 without one).
     assert client.get("/api/v1/risks/").status_code == 401
+
+
+# --- a lost phone: a superuser removes the factor in the Django admin ---------------------------
+
+
+@pytest.fixture
+def root(django_user_model):
+    return django_user_model.objects.create_superuser("root", "root@example.com", "root-pw-123")
+
+
+def test_the_django_admin_lists_factors_without_their_secret(carol, carol_with_totp, root, client):
+    from allauth.mfa.models import Authenticator
+
+    client.force_login(root)
+    listing = client.get("/admin/mfa/authenticator/")
+    assert listing.status_code == 200 and "carol" in listing.text
+    totp_id = Authenticator.objects.get(user=carol, type="totp").pk
+    page = client.get(f"/admin/mfa/authenticator/{totp_id}/change/")
+    assert page.status_code == 200 and carol_with_totp not in page.text
+    assert client.get("/admin/account/emailaddress/").status_code == 404
+
+
+def test_removing_a_factor_in_the_django_admin_is_on_the_record(
+    carol, carol_with_totp, root, client
+):
+    from allauth.mfa.models import Authenticator
+
+    client.force_login(root)
+    totp_id = Authenticator.objects.get(user=carol, type="totp").pk
+    response = client.post(f"/admin/mfa/authenticator/{totp_id}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Authenticator.objects.filter(user=carol).exists()  # recovery codes went too
+    removed = events("factor_removed", owner=carol)
+    assert [e.details["factor"] for e in removed] == ["authenticator app", "recovery codes"]
+    assert {e.actor.username for e in removed} == {"root"}
+    client.logout()
+    assert log_in(client, "carol").url == "/keys/"  # the password alone again
+
+
+def test_an_admin_role_cannot_see_anyones_factors(carol, client):
+    carol.is_staff = True
+    carol.save()
+    client.force_login(carol)
+    assert client.get("/admin/mfa/authenticator/").status_code == 403

@@ -9,7 +9,7 @@ The Django admin (/admin/), static files and the protected API (/api/, tested in
 files) are outside the portal pages.
 """
 
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pytest
 from django.urls import URLResolver, get_resolver
@@ -129,6 +129,19 @@ MATRIX = {
         "/gateway/verify/api/v1/risks/",
         {"GET": everyone(404), "POST": everyone(404)},
     ),
+    # SCIM answers an identity provider's bearer token only, never a session; with SCIM off
+    # (no SCIM_TOKEN, as here) it does not exist. tests/test_scim.py covers it switched on.
+    "scim/v2/Users": ("/scim/v2/Users", {"GET": everyone(404), "POST": everyone(404)}),
+    "scim/v2/Users/<str:scim_id>": (
+        "/scim/v2/Users/00000000-0000-4000-8000-000000000000",
+        {"GET": everyone(404), "PATCH": everyone(404), "DELETE": everyone(404)},
+    ),
+    "scim/v2/ServiceProviderConfig": ("/scim/v2/ServiceProviderConfig", {"GET": everyone(404)}),
+    "scim/v2/ResourceTypes": ("/scim/v2/ResourceTypes", {"GET": everyone(404)}),
+    "scim/v2/ResourceTypes/<str:name>": ("/scim/v2/ResourceTypes/User", {"GET": everyone(404)}),
+    "scim/v2/Schemas": ("/scim/v2/Schemas", {"GET": everyone(404)}),
+    "scim/v2/Schemas/<str:urn>": ("/scim/v2/Schemas/x", {"GET": everyone(404)}),
+    "scim/v2/<path:rest>": ("/scim/v2/Groups", {"GET": everyone(404)}),
     # django-allauth (docs/design.md §10). Its log-in is /login/; sign-up is closed (200: the
     # page that says so); a signed-in person is sent home from log-in steps they do not need.
     "accounts/login/": ("/accounts/login/", {"GET": everyone(302), "POST": everyone(302)}),
@@ -223,19 +236,6 @@ MATRIX = {
             ),
         ]
     },
-    # SCIM answers an identity provider's bearer token only, never a session; with SCIM off
-    # (no SCIM_TOKEN, as here) it does not exist. tests/test_scim.py covers it switched on.
-    "scim/v2/Users": ("/scim/v2/Users", {"GET": everyone(404), "POST": everyone(404)}),
-    "scim/v2/Users/<str:scim_id>": (
-        "/scim/v2/Users/00000000-0000-4000-8000-000000000000",
-        {"GET": everyone(404), "PATCH": everyone(404), "DELETE": everyone(404)},
-    ),
-    "scim/v2/ServiceProviderConfig": ("/scim/v2/ServiceProviderConfig", {"GET": everyone(404)}),
-    "scim/v2/ResourceTypes": ("/scim/v2/ResourceTypes", {"GET": everyone(404)}),
-    "scim/v2/ResourceTypes/<str:name>": ("/scim/v2/ResourceTypes/User", {"GET": everyone(404)}),
-    "scim/v2/Schemas": ("/scim/v2/Schemas", {"GET": everyone(404)}),
-    "scim/v2/Schemas/<str:urn>": ("/scim/v2/Schemas/x", {"GET": everyone(404)}),
-    "scim/v2/<path:rest>": ("/scim/v2/Groups", {"GET": everyone(404)}),
 }
 # Anonymous visitors these send to the log-in page without a way back: a log-in step, or a
 # page that has no meaning without one.
@@ -300,8 +300,12 @@ def test_role_matrix(route, method, persona, request, client, alice, bob, carol,
     )
     to_log_in = persona == "anonymous" and response.status_code == 302
     if to_log_in and route not in ("logout/", "", *TO_LOG_IN_WITHOUT_NEXT):
-        # and back here afterwards
-        assert unquote(response["Location"]) == f"/login/?next={url}"
+        # and back here afterwards, the query string too
+        expected = f"/login/?next={quote(url, safe='/')}"
+        if route.startswith("accounts/"):  # allauth quotes the slashes of `next` too
+            assert unquote(response["Location"]) == unquote(expected)
+        else:
+            assert response["Location"] == expected
     if to_log_in or response.status_code in (403, 404, 405):
         # Refused: nothing changed, since every change appends its event to the history.
         assert AuditEvent.objects.count() == events, f"{method} {url} as {persona} changed it"
