@@ -51,6 +51,10 @@ REFUSAL_REASONS = {
 UNUSED_AFTER = datetime.timedelta(days=90)
 
 
+def admins_only_message(api: Api) -> str:
+    return f"Only administrators may grant the {api.name} API."
+
+
 def latest_expiry_for(created_on: datetime.date) -> datetime.date:
     """The same calendar date one year later; 29 February gives 28 February."""
     try:
@@ -281,6 +285,8 @@ class ApiKey(models.Model):
         apis = list(apis)
         if not apis:
             errors["apis"] = ["Select at least one API."]
+        elif grant := cls.grant_errors(owner, apis, read_only):
+            errors["apis"] = grant
         description = (description or "").strip()
         if len(description) > MAX_DESCRIPTION:
             errors["description"] = [f"At most {MAX_DESCRIPTION} characters."]
@@ -297,6 +303,20 @@ class ApiKey(models.Model):
             # Read only is a property of a grant: only APIs granted can be read only.
             "read_only": sorted(set(read_only) & {api.slug for api in apis}),
         }
+
+    @staticmethod
+    def grant_errors(owner, apis, read_only) -> list[str]:
+        """What is wrong with granting `apis` to a key of `owner`, those whose slugs are in
+        `read_only` read only: an admins-only API for someone who is not an administrator (only
+        owners grant their keys APIs, so the owner is the one granting), a read-only API read
+        and write."""
+        errors = []
+        for api in apis:
+            if api.admins_only and not owner.has_perm(permissions.GRANT_ADMINS_ONLY_APIS):
+                errors.append(admins_only_message(api))
+            elif api.read_only and api.slug not in read_only:
+                errors.append(f"The {api.name} API can only be granted read only.")
+        return errors
 
     def clean(self) -> None:
         """The expiry rules of this row alone, for full_clean() (the admin, the shell)."""
