@@ -239,7 +239,8 @@ def test_a_page_costs_the_same_queries_whatever_its_size(client, siem_key, setti
             assert pull(client, siem_key, f"?limit={limit}").status_code == 200
         return len(captured)
 
-    assert queries(1) == queries(300) <= 4
+    # the key (1), whether its owner is still an administrator (3), the head and the page (2)
+    assert queries(1) == queries(300) <= 6
 
 
 @pytest.mark.parametrize(
@@ -317,3 +318,14 @@ def test_a_file_written_from_the_pull_passes_the_offline_check(client, siem_key,
     call_command("verify_audit", jsonl=str(path), public_key=[str(public_key)], stdout=out)
     head = AuditHead.objects.get()
     assert f"OK: 251 events, seq 1 to 251, head {head.hash}" in out.getvalue()
+
+
+def test_a_demoted_admins_key_can_no_longer_pull(client, carol, siem_key):
+    from django.contrib.auth.models import Group
+
+    carol.groups.set([Group.objects.get(name="staff")])
+    response = pull(client, siem_key)
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"] == "Only an administrator's key may read the audit history."
+    assert b'"events"' not in response.content

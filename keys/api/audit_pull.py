@@ -18,13 +18,15 @@ headers.
 import json
 import re
 
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from keys.api import check
+from keys.api import check, usage
 from keys.api.problems import problem
 from keys.api.views import api_endpoint
 from keys.audit.export import event_document
 from keys.models import AuditEvent
+from keys.permissions import GRANT_ADMINS_ONLY_APIS
 
 AUDIT_API = "audit"  # keys.seed.AUDIT_API
 DEFAULT_LIMIT = 100
@@ -41,6 +43,16 @@ class BadParameter(ValueError):
 
 @api_endpoint(AUDIT_API)
 def events(request: HttpRequest, caller: check.Caller) -> HttpResponse:
+    if not _owner_may_hold_it(caller):
+        usage.record_refusal(
+            identifier=caller.identifier,
+            reason="owner_not_admin",
+            ip=caller.ip,
+            path=request.path_info[:200],
+            key_id=caller.key_id,
+            proved=True,
+        )
+        return problem(403, "Only an administrator's key may read the audit history.")
     try:
         after, limit = _page_parameters(request)
     except BadParameter as error:
@@ -60,6 +72,14 @@ def events(request: HttpRequest, caller: check.Caller) -> HttpResponse:
     response["Audit-Head-Seq"] = str(head_seq)
     response["Vary"] = "Accept"
     return response
+
+
+def _owner_may_hold_it(caller: check.Caller) -> bool:
+    """Whether the key's owner is still an administrator: one granted the API, then demoted,
+    must not keep reading every event (the grant rule is checked when a key is saved; this,
+    on every call, costs three short queries)."""
+    owner = get_user_model()._default_manager.filter(username=caller.owner).first()
+    return owner is not None and owner.has_perm(GRANT_ADMINS_ONLY_APIS)
 
 
 def _page_parameters(request: HttpRequest) -> tuple[int, int]:

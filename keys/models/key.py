@@ -47,6 +47,8 @@ REFUSAL_REASONS = {
     "only the current password may.",
     "rotation_too_soon": "Tried to rotate itself again within a minute of its last rotation.",
     "stored_hash_unusable": "The stored password hash is damaged: contact the administrators.",
+    "owner_not_admin": "Called an API only administrators may grant, and its owner is no "
+    "longer an administrator.",
 }
 UNUSED_AFTER = datetime.timedelta(days=90)
 
