@@ -212,3 +212,10 @@ def test_the_check_reads_standard_input_in_a_process_without_the_events(
     result = check("".join(lines))
     assert result.returncode == 1
     assert "seq 5 (line 5): its content does not match its hash (edited)" in result.stderr
+
+
+def test_a_file_saved_with_a_byte_order_mark_and_crlf_verifies(tmp_path, public_key, lines):
+    lines = [line.replace("\n", "\r\n") for line in lines]
+    lines[0] = "\ufeff" + lines[0]
+    passed, output = verify(tmp_path, public_key, lines)
+    assert passed, output

@@ -10,12 +10,12 @@ import json
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from keys import actions
 from keys.audit import chain
-from keys.models import Api, AuditEvent, AuditHead, latest_expiry_for, local_date
+from keys.models import Api, AuditEvent, AuditHead, KeyGrant, latest_expiry_for, local_date
 from tests.api_calls import call
 
 EVENTS = "/api/v1/audit/events"
@@ -329,3 +329,25 @@ def test_a_demoted_admins_key_can_no_longer_pull(client, carol, siem_key):
     assert response["Content-Type"] == "application/problem+json"
     assert response.json()["detail"] == "Only an administrator's key may read the audit history."
     assert b'"events"' not in response.content
+
+
+def test_the_grant_rules_hold_for_grants_written_directly_from_a_shell(
+    alice, carol, make_key, audit_api
+):
+    read = {"access": KeyGrant.Access.READ}
+    staff_key, _ = make_key(alice)
+    admin_key, _ = make_key(carol)
+    refused = [
+        (lambda: staff_key.apis.add(audit_api, through_defaults=read), "Only administrators"),
+        (lambda: KeyGrant.objects.create(apikey=staff_key, api=audit_api, **read), "Only admin"),
+        (lambda: admin_key.apis.add(audit_api), "can only be granted read only"),  # default
+    ]
+    for attempt, message in refused:
+        # a savepoint each, as a shell's autocommit would give
+        with pytest.raises(ValidationError, match=message), transaction.atomic():
+            attempt()
+    admin_key.apis.add(audit_api, through_defaults=read)
+    with pytest.raises(ValidationError, match="cannot be read and write"), transaction.atomic():
+        KeyGrant.objects.filter(apikey=admin_key).update(access=KeyGrant.Access.WRITE)
+    assert admin_key.read_only_slugs() == ["audit"]
+    assert list(staff_key.apis.values_list("slug", flat=True)) == ["risks"]

@@ -16,10 +16,13 @@ send): `seq`, `hashed` (exactly the fields the hash covers), `owner`, `prev_hash
 - order: receivers may store out of order (a retry, a replay); the events are checked in seq
   order, and the file's order is only mentioned.
 
-Anything but notices makes the check fail. The file may start after seq 1 (a receiver added
+It keeps a small record per event (its line, hashes and the digest of its document), not the
+documents, so a file of millions of events fits in memory. Anything but notices makes the
+check fail. The file may start after seq 1 (a receiver added
 later) and end before the portal's head (the portal's own `verify_audit` checks the end).
 """
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,9 +45,15 @@ HASHED_FIELDS = {
 
 
 @dataclass
-class Stored:
+class Copy:
+    """One distinct document of a sequence number, checked as it was read: what the walk in
+    seq order needs of it, not the document (a receiver's file may hold millions)."""
+
     line: int
-    document: dict
+    digest: str  # of its canonical JSON: copies with the same digest are the same delivery
+    prev_hash: str
+    hash: str
+    problem: str | None  # why its hash or signature does not hold, None if they do
 
 
 @dataclass
@@ -71,7 +80,7 @@ def verify_lines(lines: Iterable[str], proofs: Proofs) -> JsonlReport:
     """Check JSON lines of event documents (in any order); see the module docstring."""
     report = JsonlReport()
     report.errors.extend(f"seq {b.seq}: {b.reason}" for b in proofs.problems)
-    by_seq: dict[int, list[Stored]] = {}
+    by_seq: dict[int, list[Copy]] = {}
     highest = 0
     out_of_order_at = None
     for number, text in enumerate(lines, start=1):
@@ -86,29 +95,44 @@ def verify_lines(lines: Iterable[str], proofs: Proofs) -> JsonlReport:
         if seq < highest and seq not in by_seq and out_of_order_at is None:
             out_of_order_at = number
         highest = max(highest, seq)
-        by_seq.setdefault(seq, []).append(Stored(number, document))
+        copies = by_seq.setdefault(seq, [])
+        digest = hashlib.sha256(to_json(document).encode()).hexdigest()
+        if any(copy.digest == digest for copy in copies):
+            if seq not in report.duplicates:
+                report.duplicates.append(seq)
+            continue
+        copies.append(
+            Copy(
+                number,
+                digest,
+                document["prev_hash"],
+                document["hash"],
+                _proof_problem(document, proofs),
+            )
+        )
     if out_of_order_at is not None:
         report.notices.append(
             f"the lines are not in seq order (from line {out_of_order_at}); checked in seq order"
         )
-    previous: dict | None = None
+    previous: Copy | None = None
+    previous_seq = 0
     for seq in sorted(by_seq):
-        copies = by_seq[seq]
-        document = _one_copy(seq, copies, report, proofs)
+        copy = _chained_copy(seq, by_seq[seq], report)
         report.events += 1
         if previous is None:
             report.first_seq = seq
-            if seq == 1 and document["prev_hash"] != GENESIS_HASH:
+            if seq == 1 and copy.prev_hash != GENESIS_HASH:
                 report.errors.append("seq 1: does not start from the genesis hash")
-        elif seq == previous["seq"] + 1:
-            if document["prev_hash"] != previous["hash"]:
-                report.errors.append(f"seq {seq}: does not chain onto seq {previous['seq']}")
+        elif seq == previous_seq + 1:
+            if copy.prev_hash != previous.hash:
+                report.errors.append(f"seq {seq}: does not chain onto seq {previous_seq}")
         else:
-            report.gaps.append((previous["seq"] + 1, seq - 1))
-            report.errors.append(f"{_events(previous['seq'] + 1, seq - 1)} missing")
-        previous = document
-        report.last_seq, report.last_hash = seq, document["hash"]
+            report.gaps.append((previous_seq + 1, seq - 1))
+            report.errors.append(f"{_events(previous_seq + 1, seq - 1)} missing")
+        previous, previous_seq = copy, seq
+        report.last_seq, report.last_hash = seq, copy.hash
     if report.duplicates:
+        report.duplicates.sort()
         report.notices.append(
             f"{len(report.duplicates)} event(s) delivered more than once, identical (at least "
             f"once delivery): seq {_ranges(report.duplicates)}"
@@ -118,25 +142,17 @@ def verify_lines(lines: Iterable[str], proofs: Proofs) -> JsonlReport:
     return report
 
 
-def _one_copy(seq: int, copies: list[Stored], report: JsonlReport, proofs: Proofs) -> dict:
-    """The document of `seq` to chain on, each distinct copy checked; a second different one
-    is reported as a conflict."""
-    distinct: dict[str, Stored] = {}
-    for stored in copies:
-        distinct.setdefault(to_json(stored.document), stored)
-    if len(copies) > len(distinct):
-        report.duplicates.append(seq)
-    verified = []
-    for stored in distinct.values():
-        if reason := _proof_problem(stored.document, proofs):
-            report.errors.append(f"seq {seq} (line {stored.line}): {reason}")
-        else:
-            verified.append(stored.document)
-    if len(distinct) > 1:
+def _chained_copy(seq: int, copies: list[Copy], report: JsonlReport) -> Copy:
+    """The copy of `seq` to chain on (one that verifies, if any), each copy's problem and a
+    second, different copy reported."""
+    for copy in copies:
+        if copy.problem:
+            report.errors.append(f"seq {seq} (line {copy.line}): {copy.problem}")
+    if len(copies) > 1:
         report.conflicts.append(seq)
-        lines = ", ".join(str(stored.line) for stored in distinct.values())
+        lines = ", ".join(str(copy.line) for copy in copies)
         report.errors.append(f"seq {seq}: different documents on lines {lines}")
-    return verified[0] if verified else next(iter(distinct.values())).document
+    return next((copy for copy in copies if copy.problem is None), copies[0])
 
 
 def _proof_problem(document: dict, proofs: Proofs) -> str | None:

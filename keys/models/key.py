@@ -610,6 +610,32 @@ class AllowedIp(models.Model):
         super().save(*args, **kwargs)
 
 
+class KeyGrantQuerySet(models.QuerySet):
+    """Every way of writing grants meets the grant rules (ApiKey.grant_errors): the key's
+    actions, and `key.apis.add()` or `KeyGrant.objects.create()` from a shell."""
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        flagged = Api.objects.filter(
+            Q(admins_only=True) | Q(read_only=True), pk__in={grant.api_id for grant in objs}
+        )
+        if flagged_apis := {api.pk: api for api in flagged}:
+            for grant in objs:
+                if grant.api_id in flagged_apis:
+                    grant.api = flagged_apis[grant.api_id]
+                    grant.refuse_broken_rules()
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def update(self, **kwargs):
+        if kwargs.get("access", KeyGrant.Access.READ) != KeyGrant.Access.READ and (
+            self.filter(api__read_only=True).exists()
+        ):
+            raise ValidationError({"apis": ["An API granted read only cannot be read and write."]})
+        if {"api", "api_id", "apikey", "apikey_id"} & set(kwargs):
+            raise ValueError("A grant's key and API never change: grant the key another API.")
+        return super().update(**kwargs)
+
+
 class KeyGrant(models.Model):
     """One API granted to a key, and how: read and write (every method) or read only.
 
@@ -633,6 +659,8 @@ class KeyGrant(models.Model):
         help_text="Read only allows GET, HEAD and OPTIONS; read and write every method.",
     )
 
+    objects = KeyGrantQuerySet.as_manager()
+
     class Meta:
         db_table = "keys_apikey_apis"
         unique_together = [("apikey", "api")]
@@ -645,6 +673,16 @@ class KeyGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api} ({self.get_access_display().lower()})"
+
+    def refuse_broken_rules(self) -> None:
+        """Raise ValidationError if this grant breaks a grant rule (ApiKey.grant_errors)."""
+        read_only = [self.api.slug] if self.access == self.Access.READ else []
+        if errors := ApiKey.grant_errors(self.apikey.owner, [self.api], read_only):
+            raise ValidationError({"apis": errors})
+
+    def save(self, *args, **kwargs) -> None:
+        self.refuse_broken_rules()
+        super().save(*args, **kwargs)
 
     @classmethod
     def allows(cls, access: str, method: str) -> bool:

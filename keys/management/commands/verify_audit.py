@@ -110,7 +110,8 @@ class Command(BaseCommand):
 
     def _verify_jsonl(self, path: str, proofs: chain.Proofs) -> None:
         try:
-            stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+            # utf-8-sig: a file saved by a Windows tool may begin with a byte order mark.
+            stream = sys.stdin if path == "-" else open(path, encoding="utf-8-sig")  # noqa: SIM115
         except OSError as error:
             raise CommandError(f"Cannot read {path}: {error.strerror}") from None
         try:
