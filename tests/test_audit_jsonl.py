@@ -108,6 +108,7 @@ def test_an_identical_duplicate_is_a_notice_not_a_failure(tmp_path, public_key, 
         "seq 4, 7" in output
     )
     assert "OK: 12 events" in output
+    assert "(12); " in output  # each event's signature counted once
 
 
 def test_a_different_document_under_the_same_seq_fails(tmp_path, public_key, lines):

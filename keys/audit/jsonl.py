@@ -27,7 +27,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from keys.audit.chain import GENESIS_HASH, Proofs, hash_fields, to_json
+from keys.audit.chain import GENESIS_HASH, Proofs, hash_fields
 
 DOCUMENT_FIELDS = {"seq", "hashed", "owner", "prev_hash", "hash", "signature"}
 HASHED_FIELDS = {
@@ -50,7 +50,7 @@ class Copy:
     seq order needs of it, not the document (a receiver's file may hold millions)."""
 
     line: int
-    digest: str  # of its canonical JSON: copies with the same digest are the same delivery
+    digest: str  # of what makes two verified copies the same delivery ("" if it does not verify)
     prev_hash: str
     hash: str
     problem: str | None  # why its hash or signature does not hold, None if they do
@@ -96,20 +96,22 @@ def verify_lines(lines: Iterable[str], proofs: Proofs) -> JsonlReport:
             out_of_order_at = number
         highest = max(highest, seq)
         copies = by_seq.setdefault(seq, [])
-        digest = hashlib.sha256(to_json(document).encode()).hexdigest()
-        if any(copy.digest == digest for copy in copies):
+        hashed = hash_fields(document["prev_hash"], document["hashed"]) == document["hash"]
+        # Two copies whose hashes both re-compute from the same prev_hash hold the same hashed
+        # fields; the rest of the document is compared as it is. A copy whose hash does not
+        # re-compute is never "the same" as another: it is reported whatever it resembles.
+        same = (document["prev_hash"], document["hash"], document["signature"], document["owner"])
+        digest = hashlib.sha256(repr(same).encode()).hexdigest() if hashed else ""
+        if digest and any(copy.digest == digest for copy in copies):
             if seq not in report.duplicates:
                 report.duplicates.append(seq)
             continue
-        copies.append(
-            Copy(
-                number,
-                digest,
-                document["prev_hash"],
-                document["hash"],
-                _proof_problem(document, proofs),
-            )
+        problem = (
+            proofs.check(seq, document["hash"], document["signature"])
+            if hashed
+            else "its content does not match its hash (edited)"
         )
+        copies.append(Copy(number, digest, document["prev_hash"], document["hash"], problem))
     if out_of_order_at is not None:
         report.notices.append(
             f"the lines are not in seq order (from line {out_of_order_at}); checked in seq order"
@@ -153,12 +155,6 @@ def _chained_copy(seq: int, copies: list[Copy], report: JsonlReport) -> Copy:
         lines = ", ".join(str(copy.line) for copy in copies)
         report.errors.append(f"seq {seq}: different documents on lines {lines}")
     return next((copy for copy in copies if copy.problem is None), copies[0])
-
-
-def _proof_problem(document: dict, proofs: Proofs) -> str | None:
-    if hash_fields(document["prev_hash"], document["hashed"]) != document["hash"]:
-        return "its content does not match its hash (edited)"
-    return proofs.check(document["seq"], document["hash"], document["signature"])
 
 
 def _document(text: str) -> dict | str:
