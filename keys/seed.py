@@ -69,6 +69,11 @@ def seed_audit_api(apps) -> None:
             "read_only": True,
         },
     )
+    if not (api.admins_only and api.read_only):
+        # An entry an admin made with this slug before: the pull serves the whole history to
+        # its keys, so it becomes what the pull requires (keys.api.audit_pull also refuses a
+        # key whose owner is not an administrator, whoever granted it).
+        Api.objects.filter(pk=api.pk).update(admins_only=True, read_only=True)
     if created:
         api.routes.create(host="", path_prefix=demo_prefix(slug))
         RouteTable = apps.get_model("keys", "RouteTable")

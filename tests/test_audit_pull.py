@@ -351,3 +351,14 @@ def test_the_grant_rules_hold_for_grants_written_directly_from_a_shell(
         KeyGrant.objects.filter(apikey=admin_key).update(access=KeyGrant.Access.WRITE)
     assert admin_key.read_only_slugs() == ["audit"]
     assert list(staff_key.apis.values_list("slug", flat=True)) == ["risks"]
+
+
+def test_an_audit_entry_an_admin_made_before_becomes_admins_only_read_only(audit_api):
+    from django.apps import apps
+
+    from keys.seed import seed_audit_api
+
+    Api.objects.filter(pk=audit_api.pk).update(admins_only=False, read_only=False)
+    seed_audit_api(apps)  # as migration 0023 and every migrate do
+    audit_api.refresh_from_db()
+    assert (audit_api.admins_only, audit_api.read_only) == (True, True)
