@@ -59,6 +59,8 @@ def seed_audit_api(apps) -> None:
     """Add the Audit history API and its route /api/v1/audit/ if missing (migration 0023)."""
     Api = apps.get_model("keys", "Api")
     slug, name, description = AUDIT_API
+    if Api.objects.filter(name=name).exclude(slug=slug).exists():
+        name = f"{name} (portal)"  # names are unique: an admin's own entry keeps its name
     api, created = Api.objects.get_or_create(
         slug=slug,
         defaults={

@@ -362,3 +362,16 @@ def test_an_audit_entry_an_admin_made_before_becomes_admins_only_read_only(audit
     seed_audit_api(apps)  # as migration 0023 and every migrate do
     audit_api.refresh_from_db()
     assert (audit_api.admins_only, audit_api.read_only) == (True, True)
+
+
+def test_an_admins_own_api_named_audit_history_keeps_its_name(audit_api):
+    from django.apps import apps
+
+    from keys.seed import seed_audit_api
+
+    KeyGrant.objects.filter(api=audit_api).delete()
+    Api.objects.filter(pk=audit_api.pk).delete()
+    Api.objects.create(slug="siem-reports", name="Audit history")
+    seed_audit_api(apps)
+    assert Api.objects.get(slug="audit").name == "Audit history (portal)"
+    assert Api.objects.get(slug="siem-reports").name == "Audit history"
