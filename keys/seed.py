@@ -96,10 +96,13 @@ def seed_after_migrate(sender, using="default", **kwargs) -> None:
     from django.db import connections
 
     introspection = connections[using].introspection
-    tables = introspection.table_names()
-    if {"keys_api", "keys_audithead"} <= set(tables):  # not when half-migrated
-        seed(apps, with_routes="keys_apiroute" in tables)
-        with connections[using].cursor() as cursor:
-            columns = {c.name for c in introspection.get_table_description(cursor, "keys_api")}
-        if "admins_only" in columns:
-            seed_audit_api(apps)
+    tables = set(introspection.table_names())
+    if not {"keys_api", "keys_audithead"} <= tables:  # not when half-migrated
+        return
+    with connections[using].cursor() as cursor:
+        columns = {c.name for c in introspection.get_table_description(cursor, "keys_api")}
+    fields = apps.get_model("keys", "Api")._meta.concrete_fields
+    if not {field.column for field in fields} <= columns:
+        return  # migrated back before a column of the catalogue: its migrations seeded it
+    seed(apps, with_routes="keys_apiroute" in tables)
+    seed_audit_api(apps)
