@@ -44,7 +44,7 @@ HASHED_FIELDS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class Copy:
     """One distinct document of a sequence number, checked as it was read: what the walk in
     seq order needs of it, not the document (a receiver's file may hold millions)."""
