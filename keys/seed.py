@@ -56,7 +56,7 @@ def seed_routes(apps) -> None:
 
 
 def seed_audit_api(apps) -> None:
-    """Add the Audit history API and its route /api/v1/audit/ if missing (migration 0023)."""
+    """Add the Audit history API and its route /api/v1/audit/ if missing (migration 0024)."""
     Api = apps.get_model("keys", "Api")
     slug, name, description = AUDIT_API
     if Api.objects.filter(name=name).exclude(slug=slug).exists():

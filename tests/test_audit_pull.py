@@ -359,7 +359,7 @@ def test_an_audit_entry_an_admin_made_before_becomes_admins_only_read_only(audit
     from keys.seed import seed_audit_api
 
     Api.objects.filter(pk=audit_api.pk).update(admins_only=False, read_only=False)
-    seed_audit_api(apps)  # as migration 0023 and every migrate do
+    seed_audit_api(apps)  # as migration 0024 and every migrate do
     audit_api.refresh_from_db()
     assert (audit_api.admins_only, audit_api.read_only) == (True, True)
 

@@ -17,7 +17,7 @@ def seed_audit_api(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("keys", "0022_allowed_ip_ranges"),
+        ("keys", "0023_bulk_revocation_action"),
     ]
 
     operations = [
