@@ -19,6 +19,9 @@ from portal.env import (
     env_bool,
     env_int,
     env_list,
+    env_map,
+    env_words,
+    oidc_providers,
     secret_key,
 )
 
@@ -304,3 +307,25 @@ LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK = env_int("LOGIN_THROTTLE_MAX_FAILURES_P
 LOGIN_THROTTLE_ACCOUNT_BUDGET = env_int("LOGIN_THROTTLE_ACCOUNT_BUDGET", 20)
 LOGIN_THROTTLE_MAX_FAILURES_PAST_BUDGET = env_int("LOGIN_THROTTLE_MAX_FAILURES_PAST_BUDGET", 1)
 LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_SECONDS", 15 * 60)
+
+# Single sign-on through OpenID Connect (docs/design.md §10, docs/settings.md): on when
+# OIDC_ISSUER is set. The log-in page then shows "Sign in with OIDC_BUTTON_LABEL"; a first
+# log-in creates the user; the roles come from the OIDC_ROLE_CLAIM claim through OIDC_ROLE_MAP
+# (a value not in the map: staff) and are read again at every log-in (portal/sso.py).
+OIDC_ISSUER = env("OIDC_ISSUER", "").rstrip("/")
+OIDC_CLIENT_ID = env("OIDC_CLIENT_ID", "")
+OIDC_CLIENT_SECRET = env("OIDC_CLIENT_SECRET", "")
+OIDC_BUTTON_LABEL = env("OIDC_BUTTON_LABEL", "") or "Single sign-on"
+OIDC_SCOPES = env_words("OIDC_SCOPES", "openid profile email")
+OIDC_ROLE_CLAIM = env("OIDC_ROLE_CLAIM", "") or "groups"
+OIDC_ROLE_MAP = env_map("OIDC_ROLE_MAP")
+# Only single sign-on, except for these local accounts (a way in when the provider is down).
+SSO_ONLY = env_bool("SSO_ONLY", False)
+SSO_BREAK_GLASS_ACCOUNTS = env_list("SSO_BREAK_GLASS_ACCOUNTS")
+SOCIALACCOUNT_PROVIDERS = oidc_providers(
+    issuer=OIDC_ISSUER,
+    client_id=OIDC_CLIENT_ID,
+    secret=OIDC_CLIENT_SECRET,
+    label=OIDC_BUTTON_LABEL,
+    scopes=OIDC_SCOPES,
+)
