@@ -6,6 +6,7 @@ every function takes what it needs as arguments.
 
 import base64
 import os
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, overload
@@ -173,3 +174,15 @@ def oidc_providers(
             ],
         }
     }
+
+
+def form_action_sources(issuer: str) -> list[str]:
+    """CSP form-action: this site, and the provider's origin when single sign-on is on.
+
+    The single sign-on button posts here and is redirected to the provider; browsers hold a
+    form's redirects to form-action too.
+    """
+    if not issuer:
+        return ["'self'"]
+    url = urllib.parse.urlsplit(issuer)
+    return ["'self'", f"{url.scheme}://{url.netloc}"]

@@ -1,5 +1,5 @@
-"""The log-in forms of the portal and of the Django admin, saying so when the throttle is why
-a log-in failed (portal.backends.ThrottledModelBackend applies the throttle)."""
+"""The log-in forms of the portal and of the Django admin, saying so when the throttle, or
+SSO_ONLY, is why a log-in failed (portal.backends.ThrottledModelBackend applies both)."""
 
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -10,12 +10,16 @@ from django.urls import reverse
 from django.views.decorators.debug import sensitive_variables
 
 from keys.lib import throttle
-from portal.backends import login_buckets
+from portal.backends import login_buckets, password_refused
 from portal.roles import home_page
 
 
 class ThrottleMessageMixin:
     throttled_message = "Too many failed log-in attempts. Try again in %(minutes)s."
+    sso_only_message = (
+        "Log-in with a password is turned off here: use Sign in with %(label)s. If the single "
+        "sign-on provider is down, ask an administrator."
+    )
 
     @sensitive_variables()
     def clean(self):
@@ -25,6 +29,12 @@ class ThrottleMessageMixin:
             username = self.cleaned_data.get("username")
             if error.code != "invalid_login" or not username:
                 raise
+            if password_refused(username):
+                raise ValidationError(
+                    self.sso_only_message,
+                    code="sso_only",
+                    params={"label": settings.OIDC_BUTTON_LABEL},
+                ) from None
             seconds = throttle.login_locked_for(login_buckets(self.request, username))
             if not seconds:
                 raise

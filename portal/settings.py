@@ -21,6 +21,7 @@ from portal.env import (
     env_list,
     env_map,
     env_words,
+    form_action_sources,
     oidc_providers,
     secret_key,
 )
@@ -44,6 +45,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.forms",
     "django_htmx",
+    # Accounts (docs/design.md §10) and single sign-on through OpenID Connect (portal/sso.py).
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "portal",
     "keys",
 ]
@@ -64,6 +70,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # django-allauth's log-in stages and its context.
+    "allauth.account.middleware.AccountMiddleware",
     # A successful log-in on any path leaves its signed device cookie (portal/devices.py).
     "portal.devices.DeviceCookieMiddleware",
     # Signed-in pages show key metadata: no browser or proxy cache keeps them.
@@ -209,7 +217,7 @@ CONTENT_SECURITY_POLICY = {
         "script-src": ["'self'"],
         "style-src": ["'self'"],
         "img-src": ["'self'", "data:"],
-        "form-action": ["'self'"],
+        "form-action": form_action_sources(env("OIDC_ISSUER", "")),
         "frame-ancestors": ["'none'"],
         "base-uri": ["'none'"],
         "object-src": ["'none'"],
@@ -322,6 +330,16 @@ OIDC_ROLE_MAP = env_map("OIDC_ROLE_MAP")
 # Only single sign-on, except for these local accounts (a way in when the provider is down).
 SSO_ONLY = env_bool("SSO_ONLY", False)
 SSO_BREAK_GLASS_ACCOUNTS = env_list("SSO_BREAK_GLASS_ACCOUNTS")
+SOCIALACCOUNT_ADAPTER = "portal.sso.SocialAccountAdapter"
+# The provider vouches for the person: no sign-up form, no verification mail, no tokens kept.
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_EMAIL_REQUIRED = False
+SOCIALACCOUNT_STORE_TOKENS = False
+# The button posts (with its CSRF token): a link or an image elsewhere cannot start a log-in.
+SOCIALACCOUNT_LOGIN_ON_GET = False
+# Seconds before a provider that does not answer counts as down (allauth's HTTP requests).
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 5
 SOCIALACCOUNT_PROVIDERS = oidc_providers(
     issuer=OIDC_ISSUER,
     client_id=OIDC_CLIENT_ID,

@@ -25,6 +25,15 @@ WATCHED = ("username", "first_name", "last_name", "email", "is_active", "is_staf
 
 # Who is acting in this request or command: (user or None, client IP or None).
 _acting: contextvars.ContextVar[tuple] = contextvars.ContextVar("acting", default=(None, None))
+# What made the changes when no person did: (actor label, details added to each event), e.g.
+# the single sign-on provider (portal/sso.py).
+_source: contextvars.ContextVar[tuple[str, dict] | None] = contextvars.ContextVar(
+    "source", default=None
+)
+# Role changes gathered into one event per user (see one_roles_event), while set.
+_roles_batch: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "roles_batch", default=None
+)
 
 
 @contextmanager
@@ -37,11 +46,46 @@ def acting(user, ip: str | None):
         _acting.reset(token)
 
 
+@contextmanager
+def changed_by(label: str, **details):
+    """Attribute the user changes made inside this block to `label` (no person), with
+    `details` in each event: changes a single sign-on provider made, say."""
+    token = _source.set((label, details))
+    try:
+        yield
+    finally:
+        _source.reset(token)
+
+
+@contextmanager
+def one_roles_event():
+    """Record the role changes made inside this block as one roles_changed event per user,
+    with what was added and removed (a change of role is one act, not a removal and an add)."""
+    batch: dict = {}
+    token = _roles_batch.set(batch)
+    try:
+        yield
+    finally:
+        _roles_batch.reset(token)
+    for user, added, removed in batch.values():
+        if added != removed:
+            details = {
+                "user": user.get_username(),
+                "added": sorted(added - removed),
+                "removed": sorted(removed - added),
+            }
+            _record(Action.ROLES_CHANGED, user, details)
+
+
 def _record(action: str, user, details: dict) -> None:
     actor, ip = _acting.get()
     actor = actor if actor is not None and actor.is_authenticated else None
+    label = None
+    if source := _source.get():
+        label, extra = source
+        details = {**details, **extra}
     with transaction.atomic():
-        chain.record(action, actor=actor, ip=ip, owner=user, details=details)
+        chain.record(action, actor=actor, actor_label=label, ip=ip, owner=user, details=details)
 
 
 @receiver(pre_save, sender=User)
@@ -93,6 +137,11 @@ def _record_roles(sender, instance, action, reverse, pk_set, **kwargs):
             instance.groups.model.objects.filter(pk__in=pk_set or ()).values_list("name", flat=True)
         )
         added, removed = (names, []) if action == "post_add" else ([], names)
+    if (batch := _roles_batch.get()) is not None:
+        _user, was_added, was_removed = batch.setdefault(instance.pk, (instance, set(), set()))
+        was_added.update(added)
+        was_removed.update(removed)
+        return
     if added or removed:
         details = {"user": instance.get_username(), "added": added, "removed": removed}
         _record(Action.ROLES_CHANGED, instance, details)
@@ -106,6 +155,21 @@ def record_log_in(request, user, *, wrong_passwords_since_last: int = 0) -> None
         details["wrong_passwords_since_last_log_in"] = wrong_passwords_since_last
     with acting(user, _ip(request)):
         _record(Action.LOGIN_SUCCEEDED, user, details)
+
+
+def record_sso_log_in(request, user, details: dict) -> None:
+    """A single sign-on log-in (portal.sso): login_succeeded with method "sso" and `details`."""
+    with acting(user, _ip(request)):
+        _record(
+            Action.LOGIN_SUCCEEDED, user, {"user": user.get_username(), "method": "sso", **details}
+        )
+
+
+def record_sso_refused(request, user, *, reason: str) -> None:
+    """A single sign-on log-in refused for an account the provider vouched for (deactivated)."""
+    details = {"user": user.get_username(), "method": "sso", "reason": reason}
+    with acting(None, _ip(request)):
+        _record(Action.LOGIN_FAILED, user, details)
 
 
 def record_log_in_failed(request, user, *, failures: int) -> None:
