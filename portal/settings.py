@@ -45,9 +45,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.forms",
     "django_htmx",
-    # Accounts (docs/design.md §10) and single sign-on through OpenID Connect (portal/sso.py).
+    # Accounts (docs/design.md §10): log-in, log-out and the second factor; no sign-up. Single
+    # sign-on through OpenID Connect (portal/sso.py).
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.openid_connect",
     "portal",
@@ -70,7 +72,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    # django-allauth's log-in stages and its context.
+    # django-allauth's log-in stages (password, then second factor) and its context.
     "allauth.account.middleware.AccountMiddleware",
     # A successful log-in on any path leaves its signed device cookie (portal/devices.py).
     "portal.devices.DeviceCookieMiddleware",
@@ -161,6 +163,20 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "keys:list"
 LOGOUT_REDIRECT_URL = "login"
+
+# django-allauth (docs/design.md §10): people log in with their user name and password at
+# /login/ (portal/login.py); accounts come from admins (adduser, Users, the Django admin), never
+# from sign-up (portal/accounts.py closes it).
+ACCOUNT_ADAPTER = "portal.accounts.PortalAccountAdapter"
+ACCOUNT_FORMS = {"login": "portal.login.PortalLoginForm"}
+ACCOUNT_LOGIN_METHODS = {"username"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+# One log-in throttle, keys.lib.throttle behind portal.backends.ThrottledModelBackend, decides
+# on every path; allauth's own counters would lock people out on other terms and other words.
+ACCOUNT_RATE_LIMITS = False
+# The idle time-out below holds for everyone: no "Remember me" box.
+ACCOUNT_SESSION_REMEMBER = True
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env("TIME_ZONE", "Europe/Amsterdam")
