@@ -5,6 +5,7 @@ The log-ins themselves, through a real provider in Chromium, are in tests/test_s
 
 import http.server
 import threading
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth import authenticate
@@ -170,6 +171,32 @@ def test_a_callback_the_portal_did_not_start_is_refused_not_a_500(client, settin
     done = client.get(CALLBACK_URL, {"code": "stolen", "state": "made-up"})
     assert done.status_code == 400
     assert "Single sign-on did not complete" in done.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("error", "status", "words"),
+    [
+        ("access_denied", 400, "Single sign-on was cancelled at the provider."),
+        ("server_error", 502, PROVIDER_DOWN),
+    ],
+)
+def test_an_error_the_provider_sends_back_gives_a_page_not_a_500(
+    client, settings, oidc_provider, error, status, words
+):
+    configure(settings, oidc_provider.issuer)
+    started = client.post(LOGIN_URL, {"next": "/"})
+    assert started.status_code == 302
+    assert started["Location"].startswith(oidc_provider.issuer + "/auth?")
+    asked = parse_qs(urlsplit(started["Location"]).query)
+    assert asked["code_challenge_method"] == ["S256"]  # PKCE, besides the client secret
+    state = asked["state"][0]
+
+    done = client.get(CALLBACK_URL, {"error": error, "state": state})
+
+    assert done.status_code == status
+    assert words in done.content.decode()
+    assert "_auth_user_id" not in client.session
 
 
 # --- roles from the claim ----------------------------------------------------------------------

@@ -301,3 +301,39 @@ def test_sso_only_refuses_a_local_password_but_lets_the_break_glass_account_in(
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("link", name="Users")).to_be_visible()
     assert len(events("login_succeeded", "root")) == 1
+
+
+def test_a_break_glass_account_is_never_taken_over_through_sso(
+    sso, settings, page, live_server, django_user_model
+):
+    settings.SSO_BREAK_GLASS_ACCOUNTS = ["root"]
+    root = django_user_model.objects.create_user(
+        "root", password="root-portal-pw", email="root@corp.example"
+    )
+    sso.add_account("root", groups=["key-admins"])  # someone at the provider named root
+
+    sso_log_in(page, live_server.url, "root")
+
+    expect(page.get_by_role("alert")).to_contain_text("root is a local break-glass account")
+    assert not SocialAccount.objects.filter(user=root).exists()
+    assert not events("login_succeeded", "root")
+
+
+def test_an_account_linked_to_one_person_at_the_provider_is_not_given_to_another(
+    sso, browser, page, live_server
+):
+    sso.add_account("erin", groups=["key-admins"])
+    sso_log_in(page, live_server.url, "erin")
+    # Someone else at the provider now calls themselves erin (another subject).
+    sso.add_account("impostor", preferred_username="erin", email="imp@corp.example", sub="sub-2")
+    other = browser.new_context()
+    try:
+        other_page = other.new_page()
+        sso_log_in(other_page, live_server.url, "impostor")
+        expect(other_page.get_by_role("alert")).to_contain_text(
+            "The account erin belongs to another person at the single sign-on provider."
+        )
+    finally:
+        other.close()
+    assert [a.uid for a in SocialAccount.objects.filter(user__username="erin")] == ["sub-erin"]
+    assert len(events("login_succeeded", "erin")) == 1
