@@ -1,18 +1,30 @@
 """The All keys page and its inventory CSV: every user's keys, for admins and auditors
-(view_all_keys)."""
+(view_all_keys); and the revocation of the keys it filters, for admins (revoke_any_key)."""
 
+import logging
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
-from keys import inventory_csv
+from keys import actions, inventory_csv
+from keys.actions import bulk_revocation
 from keys.filters import AllKeysFilterForm
+from keys.forms import BulkRevokeForm
+from keys.lib.client_ip import client_ip
 from keys.lib.paging import filter_query
 from keys.models import ApiKey
-from keys.permissions import VIEW_ALL_KEYS
+from keys.permissions import REVOKE_ANY_KEY, VIEW_ALL_KEYS
+
+logger = logging.getLogger(__name__)
 
 
 @require_GET
@@ -55,3 +67,72 @@ def inventory(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
 def _keys(form: AllKeysFilterForm):
     keys = ApiKey.objects.with_listing_data().matching(**form.filters())
     return keys.order_by("-created_at", "-pk")
+
+
+NO_FILTER = (
+    "Choose at least one filter (owner, API, network, created before, search or expiring "
+    "within): a bulk revocation never takes every key."
+)
+SET_CHANGED = (
+    "The keys these filters match changed since the list was shown: nothing was revoked. "
+    "Check the list below and confirm again."
+)
+NOT_REVOKED = "The keys could not be revoked; nothing was changed. Try again."
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required(VIEW_ALL_KEYS, raise_exception=True)
+@permission_required(REVOKE_ANY_KEY, raise_exception=True)
+def revoke_matching(request: HttpRequest) -> HttpResponse:
+    """Show the active keys the All keys filters (in the query string) match, then revoke
+    exactly those with one reason (keys.actions.revoke_keys)."""
+    filters = AllKeysFilterForm(request.GET)
+    form = BulkRevokeForm(request.POST if request.method == "POST" else None)
+    query = filter_query(request, *filters.CURSORS, "status")
+    context = {
+        "filters": filters,
+        "form": form,
+        "filter_query": query,
+        "keys": None,
+        # Gateways that cache the check's yes (docs/gateways.md) let a key pass that long.
+        "gateway_cache_seconds": settings.KEYS_GATEWAY_CACHE_SECONDS,
+    }
+    if not filters.is_valid():
+        return render(request, "keys/revoke_matching.html", context, status=400)
+    narrowing = filters.narrowing()
+    if not narrowing:
+        filters.add_error(None, NO_FILTER)
+        return render(request, "keys/revoke_matching.html", context, status=400)
+    keys = ApiKey.objects.usable().matching(**filters.bulk_filters())
+    if request.method == "POST" and form.is_valid():
+        try:
+            revoked = actions.revoke_keys(
+                keys,
+                shown=form.cleaned_data["shown"],
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+                filters=narrowing,
+                owner=filters.cleaned_data["owner"],
+                ip=client_ip(request),
+            )
+        except actions.SetChanged:
+            form.add_error(None, SET_CHANGED)
+        except ValidationError as error:  # more keys than one act takes
+            form.add_error(None, error.messages)
+        except DatabaseError:
+            logger.exception("Revoking in bulk the keys of %s failed; rolled back.", query)
+            form.add_error(None, NOT_REVOKED)
+        else:
+            count = len(revoked)
+            messages.success(request, f"{count} key{'s' if count != 1 else ''} revoked.")
+            return redirect(f"{reverse('all_keys')}?{query}")
+    most = bulk_revocation.MAX_KEYS
+    shown = list(keys.with_listing_data().order_by("-created_at", "-pk")[: most + 1])
+    if len(shown) > most:  # not offered: one act takes at most `most` keys
+        context.update(keys=[], too_many=keys.count(), most=most)
+    else:
+        context.update(keys=shown, shown=actions.snapshot(shown))
+    status = 400 if form.errors else 200
+    return render(request, "keys/revoke_matching.html", context, status=status)

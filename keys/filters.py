@@ -58,6 +58,9 @@ def keys_known_as(text: str) -> list[ApiKey]:
     return found
 
 
+IPS_MATCH = {"in": "allow an address in", "outside": "allow addresses outside"}
+
+
 class AllKeysFilterForm(forms.Form):
     q = forms.CharField(
         label="Search",
@@ -86,7 +89,7 @@ class AllKeysFilterForm(forms.Form):
     ips_match = forms.ChoiceField(
         label="Allowed IPs",
         required=False,
-        choices=[("in", "allow an address in"), ("outside", "allow addresses outside")],
+        choices=IPS_MATCH.items(),
     )
     ips = forms.CharField(
         label="Address or network",
@@ -94,6 +97,12 @@ class AllKeysFilterForm(forms.Form):
         max_length=100,
         help_text="An IPv4 or IPv6 address or CIDR range, e.g. 10.0.0.0/8.",
         widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off"}),
+    )
+    created_before = forms.DateField(
+        label="Created before",
+        required=False,
+        help_text="Keys created before this date.",
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
     )
     # Page cursors (ApiKeyQuerySet.page): the identifier of the key a page starts after.
     before = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
@@ -128,6 +137,51 @@ class AllKeysFilterForm(forms.Form):
     def filters(self) -> dict:
         """The arguments of ApiKey.objects.matching()."""
         return {k: v for k, v in self.cleaned_data.items() if k not in self.CURSORS}
+
+    # The filters that narrow a bulk revocation: without one of them it would take every
+    # key of the portal, which the page refuses (the status filter does not count: a bulk
+    # revocation only ever takes active keys).
+    NARROWING = ("q", "owner", "api", "expiring_within", "ips", "created_before")
+
+    def narrowing(self) -> dict:
+        """The narrowing filters set, as text for the audit history (the owner by name)."""
+        data = self.cleaned_data
+        described: dict = {}
+        if data.get("q"):
+            described["q"] = data["q"]
+        if (owner := data.get("owner")) is not None:
+            described["owner"] = owner.get_username()
+        if (api := data.get("api")) is not None:
+            described["api"] = api.slug
+        if (days := data.get("expiring_within")) is not None:
+            described["expiring_within"] = days
+        if (network := data.get("ips")) is not None:
+            described["ips"] = str(network)
+            described["ips_match"] = data["ips_match"]
+        if (day := data.get("created_before")) is not None:
+            described["created_before"] = day.isoformat()
+        return described
+
+    def chosen(self) -> list[tuple[str, str]]:
+        """The narrowing filters set, as (label, words) for a person to read."""
+        words = []
+        for name, value in self.narrowing().items():
+            if name == "ips_match":
+                continue
+            if name == "ips":
+                how = IPS_MATCH[self.cleaned_data["ips_match"]]
+                words.append(("Network", f"keys that {how} {value}"))
+            elif name == "api":
+                words.append(("API", self.cleaned_data["api"].name))
+            else:
+                words.append((str(self.fields[name].label), str(value)))
+        return words
+
+    def bulk_filters(self) -> dict:
+        """The arguments of ApiKey.objects.matching() for a bulk revocation: the narrowing
+        filters alone (it takes the active keys among them, whatever the status filter)."""
+        names = (*self.NARROWING, "ips_match")
+        return {name: self.cleaned_data[name] for name in names if name in self.cleaned_data}
 
     def cursors(self) -> dict:
         """The arguments of ApiKey.objects.page(): at most one key to start from."""

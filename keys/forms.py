@@ -265,6 +265,20 @@ class RevokeForm(forms.Form):
         self.fields["reason"].required = reason_required
 
 
+class BulkRevokeForm(forms.Form):
+    required_css_class = "required"
+
+    reason = forms.CharField(
+        label="Reason",
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Shown to every key's owner and recorded in the audit history.",
+        error_messages={"required": "Give a reason: it is shown to every key's owner."},
+    )
+    # keys.actions.snapshot() of the keys the page showed: the revocation takes exactly them.
+    shown = forms.CharField(max_length=64, widget=forms.HiddenInput)
+
+
 class RegenerateForm(forms.Form):
     overlap = forms.ChoiceField(
         label="Keep the old password working for",

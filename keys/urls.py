@@ -29,6 +29,7 @@ urlpatterns = [
     path("keys/", include((key_pages, "keys"))),
     path("api/v1/", include("keys.api.urls")),
     path("all-keys/", all_keys_views.all_keys, name="all_keys"),
+    path("all-keys/revoke/", all_keys_views.revoke_matching, name="all_keys_revoke"),
     path("all-keys/inventory.csv", all_keys_views.inventory, name="all_keys_inventory"),
     path("audit/", include("keys.audit.urls")),
     # The gateway check (keys/api/gateway.py): nginx, Caddy and Traefik ask the first with

@@ -97,6 +97,31 @@ def audit_signing_key(*, debug: bool, dev_key_file: Path) -> str:
     return _kept_in_file(dev_key_file, lambda: base64.b64encode(os.urandom(32)).decode())
 
 
+def optional_secret(name: str, *, min_length: int = 0) -> str:
+    """A secret from NAME_FILE (a file holding it) or NAME, or "" when neither is set.
+
+    Refuses both at once, an unreadable file, and a secret shorter than `min_length`: a short
+    shared token is a guessable one.
+    """
+    path, text = env(f"{name}_FILE"), env(name)
+    if path and text:
+        raise ImproperlyConfigured(f"Set {name}_FILE or {name}, not both.")
+    if path:
+        try:
+            text = Path(path).read_text().strip()
+        except OSError as error:
+            raise ImproperlyConfigured(
+                f"{name}_FILE: cannot read {path}: {error.strerror}"
+            ) from None
+    text = text or ""
+    if text and len(text) < min_length:
+        raise ImproperlyConfigured(
+            f'{name} must be at least {min_length} characters (python3 -c "import secrets; '
+            f'print(secrets.token_urlsafe(32))" makes one).'
+        )
+    return text
+
+
 def caches_from_url(url: str) -> dict[str, dict[str, Any]]:
     """Cache: local memory by default (one process); redis://… for several processes."""
     if url.startswith(("redis://", "rediss://", "unix://")):

@@ -1,4 +1,5 @@
 import unicodedata
+import uuid
 
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.validators import UnicodeUsernameValidator
@@ -52,3 +53,34 @@ class User(AbstractUser):
     @property
     def display_name(self) -> str:
         return self.get_full_name() or self.username
+
+
+class ScimIdentity(models.Model):
+    """How a SCIM client (Entra ID, Okta) knows a user: the id it was given, its own externalId.
+
+    Made the first time SCIM shows the user (created through SCIM, or found by a filter on a
+    user name that already existed). Users are never deleted (their history refers to them):
+    a SCIM DELETE deactivates the user and marks this identity deleted, after which the id
+    answers 404 as RFC 7644 §3.6 asks.
+    """
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="scim_identity")
+    scim_id = models.UUIDField(
+        unique=True, default=uuid.uuid4, editable=False, help_text="The SCIM resource id."
+    )
+    external_id = models.CharField(
+        max_length=255,
+        blank=True,
+        validators=[validate_no_control_characters],
+        help_text="The provider's own id for the person (SCIM externalId), kept as sent.",
+    )
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a SCIM DELETE removed the user from SCIM's view."
+    )
+
+    class Meta:
+        verbose_name = "SCIM identity"
+        verbose_name_plural = "SCIM identities"
+
+    def __str__(self) -> str:
+        return f"SCIM {self.scim_id}"

@@ -13,8 +13,20 @@ from portal.user_events import acting
 Action = AuditEvent.Action
 
 
-def deactivate_user(user, *, actor, ip: str | None = None, reason: str = "") -> int:
-    """Deactivate a user, revoke all their keys and end their sessions; return keys revoked."""
+def deactivate_user(
+    user,
+    *,
+    actor,
+    ip: str | None = None,
+    reason: str = "",
+    actor_label: str | None = None,
+    details: dict | None = None,
+) -> int:
+    """Deactivate a user, revoke all their keys and end their sessions; return keys revoked.
+
+    A machine acting for no person (SCIM) passes actor=None, its `actor_label`, and `details`
+    to add to the deactivation's event (how it came).
+    """
     reason = reason or f"Owner {user.get_username()} was deactivated."
     with transaction.atomic():
         user = get_user_model().objects.select_for_update().get(pk=user.pk)
@@ -22,13 +34,21 @@ def deactivate_user(user, *, actor, ip: str | None = None, reason: str = "") -> 
         user.save(update_fields=["is_active"])
         keys = list(ApiKey.objects.live().filter(owner=user))
         for key in keys:
-            revoke_key(key, actor=actor, reason=reason, ip=ip, action=Action.OWNER_DEACTIVATED)
+            revoke_key(
+                key,
+                actor=actor,
+                reason=reason,
+                ip=ip,
+                action=Action.OWNER_DEACTIVATED,
+                actor_label=actor_label,
+            )
         chain.record(
             Action.OWNER_DEACTIVATED,
             actor=actor,
+            actor_label=actor_label,
             ip=ip,
             owner=user,
-            details={"user": user.get_username(), "keys_revoked": len(keys)},
+            details={"user": user.get_username(), "keys_revoked": len(keys), **(details or {})},
         )
     _end_sessions(user)
     return len(keys)

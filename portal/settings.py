@@ -23,6 +23,7 @@ from portal.env import (
     env_words,
     form_action_sources,
     oidc_providers,
+    optional_secret,
     secret_key,
 )
 
@@ -320,6 +321,11 @@ KEYS_EXPIRY_REMINDER_DAYS = [int(d) for d in env_list("KEYS_EXPIRY_REMINDER_DAYS
 # accepted, as a JSON file in the form of https://api.github.com/meta/public_keys/secret_scanning
 # (save that document here). Unset: every report is refused with 401.
 KEYS_LEAK_REPORT_PUBLIC_KEYS_FILE = env("KEYS_LEAK_REPORT_PUBLIC_KEYS_FILE", "")
+
+# SCIM 2.0 provisioning (/scim/v2/, portal/scim/): the bearer token the identity provider
+# sends, from SCIM_TOKEN_FILE or SCIM_TOKEN, at least 32 characters. Unset: /scim/ answers 404.
+# Wrong tokens count per client network in the API's throttle (KEYS_THROTTLE_*).
+SCIM_TOKEN = optional_secret("SCIM_TOKEN", min_length=32)
 
 # Log-in throttling on every log-in path (keys/lib/throttle.py), within the window: MAX_FAILURES
 # for one user name from one client network (IPv4 address or IPv6 /64), or from one browser

@@ -7,7 +7,7 @@ openid_connect provider configured from the environment (portal/settings.py, OID
   administrator, `adduser` or SCIM, is linked instead. A deactivated user never gets in: that
   is how a disabled corporate account stops working here.
 - The roles come from the OIDC_ROLE_CLAIM claim through OIDC_ROLE_MAP at every log-in;
-  a change is one roles_changed event, made by "single sign-on".
+  a change is one roles_changed event, made by "single sign-on" (via "sso").
 - The log-in itself is a login_succeeded event with method "sso" (one action for every way
   in, so the history of log-ins reads the same whatever the way).
 - A provider that is down or answers garbage gives a page that says so (502), never a 500.
@@ -37,13 +37,7 @@ from django.shortcuts import render
 from keys.lib.client_ip import client_ip
 from portal import roles as portal_roles
 from portal.env import OIDC_PROVIDER_ID
-from portal.user_events import (
-    acting,
-    changed_by,
-    one_roles_event,
-    record_sso_log_in,
-    record_sso_refused,
-)
+from portal.user_events import acting, one_roles_event, record_sso_log_in, record_sso_refused
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +216,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
     def save_user(self, request, sociallogin, form=None):
         # Created by the provider's word: so it reads in the history.
-        with acting(None, client_ip(request)), changed_by(SOURCE_LABEL, **_source_details()):
+        with _by_the_provider(request):
             return super().save_user(request, sociallogin, form)
 
     def on_authentication_error(
@@ -249,8 +243,9 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         raise _refuse(request, "Single sign-on was refused. Ask an administrator.")
 
 
-def _source_details() -> dict[str, str]:
-    return {"source": "sso", "provider": settings.OIDC_ISSUER}
+def _by_the_provider(request):
+    """Changes made on the provider's word: by "single sign-on", via sso, in the history."""
+    return acting(None, client_ip(request), label=SOURCE_LABEL, via="sso")
 
 
 # --- every SSO log-in: roles from the claim, then the log-in on the record ----------------------
@@ -260,9 +255,8 @@ def after_sso_log_in(request, user, sociallogin) -> None:
     """Set the roles the provider's claim gives, and record the log-in (method sso)."""
     sources = _claims(sociallogin)
     wanted = roles_from_claim(_claim(sources, settings.OIDC_ROLE_CLAIM), settings.OIDC_ROLE_MAP)
-    ip = client_ip(request)
     with transaction.atomic():
-        with acting(None, ip), changed_by(SOURCE_LABEL, **_source_details()), one_roles_event():
+        with _by_the_provider(request), one_roles_event():
             portal_roles.set_roles(user, wanted)
         details = {
             "provider": settings.OIDC_ISSUER,

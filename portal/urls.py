@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 
 from portal import health, sso, user_views, views
 from portal.login import PortalLoginView, PortalLogoutView
+from portal.scim import views as scim
 
 
 def not_offered(request, *args, **kwargs):
@@ -22,6 +23,15 @@ urlpatterns = [
     path("users/", user_views.user_list, name="users"),
     path("users/<str:username>/deactivate/", user_views.user_deactivate, name="user_deactivate"),
     path("admin/", admin.site.urls),
+    # SCIM 2.0 provisioning (portal/scim/): 404 unless SCIM_TOKEN is set.
+    path("scim/v2/Users", scim.users, name="scim_users"),
+    path("scim/v2/Users/<str:scim_id>", scim.user, name="scim_user"),
+    path("scim/v2/ServiceProviderConfig", scim.service_provider_config),
+    path("scim/v2/ResourceTypes", scim.resource_types),
+    path("scim/v2/ResourceTypes/<str:name>", scim.resource_types),
+    path("scim/v2/Schemas", scim.schemas),
+    path("scim/v2/Schemas/<str:urn>", scim.schemas),
+    path("scim/v2/<path:rest>", scim.unknown),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     # django-allauth under accounts/. Its own log-in and log-out addresses lead to the ones

@@ -23,12 +23,10 @@ User = get_user_model()
 # The flags and names whose change is a privileged act; last_login is the log-in's own record.
 WATCHED = ("username", "first_name", "last_name", "email", "is_active", "is_staff", "is_superuser")
 
-# Who is acting in this request or command: (user or None, client IP or None).
-_acting: contextvars.ContextVar[tuple] = contextvars.ContextVar("acting", default=(None, None))
-# What made the changes when no person did: (actor label, details added to each event), e.g.
-# the single sign-on provider (portal/sso.py).
-_source: contextvars.ContextVar[tuple[str, dict] | None] = contextvars.ContextVar(
-    "source", default=None
+# Who is acting in this request or command: (user or None, client IP or None, label or None,
+# the path the change came by or None).
+_acting: contextvars.ContextVar[tuple] = contextvars.ContextVar(
+    "acting", default=(None, None, None, None)
 )
 # Role changes gathered into one event per user (see one_roles_event), while set.
 _roles_batch: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
@@ -37,24 +35,17 @@ _roles_batch: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
 
 
 @contextmanager
-def acting(user, ip: str | None):
-    """Attribute the user changes made inside this block to `user` from `ip`."""
-    token = _acting.set((user, ip))
+def acting(user, ip: str | None, *, label: str | None = None, via: str | None = None):
+    """Attribute the user changes made inside this block to `user` from `ip`.
+
+    A machine acting for no person (SCIM provisioning) passes user=None and its `label`, the
+    history's actor; `via` names the path the change came by in each event's details.
+    """
+    token = _acting.set((user, ip, label, via))
     try:
         yield
     finally:
         _acting.reset(token)
-
-
-@contextmanager
-def changed_by(label: str, **details):
-    """Attribute the user changes made inside this block to `label` (no person), with
-    `details` in each event: changes a single sign-on provider made, say."""
-    token = _source.set((label, details))
-    try:
-        yield
-    finally:
-        _source.reset(token)
 
 
 @contextmanager
@@ -78,12 +69,10 @@ def one_roles_event():
 
 
 def _record(action: str, user, details: dict) -> None:
-    actor, ip = _acting.get()
+    actor, ip, label, via = _acting.get()
     actor = actor if actor is not None and actor.is_authenticated else None
-    label = None
-    if source := _source.get():
-        label, extra = source
-        details = {**details, **extra}
+    if via is not None:
+        details = {**details, "via": via}
     with transaction.atomic():
         chain.record(action, actor=actor, actor_label=label, ip=ip, owner=user, details=details)
 
@@ -113,7 +102,7 @@ def _record_change(sender, instance, created, raw=False, **kwargs):
     if changes:
         _record(Action.USER_CHANGED, instance, {"user": instance.get_username(), **changes})
     if before["password"] != instance.password:
-        actor, _ip = _acting.get()
+        actor = _acting.get()[0]
         by_self = actor is not None and actor.pk == instance.pk
         _record(
             Action.PASSWORD_SET,

@@ -102,6 +102,11 @@ def _verification_broken(page, base, places):
     page.goto(base + "/audit/")
 
 
+def _bulk_without_reason(page, base, places):
+    page.goto(base + "/all-keys/revoke/?owner=alice")
+    page.get_by_role("button", name="Revoke 1 key").click()
+
+
 STATES = [
     State("login", None, "/login/"),
     State("login-after-idle-time-out", None, "/login/?next=/keys/&ended=idle"),
@@ -131,6 +136,11 @@ STATES = [
     State("all-keys-bad-filter", "carol", "/all-keys/?status=nonsense&expiring_within=-1"),
     State("all-keys-paged", "carol", "/all-keys/?before={fiftieth}", crowded=True),
     State("revoke-with-reason", "carol", "/keys/{active}/revoke/"),
+    State("all-keys-by-owner", "carol", "/all-keys/?owner=alice"),
+    State("all-keys-revoke-preview", "carol", "/all-keys/revoke/?owner=alice&ips=127.0.0.0/8"),
+    State("all-keys-revoke-without-reason", "carol", _bulk_without_reason),
+    State("all-keys-revoke-without-filter", "carol", "/all-keys/revoke/"),
+    State("all-keys-revoke-nothing-matches", "carol", "/all-keys/revoke/?owner=bob"),
     State("users", "carol", "/users/", crowded=True),
     State("deactivate", "carol", "/users/bob/deactivate/"),
     State("admin-detail", "carol", "/keys/{active}/"),
@@ -511,6 +521,9 @@ def test_every_forms_error_summary_takes_the_focus_and_leads_into_its_field(
         page.get_by_label("Address or network").fill("ten")
         page.get_by_role("button", name="Filter").click()
 
+    def revoke_in_bulk_without_reason(page):
+        page.get_by_role("button", name="Revoke 1 key").click()
+
     def filter_history_by_nobody(page):
         page.get_by_label("User").fill("nobody-at-all")
         page.get_by_role("button", name="Filter").click()
@@ -519,6 +532,7 @@ def test_every_forms_error_summary_takes_the_focus_and_leads_into_its_field(
         ("carol", f"/keys/{active.identifier}/revoke/", revoke_without_reason, "#id_reason"),
         ("alice", f"/keys/{active.identifier}/renew/", renew_past_a_year, "#id_expires_on"),
         ("carol", "/all-keys/", filter_keys_by_nonsense, "#id_ips"),
+        ("carol", "/all-keys/revoke/?owner=alice", revoke_in_bulk_without_reason, "#id_reason"),
         ("dave", "/audit/", filter_history_by_nobody, "#id_user"),
     ]:
         page = browser.new_context().new_page()
@@ -670,7 +684,12 @@ def test_input_and_button_borders_reach_3_to_1_against_their_background(
             f"/keys/{active.identifier}/regenerate/",
             f"/keys/{active.identifier}/renew/",
         ],
-        "carol": ["/all-keys/", f"/keys/{active.identifier}/revoke/", "/users/"],
+        "carol": [
+            "/all-keys/",
+            "/all-keys/revoke/?owner=alice",
+            f"/keys/{active.identifier}/revoke/",
+            "/users/",
+        ],
         "dave": ["/audit/"],
     }.items():
         page.context.close()

@@ -76,6 +76,16 @@ def test_all_keys_filters_keys_expiring_within_n_days(carol, login, keys):
     assert _names(client.get(ALL_KEYS, {"expiring_within": "4"})) == []
 
 
+def test_all_keys_filters_keys_created_before_a_day(carol, bob, login, make_key, keys, today):
+    with time_machine.travel(timezone.now() - datetime.timedelta(days=3)):
+        make_key(bob, name="Three days old")
+    client = login(carol)
+    two_days_ago = (today - datetime.timedelta(days=2)).isoformat()
+    assert _names(client.get(ALL_KEYS, {"created_before": two_days_ago})) == ["Three days old"]
+    three_days_ago = (today - datetime.timedelta(days=3)).isoformat()
+    assert _names(client.get(ALL_KEYS, {"created_before": three_days_ago})) == []
+
+
 def test_all_keys_searches_name_identifier_and_owner(carol, login, keys):
     client = login(carol)
     assert _names(client.get(ALL_KEYS, {"q": "pipe"})) == ["Pipeline"]
@@ -91,6 +101,7 @@ def test_all_keys_searches_name_identifier_and_owner(carol, login, keys):
         ({"api": "no-such-api"}, "api"),
         ({"expiring_within": "-1"}, "expiring_within"),
         ({"expiring_within": "soon"}, "expiring_within"),
+        ({"created_before": "last week"}, "created_before"),
         ({"before": "ckid_no_such_key"}, "__all__"),
         ({"after": "ckid_no_such_key"}, "__all__"),
     ],

@@ -85,7 +85,8 @@ def unauthenticated_status(base: str) -> int:
 
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):
-    """Migrate a fresh SQLite file, add Alice, start servers A and B on it."""
+    """Migrate a fresh SQLite file, add Alice (staff) and Carol (admin), start servers A and
+    B on it."""
     directory = tmp_path_factory.mktemp("two-processes")
     env = manage_env(
         DJANGO_SETTINGS_MODULE="tests.settings",
@@ -95,17 +96,18 @@ def portal(tmp_path_factory):
     )
     migrated = manage("migrate", "--noinput", env=env)
     assert migrated.returncode == 0, migrated.stderr[-2000:]
-    adduser = subprocess.run(
-        [sys.executable, "manage.py", "adduser", "alice", "--role", "staff", "--password-stdin"],
-        input=PORTAL_PASSWORD + "\n",
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert adduser.returncode == 0, adduser.stderr[-2000:]
+    for username, role in (("alice", "staff"), ("carol", "admin")):
+        adduser = subprocess.run(
+            [sys.executable, "manage.py", "adduser", username, "--role", role, "--password-stdin"],
+            input=PORTAL_PASSWORD + "\n",
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert adduser.returncode == 0, adduser.stderr[-2000:]
     catalogue = manage(
         "shell", "--no-imports", "-c", "import json; from keys.models import Api; "
         "print(json.dumps(dict(Api.objects.values_list('slug', 'pk'))))",
@@ -266,3 +268,29 @@ def test_a_self_rotation_overlap_ends_on_every_server_at_the_same_moment(portal,
     for server in (a, b):
         assert api_status(server, "/api/v1/risks/", identifier, old) == 401
         assert api_status(server, "/api/v1/risks/", identifier, rotated["password"]) == 200
+
+
+def test_keys_revoked_in_bulk_through_one_server_are_refused_on_the_next_call_to_the_other(
+    portal, alice_on_a
+):
+    a, b = portal["a"], portal["b"]
+    made = [create_key(alice_on_a, [portal["apis"]["risks"]], f"Incident {n}") for n in (1, 2)]
+    for identifier, password in made:  # B has verified both passwords and cached that
+        assert api_status(b, "/api/v1/risks/", identifier, password) == 200
+    carol = Browser(a)
+    carol.submit("/login/", [("username", "carol"), ("password", PORTAL_PASSWORD)])
+
+    path = "/all-keys/revoke/?owner=alice&q=Incident"
+    preview = Inputs(carol.get(path))  # the dry run: its snapshot of the keys shown
+    fields = [
+        ("csrfmiddlewaretoken", preview.value(name="csrfmiddlewaretoken")),
+        ("shown", preview.value(name="shown")),
+        ("reason", "Incident INC-3"),
+    ]
+    body = urllib.parse.urlencode(fields).encode()
+    with carol.opener.open(a + path, data=body, timeout=10) as response:
+        assert "2 keys revoked." in response.read().decode()
+
+    for identifier, password in made:
+        assert api_status(b, "/api/v1/risks/", identifier, password) == 401
+        assert api_status(a, "/api/v1/risks/", identifier, password) == 401

@@ -56,3 +56,27 @@ def test_key_portal_manage_is_never_given_a_file_under_root():
     for command in commands:
         arguments = re.sub(r"[<>]\s*\S+", "", command)
         assert "/root/" not in arguments, command
+
+
+def test_the_scim_token_the_guide_creates_is_long_private_and_named_in_the_env_file(
+    tmp_path, monkeypatch
+):
+    from portal.env import optional_secret
+
+    blocks = re.findall(r"^```sh\n(.*?)^```$", GUIDE.read_text(), flags=re.S | re.M)
+    block = next((b for b in blocks if "scim-token" in b), None)
+    assert block, "docs/deploy.md no longer creates the SCIM token"
+    group = grp.getgrgid(os.getgid()).gr_name
+    script = block.replace("/etc/key-portal", str(tmp_path)).replace(" keyportal ", f" {group} ")
+    (tmp_path / "env").write_text("SECRET_KEY=x\n")
+    for _ in range(2):  # run twice: the env file names the token once
+        subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True)
+
+    token_file = tmp_path / "scim-token"
+    mode = token_file.stat().st_mode
+    assert mode & stat.S_IRGRP and not mode & (stat.S_IWGRP | stat.S_IRWXO), stat.filemode(mode)
+    env_lines = (tmp_path / "env").read_text().splitlines()
+    assert env_lines.count(f"SCIM_TOKEN_FILE={token_file}") == 1
+    monkeypatch.delenv("SCIM_TOKEN", raising=False)
+    monkeypatch.setenv("SCIM_TOKEN_FILE", str(token_file))
+    assert len(optional_secret("SCIM_TOKEN", min_length=32)) >= 32

@@ -93,6 +93,11 @@ MATRIX = {
         "/all-keys/",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
     ),
+    # An empty POST (no reason) is refused next to the field: 400, nothing revoked.
+    "all-keys/revoke/": (
+        "/all-keys/revoke/?owner=alice",
+        {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 400, 403)},
+    ),
     "all-keys/inventory.csv": (
         "/all-keys/inventory.csv",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
@@ -230,6 +235,19 @@ MATRIX = {
             ),
         ]
     },
+    # SCIM answers an identity provider's bearer token only, never a session; with SCIM off
+    # (no SCIM_TOKEN, as here) it does not exist. tests/test_scim.py covers it switched on.
+    "scim/v2/Users": ("/scim/v2/Users", {"GET": everyone(404), "POST": everyone(404)}),
+    "scim/v2/Users/<str:scim_id>": (
+        "/scim/v2/Users/00000000-0000-4000-8000-000000000000",
+        {"GET": everyone(404), "PATCH": everyone(404), "DELETE": everyone(404)},
+    ),
+    "scim/v2/ServiceProviderConfig": ("/scim/v2/ServiceProviderConfig", {"GET": everyone(404)}),
+    "scim/v2/ResourceTypes": ("/scim/v2/ResourceTypes", {"GET": everyone(404)}),
+    "scim/v2/ResourceTypes/<str:name>": ("/scim/v2/ResourceTypes/User", {"GET": everyone(404)}),
+    "scim/v2/Schemas": ("/scim/v2/Schemas", {"GET": everyone(404)}),
+    "scim/v2/Schemas/<str:urn>": ("/scim/v2/Schemas/x", {"GET": everyone(404)}),
+    "scim/v2/<path:rest>": ("/scim/v2/Groups", {"GET": everyone(404)}),
 }
 # Anonymous visitors these send to the log-in page without a way back: a log-in step, or a
 # page that has no meaning without one.
@@ -247,6 +265,7 @@ READ_ONLY |= {route for route in MATRIX if route.startswith(("accounts/", "^acco
 # Checking the chain reads it; the result is kept outside it (keys.models.ChainVerification).
 READ_ONLY |= {"all-keys/inventory.csv", "audit/verify/"}
 READ_ONLY |= {"gateway/verify", "^gateway/verify(?P<envoy_path>/.*)$"}
+READ_ONLY |= {route for route in MATRIX if route.startswith("scim/")}
 
 
 def portal_routes(patterns=None, prefix: str = "") -> list[str]:
@@ -291,7 +310,7 @@ def test_role_matrix(route, method, persona, request, client, alice, bob, carol,
     )
     to_log_in = persona == "anonymous" and response.status_code == 302
     if to_log_in and route not in ("logout/", "", *TO_LOG_IN_WITHOUT_NEXT):
-        # and back here afterwards
+        # and back here afterwards, the query string too
         assert unquote(response["Location"]) == f"/login/?next={url}"
     if to_log_in or response.status_code in (403, 404, 405):
         # Refused: nothing changed, since every change appends its event to the history.

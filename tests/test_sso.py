@@ -15,7 +15,7 @@ from keys.models import AuditEvent
 from portal import sso
 from portal.env import oidc_providers
 from portal.roles import roles_of, set_roles
-from portal.user_events import acting, changed_by, one_roles_event
+from portal.user_events import acting, one_roles_event
 from tests.servers import free_port
 
 LOGIN_URL = f"/accounts/oidc/{sso.PROVIDER_ID}/login/"
@@ -248,11 +248,7 @@ def test_the_user_name_is_preferred_username_else_a_valid_email():
 def test_a_change_of_role_by_the_provider_is_one_event_naming_it(alice):
     set_roles(alice, {"admin"})  # as an admin would, outside single sign-on
     before = AuditEvent.objects.count()
-    with (
-        acting(None, "192.0.2.7"),
-        changed_by("single sign-on", source="sso", provider="https://idp.example"),
-        one_roles_event(),
-    ):
+    with acting(None, "192.0.2.7", label="single sign-on", via="sso"), one_roles_event():
         set_roles(alice, {"auditor"})
     (event,) = AuditEvent.objects.filter(seq__gt=before)
     assert event.action == "roles_changed"
@@ -262,8 +258,7 @@ def test_a_change_of_role_by_the_provider_is_one_event_naming_it(alice):
         "user": "alice",
         "added": ["auditor"],
         "removed": ["admin"],
-        "source": "sso",
-        "provider": "https://idp.example",
+        "via": "sso",
     }
     assert roles_of(alice) == {"auditor"}
 

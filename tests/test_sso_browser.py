@@ -127,14 +127,14 @@ def test_the_first_sso_log_in_creates_the_user_with_the_mapped_role(sso, page, l
     assert not erin.has_usable_password()  # nobody can log in as erin with a password
     (created,) = events("user_created", "erin")
     assert created.actor_label == "single sign-on"
-    assert created.details["source"] == "sso"
+    assert created.details["via"] == "sso"
     (roles,) = events("roles_changed", "erin")
     assert (roles.actor_label, roles.details["added"], roles.details["removed"]) == (
         "single sign-on",
         ["admin"],
         [],
     )
-    assert roles.details["provider"] == sso.issuer
+    assert roles.details["via"] == "sso"
     (log_in,) = events("login_succeeded", "erin")
     assert log_in.actor_label == "erin"
     assert log_in.details["method"] == "sso"

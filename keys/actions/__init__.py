@@ -5,6 +5,7 @@ written, nothing changes. Rules are checked by the model (`ApiKey.validated`, `s
 these functions call them, so views, the admin and the shell obey the same rules.
 """
 
+from keys.actions.bulk_revocation import SetChanged, revoke_keys, snapshot
 from keys.actions.catalogue import delete_api, route_snapshot, routes_changed, save_api
 from keys.actions.keys import (
     MAX_RENEWAL_OVERLAP,
@@ -33,6 +34,7 @@ __all__ = [
     "REGENERATE_OVERLAPS",
     "SELF_ROTATION_EVERY",
     "RotatedTooSoon",
+    "SetChanged",
     "create_key",
     "delete_api",
     "edit_key",
@@ -43,9 +45,11 @@ __all__ = [
     "reminder_threshold",
     "renew_key",
     "revoke_key",
+    "revoke_keys",
     "revoke_replaced_keys",
     "route_snapshot",
     "routes_changed",
     "save_api",
     "send_expiry_reminder",
+    "snapshot",
 ]

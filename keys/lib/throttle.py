@@ -1,4 +1,4 @@
-"""The one failure throttle: API calls, the portal log-in and the Django admin log-in.
+"""The one failure throttle: API calls, SCIM tokens, the portal and Django admin log-ins.
 
 Failures are counted in the cache (with CACHE_URL=redis://… every process on every app
 server shares them), in buckets, each with its limit and window (settings):
@@ -6,6 +6,8 @@ server shares them), in buckets, each with its limit and window (settings):
 - API, per client network: KEYS_THROTTLE_MAX_FAILURES_PER_IP;
 - API, per identifier (wrong passwords from an allowed IP): KEYS_THROTTLE_MAX_FAILURES_PER_KEY;
   both within KEYS_THROTTLE_WINDOW_SECONDS;
+- SCIM, per client network (wrong bearer tokens): KEYS_THROTTLE_MAX_FAILURES_PER_IP in the
+  same window;
 - log-in, per account from one client network, or from one browser that logged in to that
   account before: LOGIN_THROTTLE_MAX_FAILURES, the hard limit;
 - log-in, per client network (any user name, known or not):
@@ -93,6 +95,18 @@ def api_identifier(identifier: str) -> Bucket:
 
 def api_buckets(ip: str | None, identifier: str) -> list[Bucket]:
     return [bucket for bucket in (api_network(ip), api_identifier(identifier)) if bucket]
+
+
+def scim_network(ip: str | None) -> Bucket | None:
+    """Wrong SCIM bearer tokens from one client network (portal/scim): the API's limits, in a
+    bucket of their own so that a SCIM flood does not lock that network's API keys."""
+    if (net := network(ip)) is None:
+        return None
+    return Bucket(
+        f"kp:fail-scim:{net}",
+        settings.KEYS_THROTTLE_MAX_FAILURES_PER_IP,
+        settings.KEYS_THROTTLE_WINDOW_SECONDS,
+    )
 
 
 def api_one_try(ip: str | None, identifier: str) -> Bucket | None:

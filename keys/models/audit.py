@@ -169,6 +169,7 @@ class AuditEvent(models.Model):
         KEY_EDITED = "key_edited", "Key edited"
         EXPIRY_SHORTENED = "expiry_shortened", "Expiry shortened"
         KEY_REVOKED = "key_revoked", "Key revoked"
+        BULK_REVOCATION = "bulk_revocation", "Keys revoked in bulk"
         OWNER_DEACTIVATED = "owner_deactivated", "Owner deactivated"
         USE_DENIED = "use_denied", "Use denied"
         KEY_USED = "key_used", "Key used"
@@ -190,6 +191,7 @@ class AuditEvent(models.Model):
     SECURITY_ACTIONS = frozenset(
         {
             Action.KEY_REVOKED,
+            Action.BULK_REVOCATION,
             Action.OWNER_DEACTIVATED,
             Action.PASSWORD_REGENERATED,
             Action.USER_CHANGED,  # (de)activation, admin flags, e-mail address

@@ -131,10 +131,12 @@ class ApiKeyQuerySet(models.QuerySet):
         expiring_within=None,
         ips=None,
         ips_match="in",
+        created_before=None,
     ):
         """Keys whose name, identifier or owner contains `q`, of this owner, status (ApiKey.Status),
-        API, expiring within so many days, and allowing an address in the network `ips`
-        (or, with ips_match="outside", addresses outside it); each optional."""
+        API, expiring within so many days, allowing an address in the network `ips` (or, with
+        ips_match="outside", addresses outside it), created before the date `created_before`
+        (in the portal's time zone); each optional."""
         keys = self
         if q := q.strip():
             # The owners are looked up first (people are few next to keys), so each part of the
@@ -158,6 +160,8 @@ class ApiKeyQuerySet(models.QuerySet):
                 keys = keys.allowing_addresses_outside(ips)
             else:
                 keys = keys.allowing_an_address_in(ips)
+        if created_before is not None:
+            keys = keys.filter(created_on__lt=created_before)
         return keys
 
     def page(self, *, before=None, after=None, size: int = KEY_PAGE_SIZE) -> "KeyPage":

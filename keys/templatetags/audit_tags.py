@@ -36,6 +36,8 @@ _LABELS = {
     "uses": "calls",
     "count": "calls",
     "replaces": "renews",
+    "scim": "SCIM request",
+    "scim_external_id": "identity provider's id (externalId)",
 }
 # Details the rest of the line says already: who acted (the actor column).
 _SAID_ELSEWHERE = {"by"}
@@ -49,6 +51,7 @@ _MACHINES = {
     "system": "the portal",
     "leak report": "a leak report",
     "unauthenticated caller": "an unauthenticated caller",
+    "SCIM": "the identity provider (SCIM)",  # portal/scim/provisioning.py
 }
 
 
