@@ -279,3 +279,18 @@ def test_set_roles_keeps_groups_that_are_no_role_and_refuses_unknown_roles(alice
     assert set(alice.groups.values_list("name", flat=True)) == {"auditor", "newsletter"}
     with pytest.raises(ValueError, match="Not a role: root"):
         set_roles(alice, {"root"})
+
+
+# --- the test provider's own rule: missing Node.js skips loudly, but fails on CI -------------
+
+
+def test_without_node_the_provider_tests_skip_loudly_but_fail_under_ci(monkeypatch):
+    from tests import oidc_server
+
+    monkeypatch.setattr(oidc_server.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"SKIPPED LOUDLY: Node\.js and npm"):
+        oidc_server._node_and_npm()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"CI=true: required, not skipped"):
+        oidc_server._node_and_npm()
