@@ -167,7 +167,10 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def _provisioned_user(self, request, sources: list[dict], username: str):
         """The existing account this first SSO log-in belongs to, if any (else None)."""
         email = _claim(sources, "email") if _claim(sources, "email_verified") is True else None
-        match = Q(username=username) | Q(email__iexact=email) if email else Q(username=username)
+        # Whatever the case: providers compare names without it (Entra ID's UPNs, say).
+        match = Q(username__iexact=username)
+        if email:
+            match |= Q(email__iexact=email)
         found = list(get_user_model().objects.filter(match)[:2])
         if len(found) > 1:
             raise _refuse(

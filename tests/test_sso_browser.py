@@ -192,6 +192,16 @@ def test_an_account_an_admin_made_is_linked_at_its_first_sso_log_in(sso, page, l
     assert events("login_succeeded", "gina")[-1].details["linked"] is True
 
 
+def test_an_account_is_linked_whatever_the_case_of_its_user_name(sso, page, live_server):
+    made = get_user_model().objects.create_user("Erin.Visser@contoso.example")
+    sso.add_account("erin", preferred_username="erin.visser@contoso.example", email="")
+
+    sso_log_in(page, live_server.url, "erin")
+
+    assert SocialAccount.objects.get(uid="sub-erin").user == made
+    assert get_user_model().objects.count() == 1
+
+
 def test_a_deactivated_user_cannot_get_in_through_sso(sso, page, live_server):
     sso.add_account("erin", groups=["key-admins"])
     sso_log_in(page, live_server.url, "erin")
