@@ -6,12 +6,14 @@ provider's groups map to, the role changing when the groups change, a deactivate
 refused, a provider that is down or answers garbage giving a page that says so.
 """
 
+import json
 import re
 
 import pytest
 from allauth.socialaccount.models import SocialAccount
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.test import Client
 from playwright.sync_api import expect
 
 from keys.models import AuditEvent
@@ -347,3 +349,60 @@ def test_an_account_linked_to_one_person_at_the_provider_is_not_given_to_another
         other.close()
     assert [a.uid for a in SocialAccount.objects.filter(user__username="erin")] == ["sub-erin"]
     assert len(events("login_succeeded", "erin")) == 1
+
+
+# As Entra ID provisions someone through SCIM, and deactivates them (tests/test_scim.py).
+USERS = "/scim/v2/Users"
+SCIM_JSON = "application/scim+json"
+ENTRA_CREATE = {
+    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+    "externalId": "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef",
+    "userName": "erin@contoso.example",
+    "active": True,
+    "emails": [{"primary": True, "type": "work", "value": "erin@contoso.example"}],
+    "name": {"familyName": "Example", "givenName": "Erin"},
+}
+ENTRA_DEACTIVATION = {
+    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+    "Operations": [{"op": "Replace", "path": "active", "value": "False"}],
+}
+
+
+def test_a_person_scim_provisioned_signs_in_by_sso_until_scim_deactivates_them(
+    sso, settings, page, live_server
+):
+    token = "test-only-scim-token-0123456789abcdefghij"
+    settings.SCIM_TOKEN = token
+    scim = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    made = scim.post(USERS, json.dumps(ENTRA_CREATE), content_type=SCIM_JSON)
+    assert made.status_code == 201
+    # As Entra ID signs them in: the UPN as preferred_username, no email_verified.
+    sso.add_account(
+        "erin",
+        preferred_username="erin@contoso.example",
+        email="erin@contoso.example",
+        email_verified=None,
+        groups=["key-admins"],
+    )
+
+    sso_log_in(page, live_server.url, "erin")
+
+    expect(page.get_by_role("link", name="Users")).to_be_visible()
+    erin = get_user_model().objects.get(username="erin@contoso.example")
+    assert roles_of(erin) == {"admin"}  # SCIM made staff; the provider's claim made admin
+    assert SocialAccount.objects.get(user=erin).uid == "sub-erin"
+
+    # She leaves: the provider deactivates her through SCIM. The portal's session is gone...
+    gone = scim.patch(
+        f"{USERS}/{json.loads(made.content)['id']}",
+        json.dumps(ENTRA_DEACTIVATION),
+        content_type=SCIM_JSON,
+    )
+    assert gone.status_code == 200
+    page.goto(live_server.url + "/keys/")
+    expect(page).to_have_url(re.compile("/login/"))
+    # ...and single sign-on does not bring her back, whatever the provider still says.
+    sso_log_in(page, live_server.url, "erin")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "The account erin@contoso.example is deactivated."
+    )
