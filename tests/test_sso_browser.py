@@ -142,6 +142,13 @@ def test_the_first_sso_log_in_creates_the_user_with_the_mapped_role(sso, page, l
     assert log_in.details["method"] == "sso"
     assert log_in.details["subject"] == "sub-erin"
     assert log_in.details["roles"] == ["admin"]
+    # As the audit history says it.
+    page.goto(live_server.url + "/audit/")
+    history = page.get_by_role("main")
+    expect(history).to_contain_text("the single sign-on provider")
+    expect(history).to_contain_text("added: admin")
+    expect(history).to_contain_text("method: sso")
+    expect(history).to_contain_text("provider's id (sub): sub-erin")
     assert errors == []
 
 
