@@ -1,30 +1,45 @@
-"""The log-in forms of the portal and of the Django admin, saying so when the throttle is why
-a log-in failed (portal.backends.ThrottledModelBackend applies the throttle)."""
+"""The log-in pages of the portal (django-allauth's, docs/design.md §10) and of the Django admin,
+saying so when the throttle, or SSO_ONLY, is why a log-in failed
+(portal.backends.ThrottledModelBackend applies both, on both)."""
 
+from allauth.account.forms import LoginForm
+from allauth.account.views import LoginView, LogoutView
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.views import LoginView
 from django.core.exceptions import ValidationError
-from django.urls import reverse
 from django.views.decorators.debug import sensitive_variables
 
 from keys.lib import throttle
-from portal.backends import login_buckets
-from portal.roles import home_page
+from portal.backends import login_buckets, password_refused
+
+# The error codes of a refused user name and password: Django's form, then allauth's.
+REFUSED = {"invalid_login", "username_password_mismatch"}
 
 
 class ThrottleMessageMixin:
     throttled_message = "Too many failed log-in attempts. Try again in %(minutes)s."
+    sso_only_message = (
+        "Log-in with a password is turned off here: use Sign in with %(label)s. If the single "
+        "sign-on provider is down, ask an administrator."
+    )
+
+    def typed_username(self) -> str | None:
+        return self.cleaned_data.get("username")  # type: ignore[attr-defined]
 
     @sensitive_variables()
     def clean(self):
         try:
             return super().clean()
         except ValidationError as error:
-            username = self.cleaned_data.get("username")
-            if error.code != "invalid_login" or not username:
+            username = self.typed_username()
+            if error.code not in REFUSED or not username:
                 raise
+            if password_refused(username):
+                raise ValidationError(
+                    self.sso_only_message,
+                    code="sso_only",
+                    params={"label": settings.OIDC_BUTTON_LABEL},
+                ) from None
             seconds = throttle.login_locked_for(login_buckets(self.request, username))
             if not seconds:
                 raise
@@ -36,8 +51,25 @@ class ThrottleMessageMixin:
             ) from None
 
 
-class ThrottledAuthenticationForm(ThrottleMessageMixin, AuthenticationForm):
-    """The portal's /login/ form."""
+class PortalLoginForm(ThrottleMessageMixin, LoginForm):
+    """The portal's /login/ form: allauth's, with the field names and words of before.
+
+    allauth calls its user name field `login`; it is sent as `username` (`id_username`), as
+    the form always was, so password managers and links keep working.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.widget.attrs.pop("placeholder", None)  # the label says it, and stays
+            field.help_text = ""  # no "Forgot your password?": there is no self-service reset
+        self.fields["login"].widget.attrs["autofocus"] = True
+
+    def add_prefix(self, field_name: str) -> str:
+        return "username" if field_name == "login" else super().add_prefix(field_name)
+
+    def typed_username(self) -> str | None:
+        return self.cleaned_data.get("login")
 
 
 class ThrottledAdminAuthenticationForm(ThrottleMessageMixin, AdminAuthenticationForm):
@@ -45,13 +77,8 @@ class ThrottledAdminAuthenticationForm(ThrottleMessageMixin, AdminAuthentication
 
 
 class PortalLoginView(LoginView):
-    """/login/: without a `next`, each person lands where `/` would take them."""
-
-    redirect_authenticated_user = True
-    authentication_form = ThrottledAuthenticationForm
-
-    def get_default_redirect_url(self) -> str:
-        return reverse(home_page(self.request.user))
+    """/login/: without a `next`, each person lands where `/` would take them
+    (portal.accounts.PortalAccountAdapter)."""
 
     def get_context_data(self, **kwargs):
         # Sent here by the idle log-out (static/portal.js): say why, before asking again.
@@ -59,3 +86,9 @@ class PortalLoginView(LoginView):
         context["signed_out_idle"] = self.request.GET.get("ended") == "idle"
         context["idle_seconds"] = settings.SESSION_COOKIE_AGE
         return context
+
+
+class PortalLogoutView(LogoutView):
+    """/logout/: a POST (the header's Log out button) signs out; a GET changes nothing."""
+
+    http_method_names = ["post", "options"]

@@ -54,6 +54,27 @@ def home_page(user) -> str:
     return "keys:list"
 
 
+def roles_of(user) -> set[str]:
+    """The roles `user` has (groups that are no role do not count)."""
+    return set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+
+
+def set_roles(user, roles: set[str]) -> None:
+    """Give `user` exactly these roles: add the missing, remove the others (other groups stay).
+
+    Each change reaches the audit history through portal.user_events (roles_changed).
+    """
+    from django.contrib.auth.models import Group
+
+    if unknown := set(roles) - set(ROLES):
+        raise ValueError(f"Not a role: {', '.join(sorted(unknown))}")
+    current = roles_of(user)
+    if extra := current - set(roles):
+        user.groups.remove(*Group.objects.filter(name__in=extra))
+    if missing := set(roles) - current:
+        user.groups.add(*Group.objects.filter(name__in=missing))
+
+
 def permissions_of_every_active_user(roles: set[str]) -> set[str]:
     """Staff's permissions, for anyone whose only role is not auditor (read-only by definition).
 

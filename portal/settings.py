@@ -19,6 +19,10 @@ from portal.env import (
     env_bool,
     env_int,
     env_list,
+    env_map,
+    env_words,
+    form_action_sources,
+    oidc_providers,
     optional_secret,
     secret_key,
 )
@@ -42,6 +46,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.forms",
     "django_htmx",
+    # Accounts (docs/design.md §10): log-in, log-out and the second factor; no sign-up. Single
+    # sign-on through OpenID Connect (portal/sso.py).
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "portal",
     "keys",
 ]
@@ -62,6 +73,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # django-allauth's log-in stages (password, then second factor) and its context.
+    "allauth.account.middleware.AccountMiddleware",
     # A successful log-in on any path leaves its signed device cookie (portal/devices.py).
     "portal.devices.DeviceCookieMiddleware",
     # Signed-in pages show key metadata: no browser or proxy cache keeps them.
@@ -152,6 +165,20 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "keys:list"
 LOGOUT_REDIRECT_URL = "login"
 
+# django-allauth (docs/design.md §10): people log in with their user name and password at
+# /login/ (portal/login.py); accounts come from admins (adduser, Users, the Django admin), never
+# from sign-up (portal/accounts.py closes it).
+ACCOUNT_ADAPTER = "portal.accounts.PortalAccountAdapter"
+ACCOUNT_FORMS = {"login": "portal.login.PortalLoginForm"}
+ACCOUNT_LOGIN_METHODS = {"username"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+# One log-in throttle, keys.lib.throttle behind portal.backends.ThrottledModelBackend, decides
+# on every path; allauth's own counters would lock people out on other terms and other words.
+ACCOUNT_RATE_LIMITS = False
+# The idle time-out below holds for everyone: no "Remember me" box.
+ACCOUNT_SESSION_REMEMBER = True
+
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env("TIME_ZONE", "Europe/Amsterdam")
 USE_I18N = True
@@ -207,7 +234,7 @@ CONTENT_SECURITY_POLICY = {
         "script-src": ["'self'"],
         "style-src": ["'self'"],
         "img-src": ["'self'", "data:"],
-        "form-action": ["'self'"],
+        "form-action": form_action_sources(env("OIDC_ISSUER", "")),
         "frame-ancestors": ["'none'"],
         "base-uri": ["'none'"],
         "object-src": ["'none'"],
@@ -310,3 +337,35 @@ LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK = env_int("LOGIN_THROTTLE_MAX_FAILURES_P
 LOGIN_THROTTLE_ACCOUNT_BUDGET = env_int("LOGIN_THROTTLE_ACCOUNT_BUDGET", 20)
 LOGIN_THROTTLE_MAX_FAILURES_PAST_BUDGET = env_int("LOGIN_THROTTLE_MAX_FAILURES_PAST_BUDGET", 1)
 LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_SECONDS", 15 * 60)
+
+# Single sign-on through OpenID Connect (docs/design.md §10, docs/settings.md): on when
+# OIDC_ISSUER is set. The log-in page then shows "Sign in with OIDC_BUTTON_LABEL"; a first
+# log-in creates the user; the roles come from the OIDC_ROLE_CLAIM claim through OIDC_ROLE_MAP
+# (a value not in the map: staff) and are read again at every log-in (portal/sso.py).
+OIDC_ISSUER = env("OIDC_ISSUER", "").rstrip("/")
+OIDC_CLIENT_ID = env("OIDC_CLIENT_ID", "")
+OIDC_CLIENT_SECRET = env("OIDC_CLIENT_SECRET", "")
+OIDC_BUTTON_LABEL = env("OIDC_BUTTON_LABEL", "") or "Single sign-on"
+OIDC_SCOPES = env_words("OIDC_SCOPES", "openid profile email")
+OIDC_ROLE_CLAIM = env("OIDC_ROLE_CLAIM", "") or "groups"
+OIDC_ROLE_MAP = env_map("OIDC_ROLE_MAP")
+# Only single sign-on, except for these local accounts (a way in when the provider is down).
+SSO_ONLY = env_bool("SSO_ONLY", False)
+SSO_BREAK_GLASS_ACCOUNTS = env_list("SSO_BREAK_GLASS_ACCOUNTS")
+SOCIALACCOUNT_ADAPTER = "portal.sso.SocialAccountAdapter"
+# The provider vouches for the person: no sign-up form, no verification mail, no tokens kept.
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_EMAIL_REQUIRED = False
+SOCIALACCOUNT_STORE_TOKENS = False
+# The button posts (with its CSRF token): a link or an image elsewhere cannot start a log-in.
+SOCIALACCOUNT_LOGIN_ON_GET = False
+# Seconds before a provider that does not answer counts as down (allauth's HTTP requests).
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 5
+SOCIALACCOUNT_PROVIDERS = oidc_providers(
+    issuer=OIDC_ISSUER,
+    client_id=OIDC_CLIENT_ID,
+    secret=OIDC_CLIENT_SECRET,
+    label=OIDC_BUTTON_LABEL,
+    scopes=OIDC_SCOPES,
+)

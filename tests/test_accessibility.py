@@ -111,6 +111,7 @@ STATES = [
     State("login", None, "/login/"),
     State("login-after-idle-time-out", None, "/login/?next=/keys/&ended=idle"),
     State("login-failed", None, _failed_log_in),
+    State("sign-up-closed", None, "/accounts/signup/"),
     State("profile", "alice", "/profile/"),
     State("keys-full", "alice", "/keys/"),
     State("add", "alice", "/keys/add/"),

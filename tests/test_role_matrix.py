@@ -9,7 +9,7 @@ The Django admin (/admin/), static files and the protected API (/api/, tested in
 files) are outside the portal pages.
 """
 
-from urllib.parse import quote
+from urllib.parse import unquote
 
 import pytest
 from django.urls import URLResolver, get_resolver
@@ -124,6 +124,117 @@ MATRIX = {
         "/gateway/verify/api/v1/risks/",
         {"GET": everyone(404), "POST": everyone(404)},
     ),
+    # django-allauth (docs/design.md §10). Its log-in is /login/; sign-up is closed (200: the
+    # page that says so); a signed-in person is sent home from log-in steps they do not need.
+    "accounts/login/": ("/accounts/login/", {"GET": everyone(302), "POST": everyone(302)}),
+    "accounts/signup/": (
+        "/accounts/signup/",
+        {"GET": statuses(200, 302, 302, 302, 302), "POST": statuses(200, 302, 302, 302, 302)},
+    ),
+    "accounts/inactive/": ("/accounts/inactive/", {"GET": everyone(200), "POST": everyone(405)}),
+    "accounts/login/code/confirm/": (
+        "/accounts/login/code/confirm/",
+        {"GET": everyone(302), "POST": everyone(302)},
+    ),
+    "accounts/reauthenticate/": (
+        "/accounts/reauthenticate/",
+        {"GET": statuses(302, 200, 200, 200, 200), "POST": statuses(302, 200, 200, 200, 200)},
+    ),
+    "accounts/reauthenticate/code/": (
+        "/accounts/reauthenticate/code/",
+        {"GET": everyone(302), "POST": everyone(302)},
+    ),
+    "accounts/reauthenticate/code/confirm/": (
+        "/accounts/reauthenticate/code/confirm/",
+        {"GET": everyone(302), "POST": everyone(302)},
+    ),
+    # The second factor: each person's own (auditors too). Changing one first asks to confirm
+    # it's you; codes and removal are there once a factor is.
+    "accounts/2fa/": (
+        "/accounts/2fa/",
+        {"GET": statuses(302, 200, 200, 200, 200), "POST": statuses(302, 405, 405, 405, 405)},
+    ),
+    "accounts/2fa/authenticate/": (
+        "/accounts/2fa/authenticate/",
+        {"GET": everyone(302), "POST": everyone(302)},
+    ),
+    "accounts/2fa/reauthenticate/": (
+        "/accounts/2fa/reauthenticate/",
+        {"GET": everyone(302), "POST": everyone(302)},
+    ),
+    "accounts/2fa/totp/activate/": (
+        "/accounts/2fa/totp/activate/",
+        {"GET": everyone(302), "POST": everyone(302)},
+    ),
+    "accounts/2fa/totp/deactivate/": (
+        "/accounts/2fa/totp/deactivate/",
+        {"GET": statuses(302, 404, 404, 404, 404), "POST": statuses(302, 404, 404, 404, 404)},
+    ),
+    "accounts/2fa/recovery-codes/": (
+        "/accounts/2fa/recovery-codes/",
+        {"GET": statuses(302, 404, 404, 404, 404), "POST": statuses(302, 405, 405, 405, 405)},
+    ),
+    "accounts/2fa/recovery-codes/generate/": (
+        "/accounts/2fa/recovery-codes/generate/",
+        {"GET": everyone(302), "POST": everyone(302)},
+    ),
+    "accounts/2fa/recovery-codes/download/": (
+        "/accounts/2fa/recovery-codes/download/",
+        {"GET": statuses(302, 404, 404, 404, 404), "POST": statuses(302, 404, 404, 404, 404)},
+    ),
+    # Single sign-on (portal/sso.py): nothing there while no provider is configured, as here
+    # (tests/test_sso*.py cover it configured). allauth's own patterns stand behind the
+    # portal's, which answer the same addresses.
+    **{
+        route: (url, {"GET": everyone(404), "POST": everyone(404)})
+        for route, url in [
+            ("accounts/oidc/<str:provider_id>/login/", "/accounts/oidc/sso/login/"),
+            (
+                "accounts/oidc/<str:provider_id>/login/callback/",
+                "/accounts/oidc/sso/login/callback/",
+            ),
+            ("accounts/oidc/^(?P<provider_id>[^/]+)/login/", "/accounts/oidc/sso/login/"),
+            (
+                "accounts/oidc/^(?P<provider_id>[^/]+)/login/callback/",
+                "/accounts/oidc/sso/login/callback/",
+            ),
+        ]
+    },
+    # Not offered: linking or unlinking a provider account by hand, a social sign-up form.
+    **{
+        route: (url, {"GET": everyone(404), "POST": everyone(404)})
+        for route, url in [
+            ("^accounts/(?:3rdparty|social)/", "/accounts/3rdparty/"),
+            ("accounts/3rdparty/", "/accounts/3rdparty/"),
+            ("accounts/3rdparty/login/cancelled/", "/accounts/3rdparty/login/cancelled/"),
+            ("accounts/3rdparty/login/error/", "/accounts/3rdparty/login/error/"),
+            ("accounts/3rdparty/signup/", "/accounts/3rdparty/signup/"),
+            ("accounts/social/connections/", "/accounts/social/connections/"),
+            ("accounts/social/login/cancelled/", "/accounts/social/login/cancelled/"),
+            ("accounts/social/login/error/", "/accounts/social/login/error/"),
+            ("accounts/social/signup/", "/accounts/social/signup/"),
+        ]
+    },
+    # Not offered: passwords are set by admins, e-mail addresses on the profile.
+    **{
+        route: (url, {"GET": everyone(404), "POST": everyone(404)})
+        for route, url in [
+            ("^accounts/(?:logout|password|email|confirm-email)/", "/accounts/password/"),
+            ("accounts/logout/", "/accounts/logout/"),
+            ("accounts/email/", "/accounts/email/"),
+            ("accounts/confirm-email/", "/accounts/confirm-email/"),
+            ("accounts/^confirm-email/(?P<key>[-:\\w]+)/$", "/accounts/confirm-email/k/"),
+            ("accounts/password/change/", "/accounts/password/change/"),
+            ("accounts/password/set/", "/accounts/password/set/"),
+            ("accounts/password/reset/", "/accounts/password/reset/"),
+            ("accounts/password/reset/done/", "/accounts/password/reset/done/"),
+            ("accounts/password/reset/key/done/", "/accounts/password/reset/key/done/"),
+            (
+                "accounts/^password/reset/key/(?P<uidb36>[0-9A-Za-z]+)-(?P<key>.+)/$",
+                "/accounts/password/reset/key/1-k/",
+            ),
+        ]
+    },
     # SCIM answers an identity provider's bearer token only, never a session; with SCIM off
     # (no SCIM_TOKEN, as here) it does not exist. tests/test_scim.py covers it switched on.
     "scim/v2/Users": ("/scim/v2/Users", {"GET": everyone(404), "POST": everyone(404)}),
@@ -138,10 +249,19 @@ MATRIX = {
     "scim/v2/Schemas/<str:urn>": ("/scim/v2/Schemas/x", {"GET": everyone(404)}),
     "scim/v2/<path:rest>": ("/scim/v2/Groups", {"GET": everyone(404)}),
 }
+# Anonymous visitors these send to the log-in page without a way back: a log-in step, or a
+# page that has no meaning without one.
+TO_LOG_IN_WITHOUT_NEXT = {
+    "accounts/login/",
+    "accounts/login/code/confirm/",
+    "accounts/2fa/authenticate/",
+}
 
 # What only reads: an auditor may never get past the permission check anywhere else.
 READ_ONLY = {"", "login/", "logout/", "profile/", "keys/", "keys/<str:identifier>/"}
 READ_ONLY |= {"all-keys/", "audit/", "audit/export.csv", "users/", "healthz", "readyz"}
+# A person's own way in (log-in steps, confirming it's you, their second factor): auditors too.
+READ_ONLY |= {route for route in MATRIX if route.startswith(("accounts/", "^accounts/"))}
 # Checking the chain reads it; the result is kept outside it (keys.models.ChainVerification).
 READ_ONLY |= {"all-keys/inventory.csv", "audit/verify/"}
 READ_ONLY |= {"gateway/verify", "^gateway/verify(?P<envoy_path>/.*)$"}
@@ -189,9 +309,9 @@ def test_role_matrix(route, method, persona, request, client, alice, bob, carol,
         f"{method} {url} as {persona}: {response.status_code}"
     )
     to_log_in = persona == "anonymous" and response.status_code == 302
-    if to_log_in and route not in ("logout/", ""):
+    if to_log_in and route not in ("logout/", "", *TO_LOG_IN_WITHOUT_NEXT):
         # and back here afterwards, the query string too
-        assert response["Location"] == f"/login/?next={quote(url, safe='/')}"
+        assert unquote(response["Location"]) == f"/login/?next={url}"
     if to_log_in or response.status_code in (403, 404, 405):
         # Refused: nothing changed, since every change appends its event to the history.
         assert AuditEvent.objects.count() == events, f"{method} {url} as {persona} changed it"

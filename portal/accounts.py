@@ -1,0 +1,25 @@
+"""How django-allauth fits the portal (docs/design.md §10): no sign-up, and each person lands
+on their role's home page."""
+
+from allauth.account.adapter import DefaultAccountAdapter
+from django.http import HttpRequest
+from django.urls import reverse
+
+from portal.roles import home_page
+
+
+class PortalAccountAdapter(DefaultAccountAdapter):
+    error_messages = {
+        **DefaultAccountAdapter.error_messages,
+        # The words people met before allauth (Django's log-in form).
+        "username_password_mismatch": "Please enter a correct username and password. "
+        "Note that both fields may be case-sensitive.",
+    }
+
+    def is_open_for_signup(self, request: HttpRequest) -> bool:
+        # Accounts come from admins (adduser, Users, the Django admin), single sign-on or
+        # provisioning, never from a visitor's own sign-up.
+        return False
+
+    def get_login_redirect_url(self, request: HttpRequest) -> str:
+        return reverse(home_page(request.user))
