@@ -9,7 +9,7 @@ from keys.models import Api, latest_expiry_for, local_date
 
 # Real redis-server for `redis` tests, the `postgres_only` marker: see tests/servers.py.
 # Chromium, log-in and axe-core checks for `browser` tests: see tests/browser.py.
-pytest_plugins = ["tests.servers", "tests.browser"]
+pytest_plugins = ["tests.servers", "tests.browser", "tests.stream_receivers"]
 
 
 @pytest.fixture(autouse=True)
