@@ -23,6 +23,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +119,7 @@ class HttpsReceiver:
         self.mode = "ok"  # "ok", "fail" (500) or "hang" (until `release` is set)
         self.release = threading.Event()
         self.lines: list[str] = []
+        self.arrivals: list[float] = []  # time.time() each line arrived (bench/stream_lag.py)
         self.requests = 0
         self.bad_signatures = 0
         self.hanging = threading.Event()  # set while a request hangs
@@ -153,6 +155,7 @@ class HttpsReceiver:
                 with receiver.lock:
                     lines = body.decode().splitlines()
                     receiver.lines.extend(lines)
+                    receiver.arrivals.extend([time.time()] * len(lines))
                     with receiver.path.open("a") as stored:
                         stored.writelines(line + "\n" for line in lines)
                 self.send_response(204)
@@ -214,6 +217,7 @@ class Rsyslog:
         self.port = free_port()
         self.messages = directory / "messages.jsonl"
         self.structured = directory / "structured.txt"
+        self.timed = directory / "timed.txt"  # when rsyslog got each message, then its MSG
         self.proc: subprocess.Popen | None = None
 
     def config(self) -> str:
@@ -240,6 +244,9 @@ class Rsyslog:
             + 'template(name="sd" type="string" string="%msgid% %structured-data%\\n")\n'
             + f'action(type="omfile" file="{self.messages}" template="msg")\n'
             + f'action(type="omfile" file="{self.structured}" template="sd")\n'
+            + 'template(name="timed" type="string" '
+            + 'string="%timegenerated:::date-rfc3339% %msg%\\n")\n'
+            + f'action(type="omfile" file="{self.timed}" template="timed")\n'
         )
 
     def start(self) -> "Rsyslog":
