@@ -112,6 +112,25 @@ def test_custom_header_values_are_kept_but_never_recorded_nor_shown(login, carol
     assert "1f2e3d4c" not in edit_page and "Authorization" in edit_page
 
 
+def test_query_values_of_the_url_are_neither_recorded_nor_shown(login, carol):
+    client = login(carol)
+    url = "https://splunk.example.com/services/collector/raw?token=hec-secret-1&sourcetype=kp"
+    destination = add(client, url=url)
+
+    assert destination.url == url
+    (event,) = events_of(Action.DESTINATION_ADDED)
+    assert event.details["after"]["url"] == (
+        "https://splunk.example.com/services/collector/raw?token=…&sourcetype=…"
+    )
+    assert "hec-secret-1" not in client.get(STREAMING).content.decode()
+
+
+def test_credentials_in_the_url_are_refused(login, carol):
+    response = login(carol).post(ADD, webhook_fields(url="https://user:pw@siem.example.com/in"))
+    assert response.status_code == 400
+    assert "Put credentials in a custom header" in response.content.decode()
+
+
 def test_a_plain_http_url_is_refused_next_to_the_url_field(login, carol):
     response = login(carol).post(ADD, webhook_fields(url="http://siem.example.com/in"))
     assert response.status_code == 400

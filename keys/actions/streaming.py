@@ -23,7 +23,7 @@ def destination_snapshot(destination: StreamDestination) -> dict:
         "active": destination.is_active,
     }
     if destination.is_webhook:
-        snapshot["url"] = destination.url
+        snapshot["url"] = destination.target  # query values hidden: a token may be one
         snapshot["header_names"] = sorted(destination.headers)
     else:
         snapshot["host"] = destination.host

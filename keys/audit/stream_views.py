@@ -8,7 +8,6 @@ Every change is an action with its audit event (keys.actions.streaming).
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -145,13 +144,12 @@ def destination_replay(request: HttpRequest, identifier: str) -> HttpResponse:
     replay_form = ReplayForm(request.POST)
     if replay_form.is_valid():
         try:
-            with transaction.atomic():
-                destination = replay_destination(
-                    destination,
-                    from_seq=replay_form.cleaned_data["from_seq"],
-                    actor=request.user,
-                    ip=client_ip(request),
-                )
+            destination = replay_destination(
+                destination,
+                from_seq=replay_form.cleaned_data["from_seq"],
+                actor=request.user,
+                ip=client_ip(request),
+            )
         except ValidationError as error:
             replay_form.add_error(None, error)
         else:

@@ -93,8 +93,9 @@ class StreamDestination(models.Model):
 
     @property
     def target(self) -> str:
-        """Where it sends, for people: the URL, or host:port."""
-        return self.url if self.is_webhook else f"{self.host}:{self.port}"
+        """Where it sends, for people and the history: the URL without its query values (some
+        receivers take a token there), or host:port."""
+        return url_for_people(self.url) if self.is_webhook else f"{self.host}:{self.port}"
 
     def oldest_unsent_at(self):
         """The time of the first event not yet acknowledged; None when none is waiting."""
@@ -141,6 +142,15 @@ class StreamDestination(models.Model):
             raise ValidationError(errors)
 
 
+def url_for_people(url: str) -> str:
+    """The URL with each query value replaced by "…": what pages and the history show."""
+    base, question, query = url.partition("?")
+    if not question:
+        return url
+    names = [pair.partition("=")[0] for pair in query.split("&") if pair]
+    return base + "?" + "&".join(f"{name}=…" for name in names)
+
+
 def webhook_url_problem(url: str) -> str | None:
     """Why `url` may not receive the history; None if it may.
 
@@ -157,6 +167,8 @@ def webhook_url_problem(url: str) -> str | None:
         return "Not a valid URL."
     if not parts.hostname:
         return "Give a full URL, e.g. https://siem.example.com/collector."
+    if parts.username is not None or parts.password is not None:
+        return "Put credentials in a custom header (e.g. Authorization), not in the URL."
     if parts.scheme == "https":
         return None
     if (
