@@ -59,7 +59,7 @@ def _secret_page(request, destination: StreamDestination, secret: str) -> HttpRe
 @login_required
 @permission_required(MANAGE_STREAMING, raise_exception=True)
 def destination_add(request: HttpRequest) -> HttpResponse:
-    form = DestinationForm(request.POST or None)
+    form = DestinationForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             destination = add_destination(form.instance, actor=request.user, ip=client_ip(request))
@@ -81,7 +81,7 @@ def destination_add(request: HttpRequest) -> HttpResponse:
 @permission_required(MANAGE_STREAMING, raise_exception=True)
 def destination_edit(request: HttpRequest, identifier: str) -> HttpResponse:
     destination = get_object_or_404(StreamDestination, identifier=identifier)
-    form = DestinationForm(request.POST or None, instance=destination)
+    form = DestinationForm(request.POST if request.method == "POST" else None, instance=destination)
     if request.method == "POST" and form.is_valid():
         try:
             destination = change_destination(
@@ -121,9 +121,9 @@ def destination_remove(request: HttpRequest, identifier: str) -> HttpResponse:
     return render(request, "audit/stream_remove.html", {"destination": destination})
 
 
-@require_POST
 @login_required
 @permission_required(MANAGE_STREAMING, raise_exception=True)
+@require_POST
 def destination_test(request: HttpRequest, identifier: str) -> HttpResponse:
     """Send one test message (not an audit event) now and say what the receiver answered."""
     destination = get_object_or_404(StreamDestination, identifier=identifier)
@@ -136,9 +136,9 @@ def destination_test(request: HttpRequest, identifier: str) -> HttpResponse:
     return redirect("audit:streaming")
 
 
-@require_POST
 @login_required
 @permission_required(MANAGE_STREAMING, raise_exception=True)
+@require_POST
 def destination_replay(request: HttpRequest, identifier: str) -> HttpResponse:
     destination = get_object_or_404(StreamDestination, identifier=identifier)
     replay_form = ReplayForm(request.POST)
