@@ -329,41 +329,65 @@ class Load:
         self.thread.join(timeout=30)
 
 
+class Outage:
+    """A receiver to take down and bring back: the HTTPS receiver or rsyslogd over TLS."""
+
+    def __init__(self, kind, request, carol):
+        if kind == "webhook":
+            self.receiver = request.getfixturevalue("make_receiver")(new_secret())
+            self.destination = webhook(carol, self.receiver, batch_size=20)
+        else:
+            self.receiver = request.getfixturevalue("rsyslog_tls")
+            self.destination = syslog(carol, self.receiver, StreamDestination.Kind.SYSLOG_TLS)
+            StreamDestination.objects.filter(pk=self.destination.pk).update(batch_size=20)
+        self.kind = kind
+
+    def lines(self) -> list[str]:
+        return list(self.receiver.lines) if self.kind == "webhook" else self.receiver.lines()
+
+    def stop(self):
+        self.receiver.stop()  # rsyslogd: SIGTERM, so it writes what it read (see docs)
+
+    def start(self):
+        self.receiver.start()
+
+
+@pytest.mark.parametrize("kind", ["webhook", "syslog_tls"])
 def test_a_receiver_outage_under_load_loses_nothing_and_keeps_the_order(
-    carol, make_receiver, certificates, tmp_path
+    kind, request, carol, certificates, tmp_path
 ):
     """The issue's 30 s outage, shortened to 6 s: the same path (refused connections, back-off
     capped at AUDIT_STREAM_MAX_BACKOFF_SECONDS, resume from last_acked_seq) at any length."""
-    receiver = make_receiver(new_secret())
-    destination = webhook(carol, receiver, batch_size=20)
+    outage = Outage(kind, request, carol)
+    destination = outage.destination
     with (tmp_path / "sender.log").open("w") as log:
         sender = start_sender(certificates, log)
     try:
         with Load(per_second=25):
-            wait_for(lambda: len(receiver.lines) >= 20, timeout=20, what="first events")
-            receiver.stop()
+            wait_for(lambda: len(outage.lines()) >= 20, timeout=20, what="first events")
+            outage.stop()
             time.sleep(6)  # the outage
-            receiver.start()
+            outage.start()
             time.sleep(3)  # events keep coming after the receiver is back
         wait_for(
             lambda: (
                 StreamDestination.objects.get(pk=destination.pk).last_acked_seq == head()
-                and len(set(receiver.lines)) >= head()
+                and len(set(outage.lines())) >= head()
             ),
             timeout=30,
-            what="every event acknowledged",
+            what="every event acknowledged and stored",
         )
     finally:
         stop_process(sender)
     destination.refresh_from_db()
-    report = check_jsonl(receiver.lines, public_key())
+    report = check_jsonl(outage.lines(), public_key())
     assert report.problems == [] and report.gaps == [] and report.out_of_order == []
     assert report.unique == list(range(1, head() + 1))
     assert destination.failed >= 1  # the outage was seen
     # A resent batch repeats at most once per failed try.
     assert len(report.duplicates) <= destination.failed * destination.batch_size
     print(
-        f"outage: {head()} events, {destination.failed} failed tries, "
+        f"outage ({kind}): {head()} events, {destination.failed} failed tries, "
         f"duplicates {report.duplicates}"
     )
 
