@@ -14,11 +14,11 @@ import threading
 import time
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from keys.actions.streaming import add_destination, replay_destination
 from keys.audit import chain, delivery, signing
-from keys.models import AuditEvent, StreamDestination
+from keys.models import AuditEvent, StreamDestination, StreamDestinationQuerySet
 from keys.models.streaming import new_secret
 from tests.servers import REPO, manage_env, stop_process, wait_for
 from tests.stream_receivers import check_jsonl, database_url_of_tests
@@ -280,6 +280,29 @@ def test_a_second_sender_does_not_send_a_batch_another_sender_is_sending(
     finally:
         first.stop.set()
         receiver.release.set()
+        thread.join(timeout=30)
+
+
+def test_the_sender_outlives_a_database_error_while_it_lists_the_destinations(
+    carol, make_receiver, monkeypatch
+):
+    receiver = make_receiver(new_secret())
+    webhook(carol, receiver)
+    real_active = StreamDestinationQuerySet.active
+    failures = iter([True])
+
+    def active_but_first_down(self):
+        if next(failures, False):
+            raise OperationalError("the database is restarting")
+        return real_active(self)
+
+    monkeypatch.setattr(StreamDestinationQuerySet, "active", active_but_first_down)
+    sender = delivery.Sender(poll=0.1)
+    thread = run_in_thread(sender)
+    try:
+        wait_for(lambda: len(receiver.lines) >= head(), timeout=20, what="delivery")
+    finally:
+        sender.stop.set()
         thread.join(timeout=30)
 
 

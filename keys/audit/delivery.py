@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -207,7 +207,12 @@ class Sender:
         """Keep a thread per active destination (new ones start within a few polls)."""
         while not self.stop.is_set():
             close_old_connections()
-            for pk in StreamDestination.objects.active().values_list("pk", flat=True):
+            try:
+                active = list(StreamDestination.objects.active().values_list("pk", flat=True))
+            except DatabaseError:  # the database restarts: try again, as the threads do
+                logger.warning("Audit stream: cannot read the destinations", exc_info=True)
+                active = []
+            for pk in active:
                 thread = self.threads.get(pk)
                 if thread is None or not thread.is_alive():
                     thread = threading.Thread(target=self._destination, args=(pk, False))
