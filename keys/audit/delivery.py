@@ -205,23 +205,29 @@ class Sender:
 
     def run_forever(self) -> None:
         """Keep a thread per active destination (new ones start within a few polls)."""
-        while not self.stop.is_set():
-            close_old_connections()
-            try:
-                active = list(StreamDestination.objects.active().values_list("pk", flat=True))
-            except DatabaseError:  # the database restarts: try again, as the threads do
-                logger.warning("Audit stream: cannot read the destinations", exc_info=True)
-                active = []
-            for pk in active:
-                thread = self.threads.get(pk)
-                if thread is None or not thread.is_alive():
-                    thread = threading.Thread(target=self._destination, args=(pk, False))
-                    thread.daemon = True
-                    self.threads[pk] = thread
-                    thread.start()
-            self.stop.wait(self.poll * 4)
-        for thread in self.threads.values():
-            thread.join()
+        try:
+            while not self.stop.is_set():
+                self._start_threads()
+                self.stop.wait(self.poll * 4)
+            for thread in self.threads.values():
+                thread.join()
+        finally:
+            connection.close()  # this thread's own; each destination thread closes its own
+
+    def _start_threads(self) -> None:
+        close_old_connections()
+        try:
+            active = list(StreamDestination.objects.active().values_list("pk", flat=True))
+        except DatabaseError:  # the database restarts: try again, as the threads do
+            logger.warning("Audit stream: cannot read the destinations", exc_info=True)
+            return
+        for pk in active:
+            thread = self.threads.get(pk)
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(target=self._destination, args=(pk, False))
+                thread.daemon = True
+                self.threads[pk] = thread
+                thread.start()
 
     def _destination(self, pk: int, once: bool) -> None:
         failures = 0
