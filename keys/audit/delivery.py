@@ -60,7 +60,17 @@ class Outcome:
 
 
 def _claim(pk: int, owner: str) -> StreamDestination | None:
+    """The destination, if this sender holds it or may take it; None if another sender does."""
     now = timezone.now()
+    lease = datetime.timedelta(seconds=lease_seconds())
+    # Held, with more than half the lease left: a plain read. Each acknowledgement renews the
+    # lease, so a busy destination costs one write per batch; on SQLite every write waits for
+    # the one write lock that each audit event also takes.
+    held = StreamDestination.objects.filter(
+        pk=pk, is_active=True, lease_owner=owner, lease_until__gt=now + lease / 2
+    ).first()
+    if held is not None:
+        return held
     with transaction.atomic():
         destination = (
             StreamDestination.objects.select_for_update(skip_locked=True)
@@ -71,7 +81,7 @@ def _claim(pk: int, owner: str) -> StreamDestination | None:
         if destination is None:
             return None
         destination.lease_owner = owner
-        destination.lease_until = now + datetime.timedelta(seconds=lease_seconds())
+        destination.lease_until = now + lease
         destination.save(update_fields=["lease_owner", "lease_until"])
     return destination
 
@@ -110,10 +120,12 @@ def deliver_batch(pk: int, owner: str) -> Outcome:
             error,
         )
         return Outcome(error=str(error))
+    now = timezone.now()
     StreamDestination.objects.filter(pk=pk, lease_owner=owner, last_acked_seq=start).update(
         last_acked_seq=events[-1].seq,
         sent=F("sent") + len(events),
-        last_sent_at=timezone.now(),
+        last_sent_at=now,
+        lease_until=now + datetime.timedelta(seconds=lease_seconds()),
     )
     return Outcome(sent=len(events))
 
