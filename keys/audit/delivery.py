@@ -7,7 +7,8 @@ Run by `manage.py stream_audit` on one or more app servers. For each destination
    a lease unless another sender holds an unexpired one. The lock is not held while sending:
    on SQLite that would stop every write to the portal for as long as a receiver hangs. The
    lease (longer than any one send may take) keeps two senders from sending the same batch
-   at once; a sender that dies leaves a lease that lapses.
+   at once; a sender that dies leaves a lease that lapses. Each acknowledgement renews it, so
+   a sender that holds it only reads the row.
 2. Read the events after `last_acked_seq`, oldest first, at most `batch_size`.
 3. Send them; only when the receiver acknowledges (keys.lib.stream_transports says what that
    means per transport) move `last_acked_seq` forward, and only if it still stands where the
