@@ -8,8 +8,9 @@
   (plain or TLS with the throw-away certificate), writing each message's MSG (the event's
   JSON) to one file and its structured data to another. Missing rsyslogd: skipped loudly,
   failed under CI=true.
-- check_jsonl(): what verify_audit --jsonl checks, done here with keys.audit's hashing and
-  signing: every line's hash and signature, continuity, gaps, duplicates.
+- check_jsonl(): the order the lines arrived in (which verify_audit --jsonl, checking in seq
+  order, only mentions), with every line's hash and signature, continuity, gaps and
+  duplicates; the tests run verify_audit --jsonl on the stored files as well.
 """
 
 import datetime

@@ -6,6 +6,7 @@ HMAC, and rsyslogd over TCP and TLS writing to files. The sender runs in this pr
 process where a process must die or outlive a receiver.
 """
 
+import io
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import threading
 import time
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 
 from keys.actions.streaming import add_destination, replay_destination
@@ -56,6 +58,21 @@ def webhook(carol, receiver, name="SIEM", **fields) -> StreamDestination:
 def syslog(carol, receiver, kind) -> StreamDestination:
     destination = StreamDestination(name="rsyslog", kind=kind, host="127.0.0.1", port=receiver.port)
     return add_destination(destination, actor=carol)
+
+
+def verify_offline(path, tmp_path) -> str:
+    """`verify_audit --jsonl FILE --public-key PEM` on what a receiver stored: its output, or
+    CommandError (with the problems on stderr) when the file does not pass."""
+    pem = tmp_path / "audit-public-key.pem"
+    pem.write_text(public_key())
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command(
+            "verify_audit", "--jsonl", str(path), "--public-key", str(pem), stdout=out, stderr=err
+        )
+    except CommandError:
+        raise AssertionError(err.getvalue()) from None
+    return out.getvalue()
 
 
 def head() -> int:
@@ -157,7 +174,7 @@ def test_syslog_over_tcp_reaches_rsyslog_one_message_per_event_with_structured_d
     )
 
 
-def test_syslog_over_tls_reaches_rsyslog_and_verifies_offline(carol, rsyslog_tls):
+def test_syslog_over_tls_reaches_rsyslog_and_verifies_offline(carol, rsyslog_tls, tmp_path):
     destination = syslog(carol, rsyslog_tls, StreamDestination.Kind.SYSLOG_TLS)
     append(20)
 
@@ -169,6 +186,7 @@ def test_syslog_over_tls_reaches_rsyslog_and_verifies_offline(carol, rsyslog_tls
     wait_for(lambda: len(rsyslog_tls.lines()) >= 21, timeout=10, what="rsyslog file")
     report = check_jsonl(rsyslog_tls.lines(), public_key())
     assert report.problems == [] and report.seqs == list(range(1, 22))
+    assert "OK: 21 events, seq 1 to 21" in verify_offline(rsyslog_tls.messages, tmp_path)
 
 
 def test_syslog_tls_to_an_untrusted_certificate_sends_nothing(carol, rsyslog_tls, settings):
@@ -368,6 +386,11 @@ class Outage:
     def lines(self) -> list[str]:
         return list(self.receiver.lines) if self.kind == "webhook" else self.receiver.lines()
 
+    @property
+    def path(self):
+        """The file the receiver wrote."""
+        return self.receiver.path if self.kind == "webhook" else self.receiver.messages
+
     def stop(self):
         self.receiver.stop()  # rsyslogd: SIGTERM, so it writes what it read (see docs)
 
@@ -409,6 +432,7 @@ def test_a_receiver_outage_under_load_loses_nothing_and_keeps_the_order(
     assert destination.failed >= 1  # the outage was seen
     # A resent batch repeats at most once per failed try.
     assert len(report.duplicates) <= destination.failed * destination.batch_size
+    assert f"OK: {head()} events, seq 1 to {head()}" in verify_offline(outage.path, tmp_path)
     print(
         f"outage ({kind}): {head()} events, {destination.failed} failed tries, "
         f"duplicates {report.duplicates}"
@@ -447,3 +471,4 @@ def test_a_killed_sender_resumes_at_the_last_acknowledged_event(
     report = check_jsonl(receiver.lines, public_key())
     assert report.problems == [] and report.gaps == []
     assert report.unique == list(range(1, head() + 1))
+    assert f"OK: {head()} events, seq 1 to {head()}" in verify_offline(receiver.path, tmp_path)
