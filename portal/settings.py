@@ -312,6 +312,18 @@ AUDIT_CHECKPOINT_EVERY_EVENTS = env_int("AUDIT_CHECKPOINT_EVERY_EVENTS", 1000)
 AUDIT_VERIFY_NOW_MAX_EVENTS = env_int("AUDIT_VERIFY_NOW_MAX_EVENTS", 200_000)
 AUDIT_CHECKPOINT_EVERY_SECONDS = env_int("AUDIT_CHECKPOINT_EVERY_SECONDS", 60)
 
+# Audit streaming (manage.py stream_audit, docs/deploy.md "Streaming the audit history").
+# Each connect, TLS handshake and response waits at most this long, so a hanging receiver
+# holds only its own destination's thread, and only this long per try.
+AUDIT_STREAM_TIMEOUT_SECONDS = env_int("AUDIT_STREAM_TIMEOUT_SECONDS", 10)
+# After a failure a destination waits 1, 2, 4, … seconds, at most this long, before the next try.
+AUDIT_STREAM_MAX_BACKOFF_SECONDS = env_int("AUDIT_STREAM_MAX_BACKOFF_SECONDS", 30)
+# A CA bundle (PEM file) the webhook and syslog-TLS receivers' certificates are checked
+# against, for a private CA; empty: the system's trusted CAs.
+AUDIT_STREAM_CA_BUNDLE = env("AUDIT_STREAM_CA_BUNDLE") or None
+# Plain http:// webhooks to 127.0.0.1/localhost only (tests; a relay on the same machine).
+AUDIT_STREAM_ALLOW_HTTP_LOCALHOST = env_bool("AUDIT_STREAM_ALLOW_HTTP_LOCALHOST", False)
+
 # The portal's public address, for links in mails (expiry reminders link to Renew).
 PORTAL_URL = env("PORTAL_URL", "http://127.0.0.1:8000")
 

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import pytest
 from django.urls import URLResolver, get_resolver
 
-from keys.models import AuditEvent
+from keys.models import AuditEvent, StreamDestination
 
 PERSONAS = ("anonymous", "alice", "bob", "carol", "dave")
 NOT_PORTAL_PAGES = ("admin/", "static/", "api/")
@@ -28,7 +28,8 @@ def everyone(status: int) -> dict[str, int]:
     return statuses(*[status] * len(PERSONAS))
 
 
-# route pattern -> (URL to request, {method: statuses}); {key} is alice's key, {user} is bob.
+# route pattern -> (URL to request, {method: statuses}); {key} is alice's key, {user} is bob,
+# {destination} an audit stream destination.
 # Empty POSTs: a form that may be used answers 200 with its errors, or does its harmless
 # default (alice revoking her own key needs no reason; carol deactivating bob needs none).
 MATRIX = {
@@ -110,6 +111,31 @@ MATRIX = {
     "audit/export.csv": (
         "/audit/export.csv",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
+    ),
+    "audit/streaming/": (
+        "/audit/streaming/",
+        {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
+    ),
+    "audit/streaming/add/": (
+        "/audit/streaming/add/",
+        {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 400, 403)},
+    ),
+    "audit/streaming/<str:identifier>/": (
+        "/audit/streaming/{destination}/",
+        {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 400, 403)},
+    ),
+    "audit/streaming/<str:identifier>/remove/": (
+        "/audit/streaming/{destination}/remove/",
+        {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 302, 403)},
+    ),
+    # Send test to a port nothing listens on: refused at once, said in a message.
+    "audit/streaming/<str:identifier>/test/": (
+        "/audit/streaming/{destination}/test/",
+        {"GET": statuses(302, 403, 403, 405, 403), "POST": statuses(302, 403, 403, 302, 403)},
+    ),
+    "audit/streaming/<str:identifier>/replay/": (
+        "/audit/streaming/{destination}/replay/",
+        {"GET": statuses(302, 403, 403, 405, 403), "POST": statuses(302, 403, 403, 400, 403)},
     ),
     "users/": ("/users/", {"GET": statuses(302, 403, 403, 200, 403), "POST": everyone(405)}),
     "users/<str:username>/deactivate/": (
@@ -262,6 +288,7 @@ READ_ONLY = {"", "login/", "logout/", "profile/", "keys/", "keys/<str:identifier
 READ_ONLY |= {"all-keys/", "audit/", "audit/export.csv", "users/", "healthz", "readyz"}
 # A person's own way in (log-in steps, confirming it's you, their second factor): auditors too.
 READ_ONLY |= {route for route in MATRIX if route.startswith(("accounts/", "^accounts/"))}
+READ_ONLY |= {"audit/streaming/"}  # delivery figures; every change is admins' only
 # Checking the chain reads it; the result is kept outside it (keys.models.ChainVerification).
 READ_ONLY |= {"all-keys/inventory.csv", "audit/verify/"}
 READ_ONLY |= {"gateway/verify", "^gateway/verify(?P<envoy_path>/.*)$"}
@@ -299,8 +326,13 @@ def test_every_portal_url_has_a_row():
 )
 def test_role_matrix(route, method, persona, request, client, alice, bob, carol, dave, make_key):
     key, _ = make_key(alice, name="Matrix key")
+    destination = StreamDestination.objects.create(
+        name="Matrix", url="https://127.0.0.1:9/in", secret="s" * 64
+    )
     url_template, methods = MATRIX[route]
-    url = url_template.format(key=key.identifier, user=bob.username)
+    url = url_template.format(
+        key=key.identifier, user=bob.username, destination=destination.identifier
+    )
     if persona != "anonymous":
         client.force_login(request.getfixturevalue(persona))
     events = AuditEvent.objects.count()

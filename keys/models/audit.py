@@ -194,6 +194,10 @@ class AuditEvent(models.Model):
         LOGIN_SUCCEEDED = "login_succeeded", "Logged in"
         LOGIN_FAILED = "login_failed", "Log-in failed"
         LOGIN_LOCKED = "login_locked", "Log-in locked"
+        DESTINATION_ADDED = "destination_added", "Stream destination added"
+        DESTINATION_CHANGED = "destination_changed", "Stream destination changed"
+        DESTINATION_REMOVED = "destination_removed", "Stream destination removed"
+        DESTINATION_REPLAYED = "destination_replayed", "Stream destination replayed"
 
     # What an attacker with database access would most like to erase: a checkpoint follows
     # each of these at once (keys.audit.chain), so deleting one from the end shows.
@@ -206,6 +210,9 @@ class AuditEvent(models.Model):
             Action.USER_CHANGED,  # (de)activation, admin flags, e-mail address
             Action.ROLES_CHANGED,
             Action.PASSWORD_SET,
+            # Silencing or redirecting the copy the auditors' SIEM keeps.
+            Action.DESTINATION_CHANGED,
+            Action.DESTINATION_REMOVED,
         }
     )
 
