@@ -146,6 +146,8 @@ class ApiAdminForm(forms.ModelForm):
 
     def clean_slug(self):
         slug = self.cleaned_data["slug"]
+        if self.instance.pk and slug != self.instance.slug and self.instance.admins_only:
+            raise ValidationError("The portal serves this API itself: its path segment is fixed.")
         if self.instance.pk and slug != self.instance.slug and self.instance.keys.exists():
             raise ValidationError("Keys hold this API: its path segment cannot change.")
         return slug
@@ -166,6 +168,8 @@ class ApiAdmin(admin.ModelAdmin):
     form = ApiAdminForm
     inlines = [ApiRouteInline]
     list_display = ["name", "slug", "position", "is_active", "route_list"]
+    # Who may grant an API and how is the portal's rule (the Audit history API), not a setting.
+    readonly_fields = ["admins_only", "read_only"]
 
     @admin.display(description="routes")
     def route_list(self, obj: Api) -> str:

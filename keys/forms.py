@@ -7,7 +7,15 @@ from django.utils import dateformat
 
 from keys.actions import REGENERATE_OVERLAPS
 from keys.lib.networks import display_network
-from keys.models import Api, ApiKey, KeyGrant, latest_expiry_for, local_date
+from keys.models import (
+    Api,
+    ApiKey,
+    KeyGrant,
+    admins_only_message,
+    latest_expiry_for,
+    local_date,
+)
+from keys.permissions import GRANT_ADMINS_ONLY_APIS
 
 
 class IpListWidget(forms.Widget):
@@ -66,7 +74,13 @@ class ApiCheckboxes(forms.CheckboxSelectMultiple):
         option = super().create_option(name, value, label, selected, index, subindex, attrs)
         option["access_name"] = access_field_name(label)
         option["read_only"] = label.slug in self.read_only
-        option["access_choices"] = KeyGrant.Access.choices
+        # An API granted read only or not at all (the Audit history) offers no other access.
+        option["access_choices"] = (
+            [(KeyGrant.Access.READ, KeyGrant.Access.READ.label)]
+            if label.read_only
+            else KeyGrant.Access.choices
+        )
+        option["read_only"] = option["read_only"] or label.read_only
         return option
 
 
@@ -91,6 +105,10 @@ class ApiChoiceField(forms.ModelMultipleChoiceField):
             raise ValidationError(message, code="invalid_list") from None
         known = {str(pk) for pk in self.queryset.values_list("pk", flat=True)}
         if unknown := sorted(values - known):
+            # Not offered because only administrators may grant it: say so, not "not a choice".
+            ids = [value for value in unknown if value.isdigit() and len(value) < 18]
+            if api := Api.objects.filter(pk__in=ids, admins_only=True).first():
+                raise ValidationError(admins_only_message(api), code="admins_only")
             raise ValidationError(
                 self.error_messages["invalid_choice"],
                 code="invalid_choice",
@@ -200,13 +218,17 @@ class KeyForm(forms.Form):
         )
         expiry.help_text = f"Valid through the end of this day, {settings.TIME_ZONE}. {limit}"
         self.fields["allowed_ips"].widget.current_ip = current_ip
+        apis = self.fields["apis"]
+        assert isinstance(apis, ApiChoiceField)  # self.fields is typed as plain Fields
+        offered = Api.objects.active()
+        if self.owner is None or not self.owner.has_perm(GRANT_ADMINS_ONLY_APIS):
+            offered = offered.filter(admins_only=False)  # not even offered (the key rule)
+        apis.queryset = offered
         if key is not None:
             # A key keeps an API it holds even if the catalogue entry was later deactivated.
-            apis = self.fields["apis"]
-            assert isinstance(apis, ApiChoiceField)  # self.fields is typed as plain Fields
             apis.queryset = Api.objects.filter(
                 pk__in=[
-                    *Api.objects.active().values_list("pk", flat=True),
+                    *offered.values_list("pk", flat=True),
                     *key.apis.values_list("pk", flat=True),
                 ]
             )

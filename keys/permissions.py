@@ -9,6 +9,7 @@ MANAGE_OWN_KEYS = "keys.manage_own_keys"
 VIEW_ALL_KEYS = "keys.view_all_keys"
 REVOKE_ANY_KEY = "keys.revoke_any_key"
 VIEW_AUDIT = "keys.view_audit"
+GRANT_ADMINS_ONLY_APIS = "keys.grant_admins_only_apis"
 
 # (codename, description) of each name above, as a model's Meta.permissions lists them.
 DECLARED = tuple(
@@ -18,5 +19,6 @@ DECLARED = tuple(
         (VIEW_ALL_KEYS, "Can see every user's keys"),
         (REVOKE_ANY_KEY, "Can revoke any user's key"),
         (VIEW_AUDIT, "Can read and export the audit history"),
+        (GRANT_ADMINS_ONLY_APIS, "Can grant their keys the APIs only administrators may grant"),
     )
 )

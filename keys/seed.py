@@ -4,6 +4,8 @@ Used by the data migration and, idempotently, after every migrate or flush (post
 The roles and their permissions are portal.roles.
 """
 
+from django.db import models
+
 CATALOGUE = [
     ("risks", "Risks", "Read the risk register: risks, scores and owners."),
     ("controls", "Controls", "Read controls and their test results."),
@@ -14,6 +16,14 @@ CATALOGUE = [
     ("kris", "Key risk indicators", "Read key risk indicators and their measurements."),
     ("third-parties", "Third party management", "Read third parties and their assessments."),
 ]
+
+# The API of the pull (GET /api/v1/audit/events): granted read only, by administrators only.
+AUDIT_API = (
+    "audit",
+    "Audit history",
+    "Pull the signed audit history, for a SIEM (read only; only administrators may grant it).",
+)
+AUDIT_API_POSITION = 100  # after the CERRIX modules
 
 
 def seed(apps, *, with_routes: bool = True) -> None:
@@ -45,6 +55,36 @@ def seed_routes(apps) -> None:
             api.routes.create(host="", path_prefix=demo_prefix(api.slug))
 
 
+def seed_audit_api(apps) -> None:
+    """Add the Audit history API and its route /api/v1/audit/ if missing (migration 0024)."""
+    Api = apps.get_model("keys", "Api")
+    slug, name, description = AUDIT_API
+    if Api.objects.filter(name=name).exclude(slug=slug).exists():
+        name = f"{name} (portal)"  # names are unique: an admin's own entry keeps its name
+    api, created = Api.objects.get_or_create(
+        slug=slug,
+        defaults={
+            "name": name,
+            "description": description,
+            "position": AUDIT_API_POSITION,
+            "admins_only": True,
+            "read_only": True,
+        },
+    )
+    if not (api.admins_only and api.read_only):
+        # An entry an admin made with this slug before: the pull serves the whole history to
+        # its keys, so it becomes what the pull requires (keys.api.audit_pull also refuses a
+        # key whose owner is not an administrator, whoever granted it).
+        Api.objects.filter(pk=api.pk).update(admins_only=True, read_only=True)
+    if created:
+        api.routes.create(host="", path_prefix=demo_prefix(slug))
+        RouteTable = apps.get_model("keys", "RouteTable")
+        RouteTable.objects.get_or_create(pk=1)
+        # Historical models skip RouteTable.changed(): raise the revision here, so running
+        # processes read the new route on their next gateway check.
+        RouteTable.objects.filter(pk=1).update(revision=models.F("revision") + 1)
+
+
 def seed_in_migration(apps, schema_editor) -> None:
     # Migration 0003 seeds the catalogue before routes exist; 0017 gives them theirs.
     seed(apps, with_routes=False)
@@ -55,6 +95,14 @@ def seed_after_migrate(sender, using="default", **kwargs) -> None:
     from django.apps import apps
     from django.db import connections
 
-    tables = connections[using].introspection.table_names()
-    if {"keys_api", "keys_audithead"} <= set(tables):  # not when half-migrated
-        seed(apps, with_routes="keys_apiroute" in tables)
+    introspection = connections[using].introspection
+    tables = set(introspection.table_names())
+    if not {"keys_api", "keys_audithead"} <= tables:  # not when half-migrated
+        return
+    with connections[using].cursor() as cursor:
+        columns = {c.name for c in introspection.get_table_description(cursor, "keys_api")}
+    fields = apps.get_model("keys", "Api")._meta.concrete_fields
+    if not {field.column for field in fields} <= columns:
+        return  # migrated back before a column of the catalogue: its migrations seeded it
+    seed(apps, with_routes="keys_apiroute" in tables)
+    seed_audit_api(apps)

@@ -7,7 +7,13 @@ ones reach it; an admin's own additions to a group in the Django admin are kept.
 
 from django.contrib.auth.management import create_permissions
 
-from keys.permissions import MANAGE_OWN_KEYS, REVOKE_ANY_KEY, VIEW_ALL_KEYS, VIEW_AUDIT
+from keys.permissions import (
+    GRANT_ADMINS_ONLY_APIS,
+    MANAGE_OWN_KEYS,
+    REVOKE_ANY_KEY,
+    VIEW_ALL_KEYS,
+    VIEW_AUDIT,
+)
 
 STAFF = "staff"
 ADMIN = "admin"
@@ -21,6 +27,7 @@ ROLE_PERMISSIONS = {
         VIEW_ALL_KEYS,
         REVOKE_ANY_KEY,
         VIEW_AUDIT,
+        GRANT_ADMINS_ONLY_APIS,  # the Audit history API (docs/design.md §11)
         "keys.view_apikey",
         "keys.view_api",
         "keys.add_api",

@@ -181,6 +181,7 @@ STATES = [
     State("profile", "alice", "/profile/"),
     State("keys-full", "alice", "/keys/"),
     State("add", "alice", "/keys/add/"),
+    State("add-as-admin", "carol", "/keys/add/"),  # Audit history: a select of Read only
     State("detail-active", "alice", "/keys/{active}/"),
     State("detail-revoked", "alice", "/keys/{revoked}/"),
     State("detail-expired", "alice", "/keys/{expired}/"),

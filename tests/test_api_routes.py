@@ -49,9 +49,9 @@ READ_CASES = [
 ]
 
 
-def test_there_are_api_routes_for_every_demo_api_and_whoami():
+def test_there_are_api_routes_for_every_demo_api_whoami_and_the_audit_pull():
     declared = {getattr(view, "api", None) for _regex, view in ROUTES}
-    assert declared == {*DEMO_DATA, api.ANY_API}
+    assert declared == {*DEMO_DATA, api.ANY_API, "audit"}
 
 
 def test_the_only_api_route_no_key_calls_is_the_signed_leak_report():
@@ -91,17 +91,23 @@ def test_every_api_route_refuses_a_key_without_its_api(
 
 @pytest.mark.parametrize(("path", "declared"), READ_CASES)
 def test_every_read_route_serves_a_key_with_its_api_and_only_get_and_head(
-    client, alice, make_key, path, declared
+    client, alice, carol, make_key, path, declared
 ):
     slug = next(iter(DEMO_DATA)) if declared == api.ANY_API else declared
-    key, password = make_key(alice, apis=(slug,))
+    if Api.objects.get(slug=slug).admins_only:  # granted by an administrator, read only
+        key, password = make_key(carol, apis=(slug,), read_only=(slug,))
+    else:
+        key, password = make_key(alice, apis=(slug,))
     found = 404 if SAMPLE_ITEM in path else 200
     assert call(client, path, key.identifier, password).status_code == found
     assert call(client, path, key.identifier, password, method="head").status_code == found
     for method in ("options", "post", "put", "patch", "delete"):
         refused = call(client, path, key.identifier, password, method=method)
-        assert refused.status_code == 405
-        assert refused["Allow"] == "GET, HEAD"
+        if method != "options" and Api.objects.get(slug=slug).read_only:
+            assert refused.status_code == 403  # a read-only grant writes nothing
+        else:
+            assert refused.status_code == 405
+            assert refused["Allow"] == "GET, HEAD"
         assert refused["Content-Type"] == "application/problem+json"
 
 
@@ -122,7 +128,7 @@ def test_a_catalogue_api_with_data_has_a_list_and_an_item_route(slug):
     assert reverse(f"api:{slug}-item", args=["X-1"]) == f"/api/v1/{slug}/X-1"
 
 
-def test_the_catalogue_starts_with_the_cerrix_modules_of_the_design(db):
+def test_the_catalogue_starts_with_the_cerrix_modules_of_the_design_then_audit_history(db):
     from keys.models import Api
 
     assert list(Api.objects.order_by("position").values_list("slug", "name")) == [
@@ -134,4 +140,5 @@ def test_the_catalogue_starts_with_the_cerrix_modules_of_the_design(db):
         ("findings", "Findings"),
         ("kris", "Key risk indicators"),
         ("third-parties", "Third party management"),
+        ("audit", "Audit history"),  # the pull of the history (docs/design.md §11)
     ]

@@ -37,10 +37,22 @@ def key_snapshot(key: ApiKey) -> dict:
 
 def _grant(key: ApiKey, apis, read_only: list[str]) -> None:
     """Grant exactly `apis`, those named in `read_only` read only and the rest read and write."""
-    key.apis.set(apis, through_defaults={"access": KeyGrant.Access.WRITE})
     grants = KeyGrant.objects.filter(apikey=key)
+    grants.exclude(api__in=apis).delete()
+    held = set(grants.values_list("api_id", flat=True))
+    # Each new grant is written with its access: one of a read-only API is never, even for a
+    # moment, read and write (KeyGrantQuerySet refuses that).
+    KeyGrant.objects.bulk_create(
+        KeyGrant(apikey=key, api=api, access=_access(api, read_only))
+        for api in apis
+        if api.pk not in held
+    )
     grants.filter(api__slug__in=read_only).update(access=KeyGrant.Access.READ)
     grants.exclude(api__slug__in=read_only).update(access=KeyGrant.Access.WRITE)
+
+
+def _access(api, read_only: list[str]) -> str:
+    return KeyGrant.Access.READ if api.slug in read_only else KeyGrant.Access.WRITE
 
 
 @sensitive_variables("password")

@@ -7,7 +7,7 @@ authenticated view (no APPEND_SLASH redirect, which would answer before authenti
 
 from django.urls import re_path
 
-from keys.api import leaks, views
+from keys.api import audit_pull, leaks, views
 
 app_name = "api"
 
@@ -18,6 +18,8 @@ urlpatterns = [
     re_path(r"^self/rotate/?$", views.self_rotate, name="self-rotate"),
     # Leak reports are signed by a secret scanner, not made with a key: no catalogue API.
     re_path(r"^leaks/?$", leaks.report, name="leaks"),
+    # The audit history for SIEMs that poll: the Audit history API, granted read only.
+    re_path(r"^audit/events/?$", audit_pull.events, name="audit-events"),
     re_path(r"^risks/?$", views.demo_list("risks"), name="risks-list"),
     re_path(rf"^risks/{ITEM}/?$", views.demo_item("risks"), name="risks-item"),
     re_path(r"^controls/?$", views.demo_list("controls"), name="controls-list"),

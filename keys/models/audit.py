@@ -53,6 +53,15 @@ class AuditEventQuerySet(models.QuerySet):
         (verify_audit), and a page or an export stays one cut while events are appended."""
         return self.filter(seq__lte=AuditHead.objects.get(pk=1).seq)
 
+    def pulled(self, *, after: int, limit: int) -> tuple[list["AuditEvent"], int]:
+        """The first `limit` events of the chain after seq `after`, oldest first, with the
+        head's seq (the pull, GET /api/v1/audit/events): two queries whatever the page's size,
+        the events a walk along the seq index. Bounded by the head read first, so an event
+        appended meanwhile comes on the next page, never half-way."""
+        head = AuditHead.objects.get(pk=1).seq
+        events = self.filter(seq__gt=after, seq__lte=head).select_related("owner")
+        return list(events.order_by("seq")[:limit]), head
+
     def matching(self, *, keys=None, action="", outcome="", date_from=None, date_to=None):
         """Events of these keys, action, outcome (an AuditEvent.Outcome), dates; all optional."""
         events = self

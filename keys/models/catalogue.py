@@ -26,6 +26,16 @@ class Api(models.Model):
     is_active = models.BooleanField(
         default=True, help_text="Inactive APIs are not offered for new keys."
     )
+    # Set by the seed for the Audit history API (docs/design.md §11), not in the admin's form:
+    # who may grant it and how is the portal's rule, not a catalogue setting.
+    admins_only = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Only administrators may grant it, to their own keys; others are not offered it.",
+    )
+    read_only = models.BooleanField(
+        default=False, editable=False, help_text="Granted read only, never read and write."
+    )
 
     objects = ApiQuerySet.as_manager()
 

@@ -47,8 +47,14 @@ REFUSAL_REASONS = {
     "only the current password may.",
     "rotation_too_soon": "Tried to rotate itself again within a minute of its last rotation.",
     "stored_hash_unusable": "The stored password hash is damaged: contact the administrators.",
+    "owner_not_admin": "Called an API only administrators may grant, and its owner is no "
+    "longer an administrator.",
 }
 UNUSED_AFTER = datetime.timedelta(days=90)
+
+
+def admins_only_message(api: Api) -> str:
+    return f"Only administrators may grant the {api.name} API."
 
 
 def latest_expiry_for(created_on: datetime.date) -> datetime.date:
@@ -281,6 +287,8 @@ class ApiKey(models.Model):
         apis = list(apis)
         if not apis:
             errors["apis"] = ["Select at least one API."]
+        elif grant := cls.grant_errors(owner, apis, read_only):
+            errors["apis"] = grant
         description = (description or "").strip()
         if len(description) > MAX_DESCRIPTION:
             errors["description"] = [f"At most {MAX_DESCRIPTION} characters."]
@@ -297,6 +305,20 @@ class ApiKey(models.Model):
             # Read only is a property of a grant: only APIs granted can be read only.
             "read_only": sorted(set(read_only) & {api.slug for api in apis}),
         }
+
+    @staticmethod
+    def grant_errors(owner, apis, read_only) -> list[str]:
+        """What is wrong with granting `apis` to a key of `owner`, those whose slugs are in
+        `read_only` read only: an admins-only API for someone who is not an administrator (only
+        owners grant their keys APIs, so the owner is the one granting), a read-only API read
+        and write."""
+        errors = []
+        for api in apis:
+            if api.admins_only and not owner.has_perm(permissions.GRANT_ADMINS_ONLY_APIS):
+                errors.append(admins_only_message(api))
+            elif api.read_only and api.slug not in read_only:
+                errors.append(f"The {api.name} API can only be granted read only.")
+        return errors
 
     def clean(self) -> None:
         """The expiry rules of this row alone, for full_clean() (the admin, the shell)."""
@@ -588,6 +610,32 @@ class AllowedIp(models.Model):
         super().save(*args, **kwargs)
 
 
+class KeyGrantQuerySet(models.QuerySet):
+    """Every way of writing grants meets the grant rules (ApiKey.grant_errors): the key's
+    actions, and `key.apis.add()` or `KeyGrant.objects.create()` from a shell."""
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        flagged = Api.objects.filter(
+            Q(admins_only=True) | Q(read_only=True), pk__in={grant.api_id for grant in objs}
+        )
+        if flagged_apis := {api.pk: api for api in flagged}:
+            for grant in objs:
+                if grant.api_id in flagged_apis:
+                    grant.api = flagged_apis[grant.api_id]
+                    grant.refuse_broken_rules()
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def update(self, **kwargs):
+        if kwargs.get("access", KeyGrant.Access.READ) != KeyGrant.Access.READ and (
+            self.filter(api__read_only=True).exists()
+        ):
+            raise ValidationError({"apis": ["An API granted read only cannot be read and write."]})
+        if {"api", "api_id", "apikey", "apikey_id"} & set(kwargs):
+            raise ValueError("A grant's key and API never change: grant the key another API.")
+        return super().update(**kwargs)
+
+
 class KeyGrant(models.Model):
     """One API granted to a key, and how: read and write (every method) or read only.
 
@@ -611,6 +659,8 @@ class KeyGrant(models.Model):
         help_text="Read only allows GET, HEAD and OPTIONS; read and write every method.",
     )
 
+    objects = KeyGrantQuerySet.as_manager()
+
     class Meta:
         db_table = "keys_apikey_apis"
         unique_together = [("apikey", "api")]
@@ -623,6 +673,16 @@ class KeyGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api} ({self.get_access_display().lower()})"
+
+    def refuse_broken_rules(self) -> None:
+        """Raise ValidationError if this grant breaks a grant rule (ApiKey.grant_errors)."""
+        read_only = [self.api.slug] if self.access == self.Access.READ else []
+        if errors := ApiKey.grant_errors(self.apikey.owner, [self.api], read_only):
+            raise ValidationError({"apis": errors})
+
+    def save(self, *args, **kwargs) -> None:
+        self.refuse_broken_rules()
+        super().save(*args, **kwargs)
 
     @classmethod
     def allows(cls, access: str, method: str) -> bool:
