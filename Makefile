@@ -21,12 +21,18 @@ $(STAMP): pyproject.toml constraints.txt
 # Development server on 127.0.0.1:PORT (`make run PORT=8001` when 8000 is taken). The port is
 # checked first, so the one-time admin password is never shown with a log-in address that
 # does not answer.
+#
+# The try-out asks no role for a second factor (MFA_REQUIRED_ROLES empty), so the first admin
+# logs in with the printed password alone; `make run MFA_REQUIRED_ROLES=admin,auditor` (or the
+# variable in the environment) tries the enforced enrolment that production has by default.
+MFA_REQUIRED_ROLES ?=
 run: install
 	@$(BIN)/python -c "$$PORT_FREE" $(PORT) || \
 	  { echo "Port $(PORT) on 127.0.0.1 is taken: pick another, e.g. make run PORT=8001"; exit 1; }
 	$(DEV) $(BIN)/python manage.py migrate --noinput
 	$(DEV) $(BIN)/python manage.py ensure_admin --url http://127.0.0.1:$(PORT)/login/
-	$(DEV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	@echo "Second factor required for: $(or $(MFA_REQUIRED_ROLES),no role in this try-out) (MFA_REQUIRED_ROLES; production default admin,auditor)"
+	$(DEV) MFA_REQUIRED_ROLES="$(MFA_REQUIRED_ROLES)" $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 # Exits non-zero unless nothing listens on 127.0.0.1:argv[1] (SO_REUSEADDR, as runserver
 # binds: connections of an earlier run in TIME_WAIT do not count).

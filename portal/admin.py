@@ -1,5 +1,7 @@
 """Users in the Django admin; deactivating one goes through portal.people.deactivate_user."""
 
+from allauth.account.models import EmailAddress
+from allauth.mfa.models import Authenticator
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
@@ -8,6 +10,7 @@ from django.db.models import Q
 from keys.lib.client_ip import client_ip
 from keys.models import AuditEvent
 from portal.login import ThrottledAdminAuthenticationForm
+from portal.mfa import remove_second_factor
 from portal.models import User
 from portal.people import deactivate_user
 
@@ -71,3 +74,33 @@ class PortalUserAdmin(UserAdmin):
         if not request.user.is_superuser and queryset.filter(is_superuser=True).exists():
             message = "Only a superuser can deactivate a superuser."
             self.message_user(request, message, level=messages.WARNING)
+
+
+# django-allauth's own admin pages would show a TOTP secret and recovery-code seed (the
+# Authenticator's data) and remove factors without a trace; e-mail addresses are not how
+# anyone logs in here. Second factors are listed without their data instead, and removing one
+# (a person who lost their phone) is on the record.
+admin.site.unregister(Authenticator)
+admin.site.unregister(EmailAddress)
+
+
+@admin.register(Authenticator)
+class SecondFactorAdmin(admin.ModelAdmin):
+    list_display = ("user", "type", "created_at", "last_used_at")
+    list_filter = ("type",)
+    search_fields = ("user__username",)
+    fields = ("user", "type", "created_at", "last_used_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        remove_second_factor(obj, actor=request.user, ip=client_ip(request))
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            remove_second_factor(obj, actor=request.user, ip=client_ip(request))

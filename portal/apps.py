@@ -11,4 +11,4 @@ class PortalConfig(AppConfig):
 
         post_migrate.connect(grant_after_migrate, sender=self, dispatch_uid="portal.roles")
         # Imported for their side effects: they register the checks and connect the receivers.
-        from portal import checks, user_events  # noqa: F401
+        from portal import checks, mfa, user_events  # noqa: F401

@@ -2,11 +2,12 @@
 password when SSO_ONLY is on, but for the break-glass accounts), and every active user is
 staff (docs/design.md §2)."""
 
+from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import BaseBackend, ModelBackend
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.views.decorators.debug import sensitive_variables
 
 from keys.lib import throttle
@@ -14,6 +15,18 @@ from keys.lib.client_ip import client_ip
 from portal import devices
 from portal.roles import permissions_of_every_active_user
 from portal.user_events import record_log_in, record_log_in_failed, record_log_in_locked
+
+THROTTLED_MESSAGE = "Too many failed log-in attempts. Try again in %(minutes)s."
+
+
+def throttled_error(seconds: int) -> ValidationError:
+    """What a form says while the throttle refuses for `seconds` more."""
+    minutes = -(-seconds // 60)
+    return ValidationError(
+        THROTTLED_MESSAGE,
+        code="throttled",
+        params={"minutes": f"{minutes} minute{'s' if minutes != 1 else ''}"},
+    )
 
 
 def login_buckets(request, username: str) -> throttle.LogInBuckets:
@@ -75,11 +88,31 @@ class ThrottledModelBackend(ModelBackend):
         # person's log-in. The network keeps its count, or one valid account would let its
         # holder reset the budget for guessing everyone else's.
         throttle.clear(buckets.device or buckets.pair)
-        unseen = throttle.take_unseen_failures(user.pk)
-        record_log_in(request, user, wrong_passwords_since_last=unseen)
         devices.remember(request, user.get_username())
-        if unseen and request is not None:
-            messages.warning(request, _unseen_message(unseen), fail_silently=True)
+        if not is_mfa_enabled(user):
+            complete_log_in(request, user)
+        # else the log-in is complete, and on the record, after the second factor
+        # (portal/mfa.py); the wrong passwords before it are told then.
+
+
+def complete_log_in(request, user, **details) -> None:
+    """A log-in with every step done: on the record, with the wrong passwords since the last."""
+    unseen = throttle.take_unseen_failures(user.pk)
+    record_log_in(request, user, wrong_passwords_since_last=unseen, **details)
+    if unseen and request is not None:
+        messages.warning(request, _unseen_message(unseen), fail_silently=True)
+
+
+def count_failure(request, username: str, user) -> int:
+    """Count a wrong second-factor code like a wrong password; record the locks it sets.
+
+    Returns the account's failures in the window.
+    """
+    buckets = login_buckets(request, username)
+    counts = throttle.count_login_failure(buckets)
+    for scope, failures in _locks(buckets, counts):
+        record_log_in_locked(request, user, scope=scope, failures=failures)
+    return counts[buckets.account] or 0
 
 
 def password_refused(username: str) -> bool:

@@ -47,6 +47,17 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+def env_choices(name: str, default: str, choices: tuple[str, ...]) -> frozenset[str]:
+    """A comma-separated set of names out of `choices`; unset: `default`; set but empty: none."""
+    names = env_list(name, default)
+    unknown = sorted(set(names) - set(choices))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"{name} names {', '.join(unknown)}: it takes {', '.join(choices)}, comma-separated"
+        )
+    return frozenset(names)
+
+
 def _kept_in_file(path: Path, make: Callable[[], str]) -> str:
     """Debug only: a random secret kept in an untracked file, so it survives a reload."""
     if not path.exists():

@@ -4,20 +4,20 @@ saying so when the throttle, or SSO_ONLY, is why a log-in failed
 
 from allauth.account.forms import LoginForm
 from allauth.account.views import LoginView, LogoutView
+from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
 from keys.lib import throttle
-from portal.backends import login_buckets, password_refused
+from portal.backends import login_buckets, password_refused, throttled_error
 
 # The error codes of a refused user name and password: Django's form, then allauth's.
 REFUSED = {"invalid_login", "username_password_mismatch"}
 
 
 class ThrottleMessageMixin:
-    throttled_message = "Too many failed log-in attempts. Try again in %(minutes)s."
     sso_only_message = (
         "Log-in with a password is turned off here: use Sign in with %(label)s. If the single "
         "sign-on provider is down, ask an administrator."
@@ -43,12 +43,7 @@ class ThrottleMessageMixin:
             seconds = throttle.login_locked_for(login_buckets(self.request, username))
             if not seconds:
                 raise
-            minutes = -(-seconds // 60)
-            raise ValidationError(
-                self.throttled_message,
-                code="throttled",
-                params={"minutes": f"{minutes} minute{'s' if minutes != 1 else ''}"},
-            ) from None
+            raise throttled_error(seconds) from None
 
 
 class PortalLoginForm(ThrottleMessageMixin, LoginForm):
@@ -73,7 +68,17 @@ class PortalLoginForm(ThrottleMessageMixin, LoginForm):
 
 
 class ThrottledAdminAuthenticationForm(ThrottleMessageMixin, AdminAuthenticationForm):
-    """The Django admin's /admin/login/ form."""
+    """The Django admin's /admin/login/ form. It asks for no second factor, so a person who
+    has one is sent to the portal's log-in, which does (portal/mfa.py)."""
+
+    def confirm_login_allowed(self, user) -> None:
+        super().confirm_login_allowed(user)
+        if is_mfa_enabled(user):
+            raise ValidationError(
+                "Your account has a second factor: log in on the portal's log-in page, "
+                "then open the admin.",
+                code="second_factor",
+            )
 
 
 class PortalLoginView(LoginView):

@@ -17,6 +17,7 @@ from portal.env import (
     caches_from_url,
     env,
     env_bool,
+    env_choices,
     env_int,
     env_list,
     env_map,
@@ -44,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # allauth's passkey list says when each was used
     "django.forms",
     "django_htmx",
     # Accounts (docs/design.md §10): log-in, log-out and the second factor; no sign-up. Single
@@ -82,6 +84,8 @@ MIDDLEWARE = [
     "portal.middleware.ActingUserMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.middleware.HtmxLoginRedirectMiddleware",
+    # A role that needs a second factor reaches only its enrolment until one is added.
+    "portal.mfa.SecondFactorRequiredMiddleware",
     # Last, so it sees a view's exception first: database unreachable -> 503, not 500.
     "portal.errors.DatabaseUnavailableMiddleware",
 ]
@@ -179,6 +183,27 @@ ACCOUNT_RATE_LIMITS = False
 # The idle time-out below holds for everyone: no "Remember me" box.
 ACCOUNT_SESSION_REMEMBER = True
 
+# Second factor (docs/design.md §10, portal/mfa.py): TOTP apps, passkeys and recovery codes,
+# managed from the profile's "Sign-in security". A passkey is a second factor, not a way in
+# on its own: every log-in starts with the password and its throttle.
+MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
+MFA_PASSKEY_LOGIN_ENABLED = False
+MFA_TOTP_ISSUER = "Key Portal"
+MFA_RECOVERY_CODES_SHOW_ONCE = True
+# E-mail addresses are not how anyone logs in here, so none needs verifying first.
+MFA_ALLOW_UNVERIFIED_EMAIL = True
+# Codes count in the one log-in throttle (portal/mfa.py), not in allauth's own counters.
+MFA_RATE_LIMITS = False
+MFA_FORMS = {
+    "authenticate": "portal.mfa.AuthenticateForm",
+    "reauthenticate": "portal.mfa.ReauthenticateForm",
+}
+# Roles that must have a second factor: until they add one, such people reach only the pages
+# that add one, and log-out. Unset: admin,auditor; set but empty: none.
+MFA_REQUIRED_ROLES = env_choices(
+    "MFA_REQUIRED_ROLES", "admin,auditor", ("admin", "auditor", "staff")
+)
+
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env("TIME_ZONE", "Europe/Amsterdam")
 USE_I18N = True
@@ -210,6 +235,8 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
 # Security headers. HTTPS-only settings switch on with HTTPS=1 (the production default).
 HTTPS = env_bool("HTTPS", not DEBUG)
+# Passkeys: browsers allow WebAuthn on http://localhost, which fido2 refuses unless told.
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = not HTTPS
 SECURE_SSL_REDIRECT = HTTPS and env_bool("SECURE_SSL_REDIRECT", True)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS

@@ -136,12 +136,17 @@ def _record_roles(sender, instance, action, reverse, pk_set, **kwargs):
         _record(Action.ROLES_CHANGED, instance, details)
 
 
-def record_log_in(request, user, *, wrong_passwords_since_last: int = 0) -> None:
+def record_log_in(
+    request, user, *, wrong_passwords_since_last: int = 0, second_factor: str | None = None
+) -> None:
     """A successful log-in on any path (portal.backends.ThrottledModelBackend), on the record,
-    with the wrong passwords tried on the account since its last log-in, if any."""
-    details = {"user": user.get_username()}
+    with the wrong passwords tried on the account since its last log-in, if any, and the
+    kind of second factor that completed it (portal/mfa.py), if one did."""
+    details: dict = {"user": user.get_username()}
     if wrong_passwords_since_last:
         details["wrong_passwords_since_last_log_in"] = wrong_passwords_since_last
+    if second_factor:
+        details["second_factor"] = second_factor
     with acting(user, _ip(request)):
         _record(Action.LOGIN_SUCCEEDED, user, details)
 
@@ -192,6 +197,56 @@ def record_log_in_locked(request, user, *, scope: str, failures: int) -> None:
     }
     with acting(None, _ip(request)):
         _record(Action.LOGIN_LOCKED, user, details)
+
+
+# The second factor (portal/mfa.py): the kind of factor is named ("authenticator app",
+# "passkey", "recovery codes"), never a secret or a code.
+
+
+def record_factor_added(request, user, *, factor: str, name: str | None = None) -> None:
+    """A person added a second factor (a passkey under `name`, their own label for it)."""
+    details = {"user": user.get_username(), "factor": factor}
+    if name:
+        details["name"] = name
+    with acting(user, _ip(request)):
+        _record(Action.FACTOR_ADDED, user, details)
+
+
+def record_factor_removed(
+    request, user, *, factor: str, name: str | None = None, by=None, ip: str | None = None
+) -> None:
+    """A second factor removed from `user`: by the person on Sign-in security, or `by` an
+    admin in the Django admin."""
+    details = {"user": user.get_username(), "factor": factor}
+    if name:
+        details["name"] = name
+    with acting(by or user, ip or _ip(request)):
+        _record(Action.FACTOR_REMOVED, user, details)
+
+
+def record_recovery_codes_made(request, user, *, again: bool) -> None:
+    """Recovery codes made for `user`: with a first factor, or anew (the old ones end)."""
+    details = {"user": user.get_username(), "made": "again" if again else "first"}
+    with acting(user, _ip(request)):
+        _record(Action.RECOVERY_CODES_MADE, user, details)
+
+
+def record_recovery_code_used(request, user, *, codes_left: int) -> None:
+    """A recovery code let `user` in (or confirmed it was them); it is used up."""
+    details = {"user": user.get_username(), "codes_left": codes_left}
+    with acting(user, _ip(request)):
+        _record(Action.RECOVERY_CODE_USED, user, details)
+
+
+def record_second_factor_failed(request, user, *, reauthentication: bool, failures: int) -> None:
+    """A wrong TOTP or recovery code for `user`, at log-in or when confirming it's them."""
+    details = {
+        "user": user.get_username(),
+        "step": "confirming it's you" if reauthentication else "log-in",
+        "failures_in_window": failures,
+    }
+    with acting(None, _ip(request)):
+        _record(Action.SECOND_FACTOR_FAILED, user, details)
 
 
 def _ip(request) -> str | None:

@@ -41,3 +41,4 @@ KEYS_USAGE_JOURNAL_DIR = ""
 # The "tests" app only overrides `flush`: transactional tests empty the audit table, which the
 # database refuses outside the test run (tests/management/commands/flush.py).
 INSTALLED_APPS = [*INSTALLED_APPS, "tests", "bench"]  # noqa: F405
+MFA_REQUIRED_ROLES = frozenset()  # the personas log in without a factor; tests/test_mfa.py sets it

@@ -103,6 +103,62 @@ def _verification_broken(page, base, places):
     page.goto(base + "/audit/")
 
 
+def _confirmed(page, go: str):
+    """Open `go`, confirming it's you with the password first (adding a factor asks)."""
+    page.goto(go)
+    page.get_by_label("Password").fill("alice-portal-pw")
+    page.get_by_role("button", name="Confirm").click()
+    page.wait_for_load_state("load")
+
+
+def _totp_setup(page, base, places):
+    _confirmed(page, base + "/accounts/2fa/totp/activate/")
+
+
+def _totp_setup_wrong_code(page, base, places):
+    _totp_setup(page, base, places)
+    page.get_by_label("Authenticator code").fill("12")
+    page.get_by_role("button", name="Activate").click()
+
+
+def _add_passkey(page, base, places):
+    _confirmed(page, base + "/accounts/2fa/webauthn/add/")
+
+
+def _with_totp(username: str) -> str:
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    from portal.models import User
+
+    user = User.objects.get(username=username)
+    secret = generate_totp_secret()
+    TOTP.activate(user, secret)
+    RecoveryCodes.activate(user)
+    return secret
+
+
+def _second_factor(page, base, places):
+    _with_totp("alice")
+    log_in(page, base, "alice")
+
+
+def _second_factor_wrong_code(page, base, places):
+    _second_factor(page, base, places)
+    page.get_by_label("Code").fill("000000x")
+    page.get_by_role("button", name="Log in").click()
+
+
+def _sign_in_security_on(page, base, places):
+    _with_totp("alice")
+    page.goto(base + "/accounts/2fa/")
+
+
+def _recovery_codes_again(page, base, places):
+    _with_totp("alice")
+    _confirmed(page, base + "/accounts/2fa/recovery-codes/generate/")
+
+
 def _bulk_without_reason(page, base, places):
     page.goto(base + "/all-keys/revoke/?owner=alice")
     page.get_by_role("button", name="Revoke 1 key").click()
@@ -175,6 +231,16 @@ STATES = [
     State("login-after-idle-time-out", None, "/login/?next=/keys/&ended=idle"),
     State("login-failed", None, _failed_log_in),
     State("sign-up-closed", None, "/accounts/signup/"),
+    State("sign-in-security", "alice", "/accounts/2fa/"),
+    State("sign-in-security-on", "alice", _sign_in_security_on),
+    State("confirm-its-you", "alice", "/accounts/reauthenticate/?next=/accounts/2fa/"),
+    State("totp-setup", "alice", _totp_setup),
+    State("totp-setup-wrong-code", "alice", _totp_setup_wrong_code),
+    State("add-passkey", "alice", _add_passkey),
+    State("passkeys-none", "alice", "/accounts/2fa/webauthn/"),
+    State("recovery-codes-again", "alice", _recovery_codes_again),
+    State("second-factor", None, _second_factor),
+    State("second-factor-wrong-code", None, _second_factor_wrong_code),
     State("profile", "alice", "/profile/"),
     State("keys-full", "alice", "/keys/"),
     State("add", "alice", "/keys/add/"),
@@ -774,3 +840,49 @@ def test_input_and_button_borders_reach_3_to_1_against_their_background(
             thin[path] = page.evaluate(THIN_BORDERS)
     page.context.close()
     assert {path: found for path, found in thin.items() if found} == {}
+
+
+def test_a_second_factor_is_set_up_and_used_by_keyboard_alone(browser, live_server, world):
+    from tests.totp import totp
+
+    base = live_server.url
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, base, "alice")
+    page.goto(base + "/profile/")
+    tab_to(page, lambda f: f["text"] == "Sign-in security")
+    page.keyboard.press("Enter")
+    page.wait_for_url(base + "/accounts/2fa/")
+    tab_to(page, lambda f: f["text"] == "Set up an authenticator app")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/accounts/reauthenticate/"))
+    tab_to(page, lambda f: f["tag"] == "INPUT")  # Password: confirming it's her
+    page.keyboard.type("alice-portal-pw")
+    page.keyboard.press("Enter")
+    page.wait_for_url(base + "/accounts/2fa/totp/activate/")
+    tab_to(page, lambda f: f["tag"] == "INPUT")  # the setup key, to copy
+    secret = page.evaluate("document.activeElement.value")
+    assert re.fullmatch(r"[A-Z2-7]{32}", secret)
+    tab_to(page, lambda f: f["tag"] == "INPUT")  # Authenticator code
+    page.keyboard.type(totp(secret))
+    page.keyboard.press("Enter")
+    page.wait_for_url(base + "/accounts/2fa/recovery-codes/")
+    code = page.get_by_label("Unused codes").input_value().split()[0]
+
+    tab_to(page, lambda f: f["tag"] == "SUMMARY")  # the user menu, to log out
+    page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["text"] == "Log out")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/login/"))
+    # "You have signed out." took the focus to the heading (static/portal.js): Tab on.
+    tab_to(page, lambda f: f["tag"] == "INPUT")
+    page.keyboard.type("alice")
+    tab_to(page, lambda f: f["tag"] == "INPUT")
+    page.keyboard.type("alice-portal-pw")
+    page.keyboard.press("Enter")
+    page.wait_for_url(base + "/accounts/2fa/authenticate/")
+    expect(page.get_by_label("Code")).to_be_focused()  # autofocus
+    page.keyboard.type(code)  # a recovery code: the app's code of a moment ago is spent
+    page.keyboard.press("Enter")
+    page.wait_for_url(base + "/keys/")
+    context.close()

@@ -97,6 +97,15 @@ def test_the_first_admin_logs_in_with_the_one_time_password(make_run):
     assert log_in(make_run, "admin", password)[0] == 302
 
 
+def test_the_first_admin_reaches_every_page_without_a_second_factor_in_the_try_out(make_run):
+    output = make_run.output()
+    assert "Second factor required for: no role in this try-out" in output
+    password = the_box(output).group().split("one-time password:")[1].split()[0]
+    _status, session = log_in(make_run, "admin", password)
+    status, _headers, _body = make_run.get("/all-keys/", Cookie=session)
+    assert status == 200  # not sent to enrol first (production's default would)
+
+
 def test_the_readme_adduser_line_works_as_printed(make_run):
     (line,) = [line for line in README.splitlines() if "manage.py adduser" in line]
     created = subprocess.run(

@@ -198,6 +198,11 @@ class AuditEvent(models.Model):
         DESTINATION_CHANGED = "destination_changed", "Stream destination changed"
         DESTINATION_REMOVED = "destination_removed", "Stream destination removed"
         DESTINATION_REPLAYED = "destination_replayed", "Stream destination replayed"
+        FACTOR_ADDED = "factor_added", "Second factor added"
+        FACTOR_REMOVED = "factor_removed", "Second factor removed"
+        RECOVERY_CODES_MADE = "recovery_codes_made", "Recovery codes made"
+        RECOVERY_CODE_USED = "recovery_code_used", "Recovery code used"
+        SECOND_FACTOR_FAILED = "second_factor_failed", "Second-factor log-in failed"
 
     # What an attacker with database access would most like to erase: a checkpoint follows
     # each of these at once (keys.audit.chain), so deleting one from the end shows.
@@ -213,6 +218,10 @@ class AuditEvent(models.Model):
             # Silencing or redirecting the copy the auditors' SIEM keeps.
             Action.DESTINATION_CHANGED,
             Action.DESTINATION_REMOVED,
+            Action.FACTOR_ADDED,
+            Action.FACTOR_REMOVED,
+            Action.RECOVERY_CODES_MADE,
+            Action.RECOVERY_CODE_USED,
         }
     )
 
