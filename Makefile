@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV := DEBUG=1
 PORT ?= 8000
 
-.PHONY: install run serve test lint format migrations-check test-sqlite test-postgres bench bench-scale bench-flood bench-gateway clean
+.PHONY: install run serve test lint format migrations-check test-sqlite test-postgres bench bench-scale bench-flood bench-gateway bench-stream clean
 
 install: $(STAMP)
 
@@ -97,6 +97,11 @@ bench-flood: install
 # auth_basic with bcrypt, refusals; /gateway/verify vs /healthz (needs nginx, wrk, htpasswd).
 bench-gateway: install
 	$(BIN)/python bench/gateway.py
+
+# Audit streaming lag: 100 events/s for 60 s with manage.py stream_audit sending to a local
+# HTTPS receiver and rsyslog over TCP (if installed); p50/p95/max of receive time - event time.
+bench-stream: install
+	$(BIN)/python bench/stream_lag.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3* staticfiles test-artifacts .pytest_cache .ruff_cache .mypy_cache

@@ -21,7 +21,9 @@ class PortalAccountAdapter(DefaultAccountAdapter):
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         # Accounts come from admins (adduser, Users, the Django admin), single sign-on or
-        # provisioning, never from a visitor's own sign-up.
+        # provisioning, never from a visitor's own sign-up. allauth's social account adapter
+        # asks this method too by default: single sign-on that creates users at their first
+        # log-in answers for itself in its own adapter.
         return False
 
     def reauthenticate(self, user, password: str) -> bool:

@@ -1,5 +1,6 @@
-"""Authentication backends: log-in behind the one failure throttle, and every active user
-is staff (docs/design.md §2)."""
+"""Authentication backends: log-in behind the one failure throttle (or not at all with a
+password when SSO_ONLY is on, but for the break-glass accounts), and every active user is
+staff (docs/design.md §2)."""
 
 from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
@@ -55,6 +56,9 @@ class ThrottledModelBackend(ModelBackend):
             username = kwargs.get(get_user_model().USERNAME_FIELD)
         if username is None or password is None:
             return None
+        if password_refused(username):
+            # The password is not even checked: nothing to guess, nothing to count.
+            raise PermissionDenied("Single sign-on only.")
         buckets = login_buckets(request, username)
         if throttle.login_locked_for(buckets):
             raise PermissionDenied("Too many failed log-in attempts.")
@@ -133,6 +137,11 @@ def confirm_password(request, user, password: str) -> bool:
         return True
     count_failed_log_in(request, user.get_username(), buckets, confirming=True)
     return False
+
+
+def password_refused(username: str) -> bool:
+    """Whether SSO_ONLY refuses a password log-in as `username` (not a break-glass account)."""
+    return settings.SSO_ONLY and username not in settings.SSO_BREAK_GLASS_ACCOUNTS
 
 
 def _user_named(username: str):

@@ -6,6 +6,7 @@ every function takes what it needs as arguments.
 
 import base64
 import os
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, overload
@@ -163,3 +164,68 @@ def caches_from_url(url: str) -> dict[str, dict[str, Any]]:
             }
         }
     raise ImproperlyConfigured(f"CACHE_URL must be redis://… or locmem://, not {url!r}")
+
+
+def env_map(name: str, default: str = "") -> dict[str, str]:
+    """`a=x,b=y` as {"a": "x", "b": "y"}; a pair without `=` or with an empty side is refused."""
+    mapping: dict[str, str] = {}
+    for pair in env_list(name, default):
+        key, equals, value = (part.strip() for part in pair.partition("="))
+        if not equals or not key or not value:
+            raise ImproperlyConfigured(
+                f"{name}: {pair!r} is not NAME=VALUE "
+                "(write e.g. key-admins=admin,key-auditors=auditor)"
+            )
+        if key in mapping and mapping[key] != value:
+            raise ImproperlyConfigured(f"{name}: {key!r} is mapped twice")
+        mapping[key] = value
+    return mapping
+
+
+def env_words(name: str, default: str = "") -> list[str]:
+    """Words separated by spaces or commas (OAuth scopes are written either way)."""
+    return env(name, default).replace(",", " ").split()
+
+
+# allauth's name for the one OpenID Connect provider the environment configures: its URLs
+# are /accounts/oidc/<id>/login/ and the callback /accounts/oidc/<id>/login/callback/.
+OIDC_PROVIDER_ID = "sso"
+
+
+def oidc_providers(
+    *, issuer: str, client_id: str, secret: str, label: str, scopes: list[str]
+) -> dict[str, Any]:
+    """SOCIALACCOUNT_PROVIDERS for django-allauth: one OpenID Connect app, or none.
+
+    The app lives in settings, not in the database: the environment is the one place an
+    operator configures single sign-on (docs/settings.md).
+    """
+    if not issuer:
+        return {}
+    return {
+        "openid_connect": {
+            # PKCE on top of the client secret: a stolen authorisation code is worth nothing.
+            "OAUTH_PKCE_ENABLED": True,
+            "APPS": [
+                {
+                    "provider_id": OIDC_PROVIDER_ID,
+                    "name": label,
+                    "client_id": client_id,
+                    "secret": secret,
+                    "settings": {"server_url": issuer, "scope": scopes},
+                }
+            ],
+        }
+    }
+
+
+def form_action_sources(issuer: str) -> list[str]:
+    """CSP form-action: this site, and the provider's origin when single sign-on is on.
+
+    The single sign-on button posts here and is redirected to the provider; browsers hold a
+    form's redirects to form-action too.
+    """
+    if not issuer:
+        return ["'self'"]
+    url = urllib.parse.urlsplit(issuer)
+    return ["'self'", f"{url.scheme}://{url.netloc}"]

@@ -1,6 +1,6 @@
 """The log-in pages of the portal (django-allauth's, docs/design.md §10) and of the Django admin,
-saying so when the throttle is why a log-in failed (portal.backends.ThrottledModelBackend
-applies the throttle on both)."""
+saying so when the throttle, or SSO_ONLY, is why a log-in failed
+(portal.backends.ThrottledModelBackend applies both, on both)."""
 
 from allauth.account.forms import LoginForm
 from allauth.account.views import LoginView, LogoutView
@@ -11,13 +11,18 @@ from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
 from keys.lib import throttle
-from portal.backends import login_buckets, throttled_error
+from portal.backends import login_buckets, password_refused, throttled_error
 
 # The error codes of a refused user name and password: Django's form, then allauth's.
 REFUSED = {"invalid_login", "username_password_mismatch"}
 
 
 class ThrottleMessageMixin:
+    sso_only_message = (
+        "Log-in with a password is turned off here: use Sign in with %(label)s. If the single "
+        "sign-on provider is down, ask an administrator."
+    )
+
     def typed_username(self) -> str | None:
         return self.cleaned_data.get("username")  # type: ignore[attr-defined]
 
@@ -29,6 +34,12 @@ class ThrottleMessageMixin:
             username = self.typed_username()
             if error.code not in REFUSED or not username:
                 raise
+            if password_refused(username):
+                raise ValidationError(
+                    self.sso_only_message,
+                    code="sso_only",
+                    params={"label": settings.OIDC_BUTTON_LABEL},
+                ) from None
             seconds = throttle.login_locked_for(login_buckets(self.request, username))
             if not seconds:
                 raise

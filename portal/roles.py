@@ -10,6 +10,7 @@ from django.contrib.auth.management import create_permissions
 from keys.permissions import (
     GRANT_ADMINS_ONLY_APIS,
     MANAGE_OWN_KEYS,
+    MANAGE_STREAMING,
     REVOKE_ANY_KEY,
     VIEW_ALL_KEYS,
     VIEW_AUDIT,
@@ -28,6 +29,7 @@ ROLE_PERMISSIONS = {
         REVOKE_ANY_KEY,
         VIEW_AUDIT,
         GRANT_ADMINS_ONLY_APIS,  # the Audit history API (docs/design.md §11)
+        MANAGE_STREAMING,
         "keys.view_apikey",
         "keys.view_api",
         "keys.add_api",
@@ -52,6 +54,27 @@ def home_page(user) -> str:
     if user.has_perm(VIEW_AUDIT) and not user.has_perm(MANAGE_OWN_KEYS):
         return "audit:history"
     return "keys:list"
+
+
+def roles_of(user) -> set[str]:
+    """The roles `user` has (groups that are no role do not count)."""
+    return set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+
+
+def set_roles(user, roles: set[str]) -> None:
+    """Give `user` exactly these roles: add the missing, remove the others (other groups stay).
+
+    Each change reaches the audit history through portal.user_events (roles_changed).
+    """
+    from django.contrib.auth.models import Group
+
+    if unknown := set(roles) - set(ROLES):
+        raise ValueError(f"Not a role: {', '.join(sorted(unknown))}")
+    current = roles_of(user)
+    if extra := current - set(roles):
+        user.groups.remove(*Group.objects.filter(name__in=extra))
+    if missing := set(roles) - current:
+        user.groups.add(*Group.objects.filter(name__in=missing))
 
 
 def permissions_of_every_active_user(roles: set[str]) -> set[str]:

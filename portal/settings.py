@@ -20,7 +20,11 @@ from portal.env import (
     env_choices,
     env_int,
     env_list,
+    env_map,
     env_positive_int,
+    env_words,
+    form_action_sources,
+    oidc_providers,
     optional_secret,
     secret_key,
 )
@@ -45,10 +49,13 @@ INSTALLED_APPS = [
     "django.contrib.humanize",  # allauth's passkey list says when each was used
     "django.forms",
     "django_htmx",
-    # Accounts (docs/design.md §10): log-in, log-out and the second factor; no sign-up.
+    # Accounts (docs/design.md §10): log-in, log-out and the second factor; no sign-up. Single
+    # sign-on through OpenID Connect (portal/sso.py).
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "portal",
     "keys",
 ]
@@ -265,7 +272,7 @@ CONTENT_SECURITY_POLICY = {
         "script-src": ["'self'"],
         "style-src": ["'self'"],
         "img-src": ["'self'", "data:"],
-        "form-action": ["'self'"],
+        "form-action": form_action_sources(env("OIDC_ISSUER", "")),
         "frame-ancestors": ["'none'"],
         "base-uri": ["'none'"],
         "object-src": ["'none'"],
@@ -343,6 +350,18 @@ AUDIT_CHECKPOINT_EVERY_EVENTS = env_int("AUDIT_CHECKPOINT_EVERY_EVENTS", 1000)
 AUDIT_VERIFY_NOW_MAX_EVENTS = env_int("AUDIT_VERIFY_NOW_MAX_EVENTS", 200_000)
 AUDIT_CHECKPOINT_EVERY_SECONDS = env_int("AUDIT_CHECKPOINT_EVERY_SECONDS", 60)
 
+# Audit streaming (manage.py stream_audit, docs/deploy.md "Streaming the audit history").
+# Each connect, TLS handshake and response waits at most this long, so a hanging receiver
+# holds only its own destination's thread, and only this long per try.
+AUDIT_STREAM_TIMEOUT_SECONDS = env_int("AUDIT_STREAM_TIMEOUT_SECONDS", 10)
+# After a failure a destination waits 1, 2, 4, … seconds, at most this long, before the next try.
+AUDIT_STREAM_MAX_BACKOFF_SECONDS = env_int("AUDIT_STREAM_MAX_BACKOFF_SECONDS", 30)
+# A CA bundle (PEM file) the webhook and syslog-TLS receivers' certificates are checked
+# against, for a private CA; empty: the system's trusted CAs.
+AUDIT_STREAM_CA_BUNDLE = env("AUDIT_STREAM_CA_BUNDLE") or None
+# Plain http:// webhooks to 127.0.0.1/localhost only (tests; a relay on the same machine).
+AUDIT_STREAM_ALLOW_HTTP_LOCALHOST = env_bool("AUDIT_STREAM_ALLOW_HTTP_LOCALHOST", False)
+
 # The portal's public address, for links in mails (expiry reminders link to Renew).
 PORTAL_URL = env("PORTAL_URL", "http://127.0.0.1:8000")
 
@@ -368,3 +387,35 @@ LOGIN_THROTTLE_MAX_FAILURES_PER_NETWORK = env_int("LOGIN_THROTTLE_MAX_FAILURES_P
 LOGIN_THROTTLE_ACCOUNT_BUDGET = env_int("LOGIN_THROTTLE_ACCOUNT_BUDGET", 20)
 LOGIN_THROTTLE_MAX_FAILURES_PAST_BUDGET = env_int("LOGIN_THROTTLE_MAX_FAILURES_PAST_BUDGET", 1)
 LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_SECONDS", 15 * 60)
+
+# Single sign-on through OpenID Connect (docs/design.md §10, docs/settings.md): on when
+# OIDC_ISSUER is set. The log-in page then shows "Sign in with OIDC_BUTTON_LABEL"; a first
+# log-in creates the user; the roles come from the OIDC_ROLE_CLAIM claim through OIDC_ROLE_MAP
+# (a value not in the map: staff) and are read again at every log-in (portal/sso.py).
+OIDC_ISSUER = env("OIDC_ISSUER", "").rstrip("/")
+OIDC_CLIENT_ID = env("OIDC_CLIENT_ID", "")
+OIDC_CLIENT_SECRET = env("OIDC_CLIENT_SECRET", "")
+OIDC_BUTTON_LABEL = env("OIDC_BUTTON_LABEL", "") or "Single sign-on"
+OIDC_SCOPES = env_words("OIDC_SCOPES", "openid profile email")
+OIDC_ROLE_CLAIM = env("OIDC_ROLE_CLAIM", "") or "groups"
+OIDC_ROLE_MAP = env_map("OIDC_ROLE_MAP")
+# Only single sign-on, except for these local accounts (a way in when the provider is down).
+SSO_ONLY = env_bool("SSO_ONLY", False)
+SSO_BREAK_GLASS_ACCOUNTS = env_list("SSO_BREAK_GLASS_ACCOUNTS")
+SOCIALACCOUNT_ADAPTER = "portal.sso.SocialAccountAdapter"
+# The provider vouches for the person: no sign-up form, no verification mail, no tokens kept.
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_EMAIL_REQUIRED = False
+SOCIALACCOUNT_STORE_TOKENS = False
+# The button posts (with its CSRF token): a link or an image elsewhere cannot start a log-in.
+SOCIALACCOUNT_LOGIN_ON_GET = False
+# Seconds before a provider that does not answer counts as down (allauth's HTTP requests).
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 5
+SOCIALACCOUNT_PROVIDERS = oidc_providers(
+    issuer=OIDC_ISSUER,
+    client_id=OIDC_CLIENT_ID,
+    secret=OIDC_CLIENT_SECRET,
+    label=OIDC_BUTTON_LABEL,
+    scopes=OIDC_SCOPES,
+)

@@ -3,7 +3,7 @@ from django.http import Http404
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from portal import confirm, health, user_views, views
+from portal import confirm, health, sso, user_views, views
 from portal.login import PortalLoginView, PortalLogoutView
 from portal.scim import views as scim
 
@@ -40,6 +40,12 @@ urlpatterns = [
     # the profile, so its password and e-mail pages are not offered.
     path("accounts/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
     re_path(r"^accounts/(?:logout|password|email|confirm-email)/", not_offered),
+    # Single sign-on (portal/sso.py): allauth's views, with a provider that is down giving a
+    # page that says so. Nobody links or unlinks a provider account by hand, nor fills in a
+    # sign-up form: allauth's pages for that are not offered either.
+    path("accounts/oidc/<str:provider_id>/login/", sso.login),
+    path("accounts/oidc/<str:provider_id>/login/callback/", sso.callback),
+    re_path(r"^accounts/(?:3rdparty|social)/", not_offered),
     path("accounts/", include("allauth.urls")),
     # After allauth's: its own links and redirects (reverse("account_login")) find these.
     path("login/", PortalLoginView.as_view(), name="account_login"),

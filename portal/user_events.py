@@ -28,6 +28,10 @@ WATCHED = ("username", "first_name", "last_name", "email", "is_active", "is_staf
 _acting: contextvars.ContextVar[tuple] = contextvars.ContextVar(
     "acting", default=(None, None, None, None)
 )
+# Role changes gathered into one event per user (see one_roles_event), while set.
+_roles_batch: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "roles_batch", default=None
+)
 
 
 @contextmanager
@@ -42,6 +46,26 @@ def acting(user, ip: str | None, *, label: str | None = None, via: str | None = 
         yield
     finally:
         _acting.reset(token)
+
+
+@contextmanager
+def one_roles_event():
+    """Record the role changes made inside this block as one roles_changed event per user,
+    with what was added and removed (a change of role is one act, not a removal and an add)."""
+    batch: dict = {}
+    token = _roles_batch.set(batch)
+    try:
+        yield
+    finally:
+        _roles_batch.reset(token)
+    for user, added, removed in batch.values():
+        if added != removed:
+            details = {
+                "user": user.get_username(),
+                "added": sorted(added - removed),
+                "removed": sorted(removed - added),
+            }
+            _record(Action.ROLES_CHANGED, user, details)
 
 
 def _record(action: str, user, details: dict) -> None:
@@ -102,6 +126,11 @@ def _record_roles(sender, instance, action, reverse, pk_set, **kwargs):
             instance.groups.model.objects.filter(pk__in=pk_set or ()).values_list("name", flat=True)
         )
         added, removed = (names, []) if action == "post_add" else ([], names)
+    if (batch := _roles_batch.get()) is not None:
+        _user, was_added, was_removed = batch.setdefault(instance.pk, (instance, set(), set()))
+        was_added.update(added)
+        was_removed.update(removed)
+        return
     if added or removed:
         details = {"user": instance.get_username(), "added": added, "removed": removed}
         _record(Action.ROLES_CHANGED, instance, details)
@@ -120,6 +149,21 @@ def record_log_in(
         details["second_factor"] = second_factor
     with acting(user, _ip(request)):
         _record(Action.LOGIN_SUCCEEDED, user, details)
+
+
+def record_sso_log_in(request, user, details: dict) -> None:
+    """A single sign-on log-in (portal.sso): login_succeeded with method "sso" and `details`."""
+    with acting(user, _ip(request)):
+        _record(
+            Action.LOGIN_SUCCEEDED, user, {"user": user.get_username(), "method": "sso", **details}
+        )
+
+
+def record_sso_refused(request, user, *, reason: str) -> None:
+    """A single sign-on log-in refused for an account the provider vouched for (deactivated)."""
+    details = {"user": user.get_username(), "method": "sso", "reason": reason}
+    with acting(None, _ip(request)):
+        _record(Action.LOGIN_FAILED, user, details)
 
 
 def record_log_in_failed(request, user, *, failures: int, confirming: bool = False) -> None:

@@ -9,7 +9,9 @@ from keys.models import Api, latest_expiry_for, local_date
 
 # Real redis-server for `redis` tests, the `postgres_only` marker: see tests/servers.py.
 # Chromium, log-in and axe-core checks for `browser` tests: see tests/browser.py.
-pytest_plugins = ["tests.servers", "tests.browser"]
+# A real OpenID Provider (oidc-provider on Node.js) for single sign-on: tests/oidc_server.py.
+# Real audit receivers (HTTPS and rsyslog): tests/stream_receivers.py.
+pytest_plugins = ["tests.servers", "tests.browser", "tests.oidc_server", "tests.stream_receivers"]
 
 
 @pytest.fixture(autouse=True)

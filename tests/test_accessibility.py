@@ -22,6 +22,7 @@ from keys.models import (
     AuditEvent,
     AuditHead,
     ChainVerification,
+    StreamDestination,
     latest_expiry_for,
     local_date,
 )
@@ -180,6 +181,68 @@ def _bulk_without_reason(page, base, places):
     page.get_by_role("button", name="Revoke 1 key").click()
 
 
+def _destinations() -> list[StreamDestination]:
+    """A webhook that last failed and a syslog destination, as an admin would have set up."""
+    return [
+        StreamDestination.objects.create(
+            name="Splunk HEC",
+            url="https://127.0.0.1:9/services/collector/raw",  # refused at once
+            secret="x" * 64,
+            headers={"Authorization": "Splunk not-a-real-token"},
+            failed=3,
+            last_error="connection refused",
+            last_error_at=datetime.datetime.now(tz=datetime.UTC),
+        ),
+        StreamDestination.objects.create(
+            name="rsyslog relay",
+            kind=StreamDestination.Kind.SYSLOG_TLS,
+            host="logs.example.com",
+            port=6514,
+            last_acked_seq=3,
+            sent=3,
+        ),
+    ]
+
+
+def _streaming(page, base, places):
+    _destinations()
+    page.goto(base + "/audit/streaming/")
+
+
+def _stream_edit(page, base, places):
+    page.goto(base + f"/audit/streaming/{_destinations()[0].identifier}/")
+
+
+def _stream_remove(page, base, places):
+    page.goto(base + f"/audit/streaming/{_destinations()[0].identifier}/remove/")
+
+
+def _stream_add_errors(page, base, places):
+    page.goto(base + "/audit/streaming/add/")
+    page.get_by_label("URL").fill("http://siem.example.com/in")
+    page.get_by_role("button", name="Save").click()
+
+
+def _stream_secret(page, base, places):
+    page.goto(base + "/audit/streaming/add/")
+    page.get_by_label("Name").fill("SIEM")
+    page.get_by_label("URL").fill("https://siem.example.com/in")
+    page.get_by_role("button", name="Save").click()
+
+
+def _stream_replay_error(page, base, places):
+    page.goto(base + f"/audit/streaming/{_destinations()[1].identifier}/")
+    page.get_by_label("Replay from sequence number").fill("99")
+    page.get_by_role("button", name="Replay").click()
+
+
+def _stream_tested(page, base, places):
+    _destinations()
+    page.goto(base + "/audit/streaming/")
+    page.get_by_role("button", name="Send test to Splunk HEC").click()
+    expect(page.get_by_role("status").filter(has_text="failed")).to_be_visible()
+
+
 STATES = [
     State("login", None, "/login/"),
     State("login-after-idle-time-out", None, "/login/?next=/keys/&ended=idle"),
@@ -250,6 +313,16 @@ STATES = [
     ),
     State("audit-verified", "dave", _verified),
     State("audit-verification-broken", "dave", _verification_broken),
+    State("streaming-empty", "carol", "/audit/streaming/"),
+    State("streaming-admin", "carol", _streaming),
+    State("streaming-auditor", "dave", _streaming),
+    State("stream-add", "carol", "/audit/streaming/add/"),
+    State("stream-add-errors", "carol", _stream_add_errors),
+    State("stream-secret-shown-once", "carol", _stream_secret),
+    State("stream-edit", "carol", _stream_edit),
+    State("stream-replay-error", "carol", _stream_replay_error),
+    State("stream-remove", "carol", _stream_remove),
+    State("stream-tested", "carol", _stream_tested),
 ]
 
 

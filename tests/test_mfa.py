@@ -318,3 +318,38 @@ def test_an_admin_role_cannot_see_anyones_factors(carol, client):
     carol.save()
     client.force_login(carol)
     assert client.get("/admin/mfa/authenticator/").status_code == 403
+
+
+def test_a_wrong_code_when_confirming_its_you_counts_too(carol, carol_with_totp, client, later):
+    log_in(client, "carol")
+    client.post(AUTHENTICATE, {"code": totp(carol_with_totp)})
+    assert signed_in(client)
+    response = client.post("/accounts/2fa/reauthenticate/", {"code": "000000"})
+    assert response.status_code == 200
+    (failed,) = events("second_factor_failed", owner=carol)
+    assert failed.details["step"] == "confirming it's you"
+
+
+# --- MFA_REQUIRED_ROLES from the environment ----------------------------------------------------
+
+
+def test_required_roles_default_to_admin_and_auditor(monkeypatch):
+    from portal.env import env_choices
+
+    monkeypatch.delenv("MFA_REQUIRED_ROLES", raising=False)
+    roles = ("admin", "auditor", "staff")
+    assert env_choices("MFA_REQUIRED_ROLES", "admin,auditor", roles) == {"admin", "auditor"}
+    monkeypatch.setenv("MFA_REQUIRED_ROLES", "")
+    assert env_choices("MFA_REQUIRED_ROLES", "admin,auditor", roles) == set()
+    monkeypatch.setenv("MFA_REQUIRED_ROLES", " staff , admin")
+    assert env_choices("MFA_REQUIRED_ROLES", "admin,auditor", roles) == {"admin", "staff"}
+
+
+def test_an_unknown_required_role_stops_start_up_with_its_name(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from portal.env import env_choices
+
+    monkeypatch.setenv("MFA_REQUIRED_ROLES", "admin,admins")
+    with pytest.raises(ImproperlyConfigured, match="MFA_REQUIRED_ROLES names admins"):
+        env_choices("MFA_REQUIRED_ROLES", "admin,auditor", ("admin", "auditor", "staff"))

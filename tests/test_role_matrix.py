@@ -14,7 +14,7 @@ from urllib.parse import quote, unquote
 import pytest
 from django.urls import URLResolver, get_resolver
 
-from keys.models import AuditEvent
+from keys.models import AuditEvent, StreamDestination
 
 PERSONAS = ("anonymous", "alice", "bob", "carol", "dave")
 NOT_PORTAL_PAGES = ("admin/", "static/", "api/")
@@ -28,7 +28,8 @@ def everyone(status: int) -> dict[str, int]:
     return statuses(*[status] * len(PERSONAS))
 
 
-# route pattern -> (URL to request, {method: statuses}); {key} is alice's key, {user} is bob.
+# route pattern -> (URL to request, {method: statuses}); {key} is alice's key, {user} is bob,
+# {destination} an audit stream destination.
 # Empty POSTs: a form that may be used answers 200 with its errors, or does its harmless
 # default (alice revoking her own key needs no reason; carol deactivating bob needs none).
 MATRIX = {
@@ -116,6 +117,31 @@ MATRIX = {
         "/audit/export.csv",
         {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
     ),
+    "audit/streaming/": (
+        "/audit/streaming/",
+        {"GET": statuses(302, 403, 403, 200, 200), "POST": everyone(405)},
+    ),
+    "audit/streaming/add/": (
+        "/audit/streaming/add/",
+        {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 400, 403)},
+    ),
+    "audit/streaming/<str:identifier>/": (
+        "/audit/streaming/{destination}/",
+        {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 400, 403)},
+    ),
+    "audit/streaming/<str:identifier>/remove/": (
+        "/audit/streaming/{destination}/remove/",
+        {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 302, 403)},
+    ),
+    # Send test to a port nothing listens on: refused at once, said in a message.
+    "audit/streaming/<str:identifier>/test/": (
+        "/audit/streaming/{destination}/test/",
+        {"GET": statuses(302, 403, 403, 405, 403), "POST": statuses(302, 403, 403, 302, 403)},
+    ),
+    "audit/streaming/<str:identifier>/replay/": (
+        "/audit/streaming/{destination}/replay/",
+        {"GET": statuses(302, 403, 403, 405, 403), "POST": statuses(302, 403, 403, 400, 403)},
+    ),
     "users/": ("/users/", {"GET": statuses(302, 403, 403, 200, 403), "POST": everyone(405)}),
     "users/<str:username>/deactivate/": (
         "/users/{user}/deactivate/",
@@ -129,19 +155,6 @@ MATRIX = {
         "/gateway/verify/api/v1/risks/",
         {"GET": everyone(404), "POST": everyone(404)},
     ),
-    # SCIM answers an identity provider's bearer token only, never a session; with SCIM off
-    # (no SCIM_TOKEN, as here) it does not exist. tests/test_scim.py covers it switched on.
-    "scim/v2/Users": ("/scim/v2/Users", {"GET": everyone(404), "POST": everyone(404)}),
-    "scim/v2/Users/<str:scim_id>": (
-        "/scim/v2/Users/00000000-0000-4000-8000-000000000000",
-        {"GET": everyone(404), "PATCH": everyone(404), "DELETE": everyone(404)},
-    ),
-    "scim/v2/ServiceProviderConfig": ("/scim/v2/ServiceProviderConfig", {"GET": everyone(404)}),
-    "scim/v2/ResourceTypes": ("/scim/v2/ResourceTypes", {"GET": everyone(404)}),
-    "scim/v2/ResourceTypes/<str:name>": ("/scim/v2/ResourceTypes/User", {"GET": everyone(404)}),
-    "scim/v2/Schemas": ("/scim/v2/Schemas", {"GET": everyone(404)}),
-    "scim/v2/Schemas/<str:urn>": ("/scim/v2/Schemas/x", {"GET": everyone(404)}),
-    "scim/v2/<path:rest>": ("/scim/v2/Groups", {"GET": everyone(404)}),
     # django-allauth (docs/design.md §10). Its log-in is /login/; sign-up is closed (200: the
     # page that says so); a signed-in person is sent home from log-in steps they do not need.
     "accounts/login/": ("/accounts/login/", {"GET": everyone(302), "POST": everyone(302)}),
@@ -200,6 +213,39 @@ MATRIX = {
         "/accounts/2fa/recovery-codes/download/",
         {"GET": statuses(302, 404, 404, 404, 404), "POST": statuses(302, 404, 404, 404, 404)},
     ),
+    # Single sign-on (portal/sso.py): nothing there while no provider is configured, as here
+    # (tests/test_sso*.py cover it configured). allauth's own patterns stand behind the
+    # portal's, which answer the same addresses.
+    **{
+        route: (url, {"GET": everyone(404), "POST": everyone(404)})
+        for route, url in [
+            ("accounts/oidc/<str:provider_id>/login/", "/accounts/oidc/sso/login/"),
+            (
+                "accounts/oidc/<str:provider_id>/login/callback/",
+                "/accounts/oidc/sso/login/callback/",
+            ),
+            ("accounts/oidc/^(?P<provider_id>[^/]+)/login/", "/accounts/oidc/sso/login/"),
+            (
+                "accounts/oidc/^(?P<provider_id>[^/]+)/login/callback/",
+                "/accounts/oidc/sso/login/callback/",
+            ),
+        ]
+    },
+    # Not offered: linking or unlinking a provider account by hand, a social sign-up form.
+    **{
+        route: (url, {"GET": everyone(404), "POST": everyone(404)})
+        for route, url in [
+            ("^accounts/(?:3rdparty|social)/", "/accounts/3rdparty/"),
+            ("accounts/3rdparty/", "/accounts/3rdparty/"),
+            ("accounts/3rdparty/login/cancelled/", "/accounts/3rdparty/login/cancelled/"),
+            ("accounts/3rdparty/login/error/", "/accounts/3rdparty/login/error/"),
+            ("accounts/3rdparty/signup/", "/accounts/3rdparty/signup/"),
+            ("accounts/social/connections/", "/accounts/social/connections/"),
+            ("accounts/social/login/cancelled/", "/accounts/social/login/cancelled/"),
+            ("accounts/social/login/error/", "/accounts/social/login/error/"),
+            ("accounts/social/signup/", "/accounts/social/signup/"),
+        ]
+    },
     "accounts/2fa/webauthn/": (
         "/accounts/2fa/webauthn/",
         {"GET": statuses(302, 200, 200, 200, 200), "POST": statuses(302, 405, 405, 405, 405)},
@@ -236,6 +282,19 @@ MATRIX = {
             ),
         ]
     },
+    # SCIM answers an identity provider's bearer token only, never a session; with SCIM off
+    # (no SCIM_TOKEN, as here) it does not exist. tests/test_scim.py covers it switched on.
+    "scim/v2/Users": ("/scim/v2/Users", {"GET": everyone(404), "POST": everyone(404)}),
+    "scim/v2/Users/<str:scim_id>": (
+        "/scim/v2/Users/00000000-0000-4000-8000-000000000000",
+        {"GET": everyone(404), "PATCH": everyone(404), "DELETE": everyone(404)},
+    ),
+    "scim/v2/ServiceProviderConfig": ("/scim/v2/ServiceProviderConfig", {"GET": everyone(404)}),
+    "scim/v2/ResourceTypes": ("/scim/v2/ResourceTypes", {"GET": everyone(404)}),
+    "scim/v2/ResourceTypes/<str:name>": ("/scim/v2/ResourceTypes/User", {"GET": everyone(404)}),
+    "scim/v2/Schemas": ("/scim/v2/Schemas", {"GET": everyone(404)}),
+    "scim/v2/Schemas/<str:urn>": ("/scim/v2/Schemas/x", {"GET": everyone(404)}),
+    "scim/v2/<path:rest>": ("/scim/v2/Groups", {"GET": everyone(404)}),
 }
 # Anonymous visitors these send to the log-in page without a way back: a log-in step, or a
 # page that has no meaning without one.
@@ -250,6 +309,7 @@ READ_ONLY = {"", "login/", "logout/", "profile/", "keys/", "keys/<str:identifier
 READ_ONLY |= {"all-keys/", "audit/", "audit/export.csv", "users/", "healthz", "readyz"}
 # A person's own way in (log-in steps, confirming it's you, their second factor): auditors too.
 READ_ONLY |= {route for route in MATRIX if route.startswith(("accounts/", "^accounts/"))}
+READ_ONLY |= {"audit/streaming/"}  # delivery figures; every change is admins' only
 # Checking the chain reads it; the result is kept outside it (keys.models.ChainVerification).
 READ_ONLY |= {"all-keys/inventory.csv", "audit/verify/"}
 READ_ONLY |= {"gateway/verify", "^gateway/verify(?P<envoy_path>/.*)$"}
@@ -289,8 +349,13 @@ def test_every_portal_url_has_a_row():
 )
 def test_role_matrix(route, method, persona, request, client, alice, bob, carol, dave, make_key):
     key, _ = make_key(alice, name="Matrix key")
+    destination = StreamDestination.objects.create(
+        name="Matrix", url="https://127.0.0.1:9/in", secret="s" * 64
+    )
     url_template, methods = MATRIX[route]
-    url = url_template.format(key=key.identifier, user=bob.username)
+    url = url_template.format(
+        key=key.identifier, user=bob.username, destination=destination.identifier
+    )
     if persona != "anonymous":
         client.force_login(request.getfixturevalue(persona))
     events = AuditEvent.objects.count()

@@ -28,6 +28,7 @@ from keys.models.key import (
     previous_password_works_at,
 )
 from keys.models.key_queries import KEY_PAGE_SIZE, ApiKeyQuerySet, KeyPage
+from keys.models.streaming import StreamDestination, StreamDestinationQuerySet
 from keys.models.usage import KeyApiUse, KeyCaller, KeyUsageDay, UsageJournal
 
 __all__ = [
@@ -54,6 +55,8 @@ __all__ = [
     "KeyPage",
     "KeyUsageDay",
     "RouteTable",
+    "StreamDestination",
+    "StreamDestinationQuerySet",
     "UsageJournal",
     "admins_only_message",
     "key_status",

@@ -194,6 +194,10 @@ class AuditEvent(models.Model):
         LOGIN_SUCCEEDED = "login_succeeded", "Logged in"
         LOGIN_FAILED = "login_failed", "Log-in failed"
         LOGIN_LOCKED = "login_locked", "Log-in locked"
+        DESTINATION_ADDED = "destination_added", "Stream destination added"
+        DESTINATION_CHANGED = "destination_changed", "Stream destination changed"
+        DESTINATION_REMOVED = "destination_removed", "Stream destination removed"
+        DESTINATION_REPLAYED = "destination_replayed", "Stream destination replayed"
         FACTOR_ADDED = "factor_added", "Second factor added"
         FACTOR_REMOVED = "factor_removed", "Second factor removed"
         RECOVERY_CODES_MADE = "recovery_codes_made", "Recovery codes made"
@@ -212,6 +216,9 @@ class AuditEvent(models.Model):
             Action.USER_CHANGED,  # (de)activation, admin flags, e-mail address
             Action.ROLES_CHANGED,
             Action.PASSWORD_SET,
+            # Silencing or redirecting the copy the auditors' SIEM keeps.
+            Action.DESTINATION_CHANGED,
+            Action.DESTINATION_REMOVED,
             Action.FACTOR_ADDED,
             Action.FACTOR_REMOVED,
             Action.RECOVERY_CODES_MADE,

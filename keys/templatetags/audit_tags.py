@@ -38,6 +38,7 @@ _LABELS = {
     "replaces": "renews",
     "scim": "SCIM request",
     "scim_external_id": "identity provider's id (externalId)",
+    "subject": "provider's id (sub)",
 }
 # Details the rest of the line says already: who acted (the actor column).
 _SAID_ELSEWHERE = {"by"}
@@ -52,6 +53,7 @@ _MACHINES = {
     "leak report": "a leak report",
     "unauthenticated caller": "an unauthenticated caller",
     "SCIM": "the identity provider (SCIM)",  # portal/scim/provisioning.py
+    "single sign-on": "the single sign-on provider",  # portal/sso.py: roles from its claim
 }
 
 
