@@ -505,6 +505,27 @@ def test_an_htmx_request_is_sent_to_confirm_as_a_whole_page(carol, bob, login, s
     assert urlsplit(response["HX-Redirect"]).path == CONFIRM
 
 
+def test_a_person_without_a_password_here_is_sent_to_sign_in_again_not_asked_for_one(
+    alice, login, stale, today
+):
+    # Single sign-on's people have no usable password here (portal.confirm.sso_confirmation_url
+    # is the hook for sending them through the provider again).
+    alice.set_unusable_password()
+    alice.save()
+    client = login(alice)
+    stale()
+    back = asked_to_confirm(client.post("/keys/add/", add_form(today)))
+
+    page = client.get(f"{CONFIRM}?next={back}")
+    typed = client.post(CONFIRM, password_entry("anything", back))
+
+    assert 'name="password-password"' not in page.text
+    assert "log in again through your organisation" in page.text
+    assert typed.status_code == 400
+    assert not AuditEvent.objects.filter(action="identity_confirmed").exists()
+    asked_to_confirm(client.post("/keys/add/", add_form(today)))
+
+
 # --- a second factor: a TOTP code confirms, a recovery code never does ----------------------
 
 
