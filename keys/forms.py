@@ -158,6 +158,15 @@ class KeyForm(forms.Form):
         help_text="Only the selected APIs can be called with this key. Read only allows GET, "
         "HEAD and OPTIONS; Read and write every method.",
     )
+    justification = forms.CharField(
+        label="Justification",
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Allowed IPs outside the approved networks need an administrator's approval: "
+        "say which system uses them and why. Until approved, a new key is refused and an "
+        "edited key keeps its current allowed IPs.",
+    )
     description = ApiKey._meta.get_field("description").formfield(
         widget=forms.Textarea(attrs={"rows": 3})
     )
@@ -246,6 +255,7 @@ class KeyForm(forms.Form):
                 apis=cleaned.get("apis", []),
                 read_only=self._read_only(cleaned.get("apis", [])),
                 key=self.key,
+                justification=cleaned.get("justification", ""),
             )
         except ValidationError as error:
             for field, messages in error.message_dict.items():
@@ -265,9 +275,15 @@ class KeyForm(forms.Form):
                 read_only.append(api.slug)
         return read_only
 
+    @property
+    def asks_justification(self) -> bool:
+        """Whether to show the Justification field: the allowed IPs need one, or one was given."""
+        return "justification" in self.errors or bool(self.data.get("justification"))
+
     def key_fields(self) -> dict:
         """The checked values, named as keys.actions.create_key and edit_key take them."""
-        return {**self.validated, "may_rotate_itself": self.cleaned_data["may_rotate_itself"]}
+        fields = {k: v for k, v in self.validated.items() if k != "needs_approval"}
+        return {**fields, "may_rotate_itself": self.cleaned_data["may_rotate_itself"]}
 
 
 class RevokeForm(forms.Form):

@@ -10,6 +10,7 @@ VIEW_ALL_KEYS = "keys.view_all_keys"
 REVOKE_ANY_KEY = "keys.revoke_any_key"
 VIEW_AUDIT = "keys.view_audit"
 GRANT_ADMINS_ONLY_APIS = "keys.grant_admins_only_apis"
+MANAGE_KEY_POLICY = "keys.manage_key_policy"
 
 # (codename, description) of each name above, as a model's Meta.permissions lists them.
 DECLARED = tuple(
@@ -20,5 +21,6 @@ DECLARED = tuple(
         (REVOKE_ANY_KEY, "Can revoke any user's key"),
         (VIEW_AUDIT, "Can read and export the audit history"),
         (GRANT_ADMINS_ONLY_APIS, "Can grant their keys the APIs only administrators may grant"),
+        (MANAGE_KEY_POLICY, "Can set the key policy and decide key requests"),
     )
 )

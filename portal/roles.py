@@ -9,6 +9,7 @@ from django.contrib.auth.management import create_permissions
 
 from keys.permissions import (
     GRANT_ADMINS_ONLY_APIS,
+    MANAGE_KEY_POLICY,
     MANAGE_OWN_KEYS,
     REVOKE_ANY_KEY,
     VIEW_ALL_KEYS,
@@ -28,6 +29,7 @@ ROLE_PERMISSIONS = {
         REVOKE_ANY_KEY,
         VIEW_AUDIT,
         GRANT_ADMINS_ONLY_APIS,  # the Audit history API (docs/design.md §11)
+        MANAGE_KEY_POLICY,
         "keys.view_apikey",
         "keys.view_api",
         "keys.add_api",

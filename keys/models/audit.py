@@ -194,6 +194,10 @@ class AuditEvent(models.Model):
         LOGIN_SUCCEEDED = "login_succeeded", "Logged in"
         LOGIN_FAILED = "login_failed", "Log-in failed"
         LOGIN_LOCKED = "login_locked", "Log-in locked"
+        POLICY_CHANGED = "policy_changed", "Key policy changed"
+        APPROVAL_REQUESTED = "approval_requested", "Approval requested"
+        REQUEST_APPROVED = "request_approved", "Request approved"
+        REQUEST_DENIED = "request_denied", "Request denied"
 
     # What an attacker with database access would most like to erase: a checkpoint follows
     # each of these at once (keys.audit.chain), so deleting one from the end shows.
@@ -206,6 +210,8 @@ class AuditEvent(models.Model):
             Action.USER_CHANGED,  # (de)activation, admin flags, e-mail address
             Action.ROLES_CHANGED,
             Action.PASSWORD_SET,
+            Action.POLICY_CHANGED,  # what every key must respect
+            Action.REQUEST_APPROVED,  # an allowlist outside the approved networks
         }
     )
 

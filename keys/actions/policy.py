@@ -1,0 +1,217 @@
+"""Changes of the key policy and decisions on requests (docs/design.md §12).
+
+Each changes the data and appends its audit event in one transaction; the mails go out after
+it is committed (keys.actions.policy_mail).
+"""
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from keys.actions import policy_mail
+from keys.actions.keys import keep_policy_mark, key_snapshot, revoke_key
+from keys.audit import chain
+from keys.lib.networks import display_network
+from keys.models import (
+    AllowedIp,
+    ApiKey,
+    AuditEvent,
+    KeyPolicy,
+    KeyRequest,
+    users_with_perm,
+)
+from keys.permissions import MANAGE_OWN_KEYS, REVOKE_ANY_KEY
+from keys.validators import allowlist
+
+Action = AuditEvent.Action
+
+
+# --- the policy and its dry run ---------------------------------------------------------------
+
+
+@dataclass
+class LeftOut:
+    """A key a policy would leave out, and why (messages by key form field)."""
+
+    key: ApiKey
+    why: dict[str, list[str]]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [message for messages in self.why.values() for message in messages]
+
+
+def keys_out_of(policy: KeyPolicy) -> list[LeftOut]:
+    """Every usable key `policy` does not allow, oldest owner name first: the dry run."""
+    users = get_user_model().objects.all()
+    staff = set(users_with_perm(users, MANAGE_OWN_KEYS).values_list("pk", flat=True))
+    admins = set(users_with_perm(users, REVOKE_ANY_KEY).values_list("pk", flat=True))
+    found = []
+    keys = ApiKey.objects.usable().with_listing_data().order_by("owner__username", "name", "pk")
+    for key in keys:
+        roles = {"staff"} if key.owner_id in staff else set()
+        roles |= {"admin"} if key.owner_id in admins else set()
+        if why := key.policy_violations(policy, roles):
+            found.append(LeftOut(key, why))
+    return found
+
+
+def newly_out(current: KeyPolicy, candidate: KeyPolicy) -> list[LeftOut]:
+    """The keys `candidate` would leave out of policy that `current` leaves in."""
+    already = {left.key.pk for left in keys_out_of(current)}
+    return [left for left in keys_out_of(candidate) if left.key.pk not in already]
+
+
+def candidate_policy(*, approved_networks, max_lifetime_days: int, api_roles: dict) -> KeyPolicy:
+    """An unsaved policy with these values, checked; ValidationError under the form's names."""
+    errors = {}
+    try:
+        networks = allowlist_of_networks(approved_networks)
+    except ValidationError as error:
+        errors["approved_networks"] = error.messages
+        networks = []
+    policy = KeyPolicy(
+        pk=1,
+        approved_networks=networks,
+        max_lifetime_days=max_lifetime_days,
+        api_roles={slug: sorted(roles) for slug, roles in api_roles.items()},
+    )
+    try:
+        policy.full_clean(exclude=["approved_networks", "api_roles"], validate_constraints=False)
+    except ValidationError as error:
+        errors.update(error.message_dict)
+    if errors:
+        raise ValidationError(errors)
+    return policy
+
+
+def allowlist_of_networks(entries) -> list[str]:
+    """Approved networks: normalised as a key's allowed IPs are (keys.validators), sorted."""
+    entries = [entry for entry in entries if entry.strip()]
+    return sorted(allowlist(entries)) if entries else []
+
+
+def change_policy(
+    *,
+    actor,
+    approved_networks,
+    max_lifetime_days: int,
+    api_roles: dict,
+    ip: str | None = None,
+) -> tuple[KeyPolicy, list[ApiKey], list[ApiKey]]:
+    """Put a new policy in force: the keys it leaves out are refused (out_of_policy), those
+    it lets back in work again. Returns the policy, the keys newly out and those back in."""
+    candidate = candidate_policy(
+        approved_networks=approved_networks,
+        max_lifetime_days=max_lifetime_days,
+        api_roles=api_roles,
+    )
+    with transaction.atomic():
+        stored = KeyPolicy.objects.select_for_update().filter(pk=1).first() or KeyPolicy(pk=1)
+        before = stored.snapshot()
+        candidate.changed_at = timezone.now()
+        candidate.save()
+        out = {left.key.pk: left.key for left in keys_out_of(candidate)}
+        marked = ApiKey.objects.usable().filter(out_of_policy=True)
+        was_out = {key.pk: key for key in marked.select_related("owner")}
+        newly = [key for pk, key in out.items() if pk not in was_out]
+        back = [key for pk, key in was_out.items() if pk not in out]
+        for keys, mark in ((newly, True), (back, False)):
+            for key in keys:
+                ApiKey.objects.filter(pk=key.pk).update(
+                    out_of_policy=mark, revision=key.revision + 1
+                )
+        changes = chain.changes(before, candidate.snapshot())
+        if changes or newly or back:
+            chain.record(
+                Action.POLICY_CHANGED,
+                actor=actor,
+                ip=ip,
+                details={
+                    "changes": changes,
+                    "keys_out_of_policy": sorted(key.identifier for key in newly),
+                    "keys_back_in_policy": sorted(key.identifier for key in back),
+                },
+            )
+    policy_mail.out_of_policy_to_owners(newly)
+    return candidate, newly, back
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def _open(request: KeyRequest) -> KeyRequest:
+    """The request, locked, if it is still open; else ValidationError."""
+    request = KeyRequest.objects.select_for_update().select_related("key").get(pk=request.pk)
+    if request.decided_at is not None:
+        raise ValidationError("This request was decided already.")
+    return request
+
+
+def approve_request(
+    request: KeyRequest, *, actor, reason: str = "", ip: str | None = None
+) -> KeyRequest:
+    """Approve the allowed IPs of a request: a new key works from now on; a change replaces
+    the key's allowed IPs. The entries outside the approved networks stay approved for it."""
+    with transaction.atomic():
+        request = _open(request)
+        key = ApiKey.objects.select_for_update().get(pk=request.key_id)
+        if key.is_revoked:
+            raise ValidationError("The key is revoked: nothing to approve.")
+        before = key_snapshot(key)
+        key.approved_exceptions = sorted({*key.approved_exceptions, *request.outside})
+        key.awaiting_approval = False
+        key.revision += 1
+        key.save()
+        if request.kind == KeyRequest.Kind.CHANGE:
+            networks = allowlist(request.networks)
+            key.allowed_ips.exclude(network__in=networks).delete()
+            current = set(key.allowed_ips.values_list("network", flat=True))
+            AllowedIp.objects.bulk_create(
+                AllowedIp(key=key, network=n) for n in networks if n not in current
+            )
+        keep_policy_mark(key)
+        request.decided_at, request.decided_by = timezone.now(), actor
+        request.decision, request.reason = KeyRequest.Decision.APPROVED, reason.strip()
+        request.save()
+        chain.record(
+            Action.REQUEST_APPROVED,
+            key=key,
+            actor=actor,
+            ip=ip,
+            details={
+                "kind": request.kind,
+                "reason": request.reason,
+                "approved": [display_network(n) for n in request.outside],
+                **chain.changes(before, key_snapshot(key)),
+            },
+        )
+    policy_mail.decision_to_owner(request)
+    return request
+
+
+def deny_request(request: KeyRequest, *, actor, reason: str, ip: str | None = None) -> KeyRequest:
+    """Deny a request, with a reason for its owner. A denied new key is revoked: it can
+    never be used, and its name is free again; a denied change leaves the key as it is."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["Give a reason for denying: the owner reads it."]})
+    with transaction.atomic():
+        request = _open(request)
+        request.decided_at, request.decided_by = timezone.now(), actor
+        request.decision, request.reason = KeyRequest.Decision.DENIED, reason
+        request.save()
+        chain.record(
+            Action.REQUEST_DENIED,
+            key=request.key,
+            actor=actor,
+            ip=ip,
+            details={"kind": request.kind, "reason": reason},
+        )
+        if request.kind == KeyRequest.Kind.NEW and not request.key.is_revoked:
+            revoke_key(request.key, actor=actor, reason=f"Request denied: {reason}", ip=ip)
+    policy_mail.decision_to_owner(request)
+    return request
