@@ -1,16 +1,20 @@
 import datetime
+import re
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import dateformat
 
-from keys.actions import REGENERATE_OVERLAPS
+from keys.actions import REGENERATE_OVERLAPS, candidate_policy
 from keys.lib.networks import display_network
 from keys.models import (
+    MAX_LIFETIME_DAYS,
+    ROLE_LABELS,
     Api,
     ApiKey,
     KeyGrant,
+    KeyPolicy,
     admins_only_message,
     latest_expiry_for,
     local_date,
@@ -351,3 +355,92 @@ class RenewForm(forms.Form):
             f"At most one year from today: {latest_expiry_for(local_date()).isoformat()} "
             "at the latest."
         )
+
+
+class PolicyForm(forms.Form):
+    """The key policy page: approved networks, maximum lifetime, which roles grant which API.
+
+    Its values are checked by keys.actions.candidate_policy (the allowlist rules of
+    keys.validators for the networks, the model's 1..365 for the lifetime)."""
+
+    approved_networks = forms.CharField(
+        label="Approved networks",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text="One IPv4 or IPv6 address or CIDR range per line, e.g. 192.0.2.0/24. A key's "
+        "allowed IPs outside them need an administrator's approval. Empty: any allowed IP.",
+    )
+    max_lifetime_days = forms.IntegerField(
+        label="Maximum lifetime (days)",
+        min_value=1,
+        max_value=MAX_LIFETIME_DAYS,
+        initial=MAX_LIFETIME_DAYS,
+        help_text=f"A key expires at most this many days after today; 1 to {MAX_LIFETIME_DAYS}.",
+    )
+
+    def __init__(self, *args, policy: KeyPolicy, **kwargs):
+        self.apis = list(Api.objects.active())
+        kwargs.setdefault(
+            "initial",
+            {
+                "approved_networks": "\n".join(
+                    display_network(n) for n in policy.approved_networks
+                ),
+                "max_lifetime_days": policy.max_lifetime_days,
+                **{f"roles-{api.slug}": policy.roles_granting(api.slug) for api in self.apis},
+            },
+        )
+        super().__init__(*args, **kwargs)
+        for api in self.apis:
+            self.fields[f"roles-{api.slug}"] = forms.MultipleChoiceField(
+                label=api.name,
+                required=False,
+                choices=list(ROLE_LABELS.items()),
+                widget=forms.CheckboxSelectMultiple,
+            )
+
+    def role_fields(self):
+        return [self[f"roles-{api.slug}"] for api in self.apis]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            self.candidate = candidate_policy(
+                approved_networks=self.networks(),
+                max_lifetime_days=cleaned["max_lifetime_days"],
+                api_roles=self.api_roles(),
+            )
+        except ValidationError as error:
+            for field, messages in error.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        return cleaned
+
+    def networks(self) -> list[str]:
+        """The entries typed, split on lines, spaces or commas."""
+        text = self.cleaned_data.get("approved_networks", "")
+        return [entry for entry in re.split(r"[\s,]+", text) if entry]
+
+    def api_roles(self) -> dict[str, list[str]]:
+        return {api.slug: self.cleaned_data.get(f"roles-{api.slug}", []) for api in self.apis}
+
+    def policy_fields(self) -> dict:
+        """The values, named as keys.actions.change_policy takes them."""
+        return {
+            "approved_networks": self.candidate.approved_networks,
+            "max_lifetime_days": self.candidate.max_lifetime_days,
+            "api_roles": self.candidate.api_roles,
+        }
+
+
+class DecisionForm(forms.Form):
+    """Approve or deny a request; a denial needs a reason (keys.actions.deny_request)."""
+
+    reason = forms.CharField(
+        label="Reason",
+        max_length=500,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Mailed to the key's owner and recorded in the audit history; required to deny.",
+    )

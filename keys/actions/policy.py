@@ -14,7 +14,7 @@ from django.utils import timezone
 from keys.actions import policy_mail
 from keys.actions.keys import keep_policy_mark, key_snapshot, revoke_key
 from keys.audit import chain
-from keys.lib.networks import display_network
+from keys.lib.networks import address_range, display_network
 from keys.models import (
     AllowedIp,
     ApiKey,
@@ -24,7 +24,7 @@ from keys.models import (
     users_with_perm,
 )
 from keys.permissions import MANAGE_OWN_KEYS, REVOKE_ANY_KEY
-from keys.validators import allowlist
+from keys.validators import allowlist, network_of
 
 Action = AuditEvent.Action
 
@@ -80,7 +80,11 @@ def candidate_policy(*, approved_networks, max_lifetime_days: int, api_roles: di
         api_roles={slug: sorted(roles) for slug, roles in api_roles.items()},
     )
     try:
-        policy.full_clean(exclude=["approved_networks", "api_roles"], validate_constraints=False)
+        policy.full_clean(
+            exclude=["approved_networks", "api_roles"],
+            validate_unique=False,
+            validate_constraints=False,
+        )
     except ValidationError as error:
         errors.update(error.message_dict)
     if errors:
@@ -88,10 +92,28 @@ def candidate_policy(*, approved_networks, max_lifetime_days: int, api_roles: di
     return policy
 
 
+MAX_APPROVED_NETWORKS = 200
+
+
 def allowlist_of_networks(entries) -> list[str]:
-    """Approved networks: normalised as a key's allowed IPs are (keys.validators), sorted."""
-    entries = [entry for entry in entries if entry.strip()]
-    return sorted(allowlist(entries)) if entries else []
+    """Approved networks, in canonical form (keys.validators.network_of: shape, host bits,
+    IPv4-mapped addresses), sorted; any width (an organisation's 10.0.0.0/8 is fine), no
+    duplicates. ValidationError listing every broken entry."""
+    errors, networks = [], []
+    for entry in entries:
+        if not entry.strip():
+            continue
+        try:
+            networks.append(network_of(entry))
+        except ValidationError as error:
+            errors.extend(error.messages)
+    if len(set(networks)) != len(networks):
+        errors.append("Each network may be listed only once.")
+    if len(networks) > MAX_APPROVED_NETWORKS:
+        errors.append(f"At most {MAX_APPROVED_NETWORKS} approved networks.")
+    if errors:
+        raise ValidationError(errors)
+    return sorted(networks, key=address_range)
 
 
 def change_policy(

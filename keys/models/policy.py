@@ -91,7 +91,16 @@ class KeyPolicy(models.Model):
         ]
 
     def latest_expiry(self, today: datetime.date | None = None) -> datetime.date:
-        return (today or local_date()) + datetime.timedelta(days=self.max_lifetime_days)
+        """The latest expiration date the policy allows a key today. 365 days means a year:
+        a year holding 29 February has 366 days, which the key's own one-year rule allows."""
+        today = today or local_date()
+        latest = today + datetime.timedelta(days=self.max_lifetime_days)
+        if self.max_lifetime_days < MAX_LIFETIME_DAYS:
+            return latest
+        try:
+            return max(latest, today.replace(year=today.year + 1))
+        except ValueError:  # 29 February: the key's rule says 28 February, earlier than latest
+            return latest
 
     def roles_granting(self, slug: str) -> list[str]:
         return list(self.api_roles.get(slug, GRANTING_ROLES))
