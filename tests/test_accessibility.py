@@ -107,6 +107,66 @@ def _bulk_without_reason(page, base, places):
     page.get_by_role("button", name="Revoke 1 key").click()
 
 
+def _approve_only_loopback() -> None:
+    carol = ApiKey.objects.get(name="Nightly export").owner._meta.model.objects.get(
+        username="carol"
+    )
+    actions.change_policy(
+        actor=carol, approved_networks=["127.0.0.0/8"], max_lifetime_days=365, api_roles={}
+    )
+
+
+def _pending_key() -> ApiKey:
+    _approve_only_loopback()
+    alice = ApiKey.objects.get(name="Nightly export").owner
+    key, _ = actions.create_key(
+        owner=alice,
+        name="Partner feed",
+        expires_on=latest_expiry_for(local_date()),
+        networks=["198.51.100.7"],
+        apis=list(Api.objects.filter(slug="risks")),
+        justification="The partner's export server",
+    )
+    return key
+
+
+def _policy_dry_run(page, base, places):
+    page.goto(base + "/policy/")
+    page.get_by_label("Approved networks").fill("10.0.0.0/8")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("heading", name="Confirm the key policy").wait_for()
+
+
+def _policy_errors(page, base, places):
+    page.goto(base + "/policy/")
+    page.get_by_label("Approved networks").fill("10.0.0.1/8")
+    page.get_by_role("button", name="Save").click()
+
+
+def _add_justification(page, base, places):
+    _approve_only_loopback()
+    page.goto(base + "/keys/add/")
+    page.get_by_label("Name").fill("Partner feed")
+    page.get_by_role("group", name="Allowed IPs").get_by_label("Allowed IP 1").fill("198.51.100.7")
+    page.get_by_role("group", name="APIs").get_by_label("Risks").check()
+    page.get_by_role("button", name="Save").first.click()
+    page.get_by_label("Justification").wait_for()
+
+
+def _detail_pending(page, base, places):
+    page.goto(base + f"/keys/{_pending_key().identifier}/")
+
+
+def _requests(page, base, places):
+    _pending_key()
+    page.goto(base + "/requests/")
+
+
+def _deny_without_reason(page, base, places):
+    _requests(page, base, places)
+    page.get_by_role("button", name="Deny").click()
+
+
 STATES = [
     State("login", None, "/login/"),
     State("login-after-idle-time-out", None, "/login/?next=/keys/&ended=idle"),
@@ -144,6 +204,14 @@ STATES = [
     State("users", "carol", "/users/", crowded=True),
     State("deactivate", "carol", "/users/bob/deactivate/"),
     State("admin-detail", "carol", "/keys/{active}/"),
+    State("policy", "carol", "/policy/"),
+    State("policy-errors", "carol", _policy_errors),
+    State("policy-dry-run", "carol", _policy_dry_run),
+    State("requests-empty", "carol", "/requests/"),
+    State("requests", "carol", _requests),
+    State("requests-deny-without-reason", "carol", _deny_without_reason),
+    State("add-justification", "alice", _add_justification),
+    State("detail-pending", "alice", _detail_pending),
     State("audit-history", "dave", "/audit/", crowded=True),
     State("audit-filtered", "dave", "/audit/?action=key_created", crowded=True),
     State("audit-bad-filter", "dave", "/audit/?date_from=1000-01-01"),
