@@ -768,3 +768,38 @@ def test_input_and_button_borders_reach_3_to_1_against_their_background(
             thin[path] = page.evaluate(THIN_BORDERS)
     page.context.close()
     assert {path: found for path, found in thin.items() if found} == {}
+
+
+def test_the_key_policy_and_a_request_by_keyboard_alone(browser, live_server, world):
+    """Carol tightens the policy through its dry run and approves a request, by Tab and Enter."""
+    base = live_server.url
+    page = browser.new_context().new_page()
+    log_in(page, base, "carol")
+    tab_to(page, lambda f: f["text"] == "Key policy")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["tag"] == "TEXTAREA")  # Approved networks
+    page.keyboard.type("10.0.0.0/8")
+    tab_to(page, lambda f: f["text"] == "Save")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Confirm the key policy")).to_be_visible()
+    tab_to(page, lambda f: f["text"].startswith("Confirm"))
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="out of policy")).to_be_visible()
+    assert ApiKey.objects.get(name="Nightly export").out_of_policy
+
+    _pending_key()
+    page.goto(base + "/keys/")
+    tab_to(page, lambda f: f["text"].startswith("Requests"))
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["tag"] == "TEXTAREA")  # Reason
+    page.keyboard.type("Agreed with the partner")
+    tab_to(page, lambda f: f["text"] == "Approve")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="was approved")).to_be_visible()
+    assert not ApiKey.objects.get(name="Partner feed").awaiting_approval
+    page.context.close()
