@@ -342,3 +342,24 @@ def test_the_gateway_check_refuses_pending_and_out_of_policy_keys(
     assert verify(pending, pending_password).status_code == 401
     assert reasons(old) == ["out_of_policy"]
     assert reasons(pending) == ["pending_approval"]
+
+
+def test_a_user_without_a_role_is_staff_to_the_policy_too(client, carol, make_user, make_key):
+    """The portal's backends make every active user without a role staff (portal/roles.py)."""
+    erin = make_user("erin")
+    key, password = make_key(erin, networks=["127.0.0.1"])
+    _, newly, _ = set_policy(carol, approved_networks=["127.0.0.0/8"])
+    assert newly == []
+    assert call(client, WHOAMI, key.identifier, password).status_code == 200
+
+
+def test_a_deactivated_api_that_left_a_key_out_lets_it_back_in(client, alice, carol, make_key):
+    from keys.models import Api
+
+    key, password = make_key(alice, apis=("risks", "kris"))
+    set_policy(carol, api_roles={"kris": ["admin"]})
+    assert_the_401(call(client, WHOAMI, key.identifier, password))
+    kris = Api.objects.get(slug="kris")
+    kris.is_active = False
+    actions.save_api(kris, actor=carol)
+    assert call(client, WHOAMI, key.identifier, password).status_code == 200
