@@ -363,3 +363,21 @@ def test_a_deactivated_api_that_left_a_key_out_lets_it_back_in(client, alice, ca
     kris.is_active = False
     actions.save_api(kris, actor=carol)
     assert call(client, WHOAMI, key.identifier, password).status_code == 200
+
+
+def test_the_check_reads_pending_and_out_of_policy_in_its_one_query(
+    client, alice, carol, approved, make_key, django_assert_num_queries
+):
+    pending, pending_password = make_key(alice, networks=["192.0.2.1"], justification="x")
+    out, out_password = make_key(alice, name="Later out", networks=["10.0.0.1"])
+    working, working_password = make_key(alice, name="Working", networks=["127.0.0.1"])
+    set_policy(carol, approved_networks=["127.0.0.0/8"])
+    assert call(client, WHOAMI, working.identifier, working_password).status_code == 200
+    # The first refusal of each reason reaches the history at once (keys.api.usage); repeats
+    # within the minute are counted in memory, so what remains is the check's own reading.
+    assert_the_401(call(client, WHOAMI, pending.identifier, pending_password))
+    assert_the_401(call(client, WHOAMI, out.identifier, out_password))
+    with django_assert_num_queries(1):  # the key read; the policy is never read by a call
+        assert_the_401(call(client, WHOAMI, pending.identifier, pending_password))
+    with django_assert_num_queries(1):
+        assert_the_401(call(client, WHOAMI, out.identifier, out_password))
