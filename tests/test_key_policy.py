@@ -381,3 +381,22 @@ def test_the_check_reads_pending_and_out_of_policy_in_its_one_query(
         assert_the_401(call(client, WHOAMI, pending.identifier, pending_password))
     with django_assert_num_queries(1):
         assert_the_401(call(client, WHOAMI, out.identifier, out_password))
+
+
+def test_editing_something_else_leaves_a_waiting_change_alone(
+    client, login, alice, approved, make_key, risks
+):
+    key, _ = make_key(alice, networks=["127.0.0.1"])
+    actions.edit_key(
+        key, actor=alice, name=key.name, expires_on=key.expires_on, networks=["192.0.2.9"],
+        apis=[risks], justification="Move",
+    )  # fmt: skip
+    login(alice)
+    data = add_form(name="Renamed", ips=["127.0.0.1"], api_pks=[risks.pk])
+    data["expires_on"] = key.expires_on.isoformat()
+    assert client.post(f"/keys/{key.identifier}/edit/", data).status_code == 302
+    assert KeyRequest.objects.open().get().networks == ["192.0.2.9/32"]
+    data["allowed_ips"] = ["127.0.0.2"]  # another allowlist, inside: the waiting one goes
+    assert client.post(f"/keys/{key.identifier}/edit/", data).status_code == 302
+    assert not KeyRequest.objects.open().exists()
+    assert KeyRequest.objects.get().decision == KeyRequest.Decision.WITHDRAWN

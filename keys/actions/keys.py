@@ -224,6 +224,7 @@ def edit_key(
         proposed = networks
         if outside and not key.awaiting_approval:  # the old allowlist works until approved
             networks = list(key.allowed_ips.values_list("network", flat=True))
+        was_awaiting = key.awaiting_approval
         if not outside and key.awaiting_approval:  # inside the approved networks now
             key.awaiting_approval = False
         before = key_snapshot(key)
@@ -248,7 +249,9 @@ def edit_key(
                 key, networks=proposed, outside=outside, justification=justification,
                 actor=actor, ip=ip,
             )  # fmt: skip
-        else:
+        elif was_awaiting or set(networks) != current:
+            # Another allowlist, within the policy, replaces the one waiting; an edit of
+            # something else (a name, an API) leaves the waiting change alone.
             withdraw_request(key)
         keep_policy_mark(key)
         if key.expires_on < old_expiry:
