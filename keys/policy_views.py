@@ -35,7 +35,7 @@ def policy(request: HttpRequest) -> HttpResponse:
     form = PolicyForm(request.POST if request.method == "POST" else None, policy=current)
     if request.method == "GET" or not form.is_valid():
         return _policy_page(request, form)
-    left_out = actions.newly_out(current, form.candidate)
+    left_out = actions.newly_out(form.candidate)
     if left_out:
         context = {"form": form, "left_out": left_out, "section": "policy"}
         return render(request, "keys/policy_review.html", context)

@@ -50,9 +50,9 @@ def keys_out_of(policy: KeyPolicy) -> list[LeftOut]:
     return found
 
 
-def newly_out(current: KeyPolicy, candidate: KeyPolicy) -> list[LeftOut]:
-    """The keys `candidate` would leave out of policy that `current` leaves in."""
-    already = {left.key.pk for left in keys_out_of(current)}
+def newly_out(candidate: KeyPolicy) -> list[LeftOut]:
+    """The keys `candidate` would leave out of policy that are not marked out already."""
+    already = set(ApiKey.objects.usable().filter(out_of_policy=True).values_list("pk", flat=True))
     return [left for left in keys_out_of(candidate) if left.key.pk not in already]
 
 
