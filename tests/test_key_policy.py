@@ -400,3 +400,14 @@ def test_editing_something_else_leaves_a_waiting_change_alone(
     assert client.post(f"/keys/{key.identifier}/edit/", data).status_code == 302
     assert not KeyRequest.objects.open().exists()
     assert KeyRequest.objects.get().decision == KeyRequest.Decision.WITHDRAWN
+
+
+def test_revoking_a_key_withdraws_its_waiting_request(
+    client, login, alice, carol, approved, make_key
+):
+    key, _ = make_key(alice, networks=["192.0.2.1"], justification="Partner")
+    actions.revoke_key(key, actor=alice)
+    login(carol)
+    page = client.get("/requests/").content.decode()
+    assert "No request waits for a decision." in page and "Requests (" not in page
+    assert KeyRequest.objects.get().decision == KeyRequest.Decision.WITHDRAWN

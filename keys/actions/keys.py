@@ -297,6 +297,7 @@ def revoke_key(
         key.previous_password_hash, key.previous_password_valid_until = "", None
         key.revision += 1
         key.save()
+        withdraw_request(key)  # nothing left to approve (a bulk revocation, a leak, its owner)
         chain.record(
             action,
             key=key,
