@@ -411,3 +411,16 @@ def test_revoking_a_key_withdraws_its_waiting_request(
     page = client.get("/requests/").content.decode()
     assert "No request waits for a decision." in page and "Requests (" not in page
     assert KeyRequest.objects.get().decision == KeyRequest.Decision.WITHDRAWN
+
+
+def test_an_owner_losing_the_role_that_granted_an_api_leaves_the_key_out(client, carol, make_key):
+    from django.contrib.auth.models import Group
+
+    key, password = make_key(carol, apis=("kris",))
+    set_policy(carol, api_roles={"kris": ["admin"]})
+    assert call(client, WHOAMI, key.identifier, password).status_code == 200
+    carol.groups.remove(Group.objects.get(name="admin"))  # staff now, as every active user
+    assert_the_401(call(client, WHOAMI, key.identifier, password))
+    assert reasons(key) == ["out_of_policy"]
+    carol.groups.add(Group.objects.get(name="admin"))
+    assert call(client, WHOAMI, key.identifier, password).status_code == 200

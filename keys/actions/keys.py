@@ -172,6 +172,13 @@ def withdraw_request(key: ApiKey) -> None:
     )
 
 
+def keep_policy_marks_of(owner) -> None:
+    """Mark the owner's usable keys as the policy says of them now that their roles changed
+    (APIs per role): a person has few keys."""
+    for key in ApiKey.objects.usable().filter(owner=owner).select_related("owner"):
+        keep_policy_mark(key)
+
+
 def keep_policy_mark(key: ApiKey) -> None:
     """Mark the key out of policy, or not, as the policy in force says of it as stored now:
     the API reads the mark with the key (keys.api.key_read), never the policy."""
