@@ -172,6 +172,13 @@ def withdraw_request(key: ApiKey) -> None:
     )
 
 
+def lock_policy() -> None:
+    """Hold the policy's row until the transaction ends, taken before any key's: a policy
+    change (which locks it, then marks keys) then waits for this change of a key, or this
+    one for it, so neither marks a key by a policy the other is replacing."""
+    KeyPolicy.objects.select_for_update().filter(pk=1).first()
+
+
 def keep_policy_marks_of(owner) -> None:
     """Mark the owner's usable keys as the policy says of them now that their roles changed
     (APIs per role): a person has few keys."""
@@ -211,6 +218,7 @@ def edit_key(
     still awaiting approval takes them at once: it is refused anyway)."""
     request = None
     with transaction.atomic():
+        lock_policy()
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
         if read_only is None:  # not asked: every API the key keeps keeps its access
             read_only = key.read_only_slugs()

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from keys.actions import policy_mail
-from keys.actions.keys import keep_policy_mark, key_snapshot, revoke_key
+from keys.actions.keys import keep_policy_mark, key_snapshot, lock_policy, revoke_key
 from keys.audit import chain
 from keys.lib.networks import address_range, display_network
 from keys.models import AllowedIp, ApiKey, AuditEvent, KeyPolicy, KeyRequest, roles_of
@@ -170,6 +170,7 @@ def approve_request(
     """Approve the allowed IPs of a request: a new key works from now on; a change replaces
     the key's allowed IPs. The entries outside the approved networks stay approved for it."""
     with transaction.atomic():
+        lock_policy()  # before the key's row, as every action that marks a key
         request = _open(request)
         key = ApiKey.objects.select_for_update().get(pk=request.key_id)
         if key.is_revoked:
