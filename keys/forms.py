@@ -423,7 +423,10 @@ class PolicyForm(forms.Form):
         return [entry for entry in re.split(r"[\s,]+", text) if entry]
 
     def api_roles(self) -> dict[str, list[str]]:
-        return {api.slug: self.cleaned_data.get(f"roles-{api.slug}", []) for api in self.apis}
+        """The APIs some role may not grant, with the roles that may: one every role grants
+        is no restriction, and is not stored as one."""
+        chosen = {api.slug: self.cleaned_data.get(f"roles-{api.slug}", []) for api in self.apis}
+        return {slug: roles for slug, roles in chosen.items() if set(roles) != set(ROLE_LABELS)}
 
     def policy_fields(self) -> dict:
         """The values, named as keys.actions.change_policy takes them."""

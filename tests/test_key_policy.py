@@ -424,3 +424,10 @@ def test_an_owner_losing_the_role_that_granted_an_api_leaves_the_key_out(client,
     assert reasons(key) == ["out_of_policy"]
     carol.groups.add(Group.objects.get(name="admin"))
     assert call(client, WHOAMI, key.identifier, password).status_code == 200
+
+
+def test_an_api_the_policy_does_not_restrict_is_anyones(dave, make_key):
+    """An auditor holds no granting role; a key made for one in code still gets an API the
+    policy never restricted (the portal's pages do not let an auditor make keys at all)."""
+    key, _ = make_key(dave)
+    assert not key.out_of_policy
