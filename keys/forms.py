@@ -1,16 +1,20 @@
 import datetime
+import re
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import dateformat
 
-from keys.actions import REGENERATE_OVERLAPS
+from keys.actions import REGENERATE_OVERLAPS, candidate_policy
 from keys.lib.networks import display_network
 from keys.models import (
+    MAX_LIFETIME_DAYS,
+    ROLE_LABELS,
     Api,
     ApiKey,
     KeyGrant,
+    KeyPolicy,
     admins_only_message,
     latest_expiry_for,
     local_date,
@@ -158,6 +162,15 @@ class KeyForm(forms.Form):
         help_text="Only the selected APIs can be called with this key. Read only allows GET, "
         "HEAD and OPTIONS; Read and write every method.",
     )
+    justification = forms.CharField(
+        label="Justification",
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Allowed IPs outside the approved networks need an administrator's approval: "
+        "say which system uses them and why. Until approved, a new key is refused and an "
+        "edited key keeps its current allowed IPs.",
+    )
     description = ApiKey._meta.get_field("description").formfield(
         widget=forms.Textarea(attrs={"rows": 3})
     )
@@ -246,6 +259,7 @@ class KeyForm(forms.Form):
                 apis=cleaned.get("apis", []),
                 read_only=self._read_only(cleaned.get("apis", [])),
                 key=self.key,
+                justification=cleaned.get("justification", ""),
             )
         except ValidationError as error:
             for field, messages in error.message_dict.items():
@@ -265,9 +279,15 @@ class KeyForm(forms.Form):
                 read_only.append(api.slug)
         return read_only
 
+    @property
+    def asks_justification(self) -> bool:
+        """Whether to show the Justification field: the allowed IPs need one, or one was given."""
+        return "justification" in self.errors or bool(self.data.get("justification"))
+
     def key_fields(self) -> dict:
         """The checked values, named as keys.actions.create_key and edit_key take them."""
-        return {**self.validated, "may_rotate_itself": self.cleaned_data["may_rotate_itself"]}
+        fields = {k: v for k, v in self.validated.items() if k != "needs_approval"}
+        return {**fields, "may_rotate_itself": self.cleaned_data["may_rotate_itself"]}
 
 
 class RevokeForm(forms.Form):
@@ -335,3 +355,95 @@ class RenewForm(forms.Form):
             f"At most one year from today: {latest_expiry_for(local_date()).isoformat()} "
             "at the latest."
         )
+
+
+class PolicyForm(forms.Form):
+    """The key policy page: approved networks, maximum lifetime, which roles grant which API.
+
+    Its values are checked by keys.actions.candidate_policy (the allowlist rules of
+    keys.validators for the networks, the model's 1..365 for the lifetime)."""
+
+    approved_networks = forms.CharField(
+        label="Approved networks",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text="One IPv4 or IPv6 address or CIDR range per line, e.g. 192.0.2.0/24. A key's "
+        "allowed IPs outside them need an administrator's approval. Empty: any allowed IP.",
+    )
+    max_lifetime_days = forms.IntegerField(
+        label="Maximum lifetime (days)",
+        min_value=1,
+        max_value=MAX_LIFETIME_DAYS,
+        initial=MAX_LIFETIME_DAYS,
+        help_text=f"A key expires at most this many days after today; 1 to {MAX_LIFETIME_DAYS}.",
+    )
+
+    def __init__(self, *args, policy: KeyPolicy, **kwargs):
+        self.apis = list(Api.objects.active())
+        kwargs.setdefault(
+            "initial",
+            {
+                "approved_networks": "\n".join(
+                    display_network(n) for n in policy.approved_networks
+                ),
+                "max_lifetime_days": policy.max_lifetime_days,
+                **{f"roles-{api.slug}": policy.roles_granting(api.slug) for api in self.apis},
+            },
+        )
+        super().__init__(*args, **kwargs)
+        for api in self.apis:
+            self.fields[f"roles-{api.slug}"] = forms.MultipleChoiceField(
+                label=api.name,
+                required=False,
+                choices=list(ROLE_LABELS.items()),
+                widget=forms.CheckboxSelectMultiple,
+            )
+
+    def role_fields(self):
+        return [self[f"roles-{api.slug}"] for api in self.apis]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            self.candidate = candidate_policy(
+                approved_networks=self.networks(),
+                max_lifetime_days=cleaned["max_lifetime_days"],
+                api_roles=self.api_roles(),
+            )
+        except ValidationError as error:
+            for field, messages in error.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        return cleaned
+
+    def networks(self) -> list[str]:
+        """The entries typed, split on lines, spaces or commas."""
+        text = self.cleaned_data.get("approved_networks", "")
+        return [entry for entry in re.split(r"[\s,]+", text) if entry]
+
+    def api_roles(self) -> dict[str, list[str]]:
+        """The APIs some role may not grant, with the roles that may: one every role grants
+        is no restriction, and is not stored as one."""
+        chosen = {api.slug: self.cleaned_data.get(f"roles-{api.slug}", []) for api in self.apis}
+        return {slug: roles for slug, roles in chosen.items() if set(roles) != set(ROLE_LABELS)}
+
+    def policy_fields(self) -> dict:
+        """The values, named as keys.actions.change_policy takes them."""
+        return {
+            "approved_networks": self.candidate.approved_networks,
+            "max_lifetime_days": self.candidate.max_lifetime_days,
+            "api_roles": self.candidate.api_roles,
+        }
+
+
+class DecisionForm(forms.Form):
+    """Approve or deny a request; a denial needs a reason (keys.actions.deny_request)."""
+
+    reason = forms.CharField(
+        label="Reason",
+        max_length=500,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Mailed to the key's owner and recorded in the audit history; required to deny.",
+    )

@@ -25,6 +25,9 @@ COLUMNS = [
     "expires_on",
     "status",
     "last_used_utc",
+    # The key policy's (docs/design.md §12): pending_approval, out_of_policy or empty. Last,
+    # so a spreadsheet reading the columns before it by position keeps working.
+    "state",
 ]
 # Keys are read this many at a time, each batch with its APIs and allowed IPs in two more
 # queries: memory stays flat, and the queries grow only by three per batch.
@@ -51,6 +54,7 @@ def key_row(key: ApiKey) -> list[str]:
         key.expires_on.isoformat(),
         key.status(),
         _utc(key.last_used_at),
+        key.policy_state,
     ]
     return [neutralise(cell) for cell in row]
 

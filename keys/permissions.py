@@ -11,6 +11,7 @@ REVOKE_ANY_KEY = "keys.revoke_any_key"
 VIEW_AUDIT = "keys.view_audit"
 GRANT_ADMINS_ONLY_APIS = "keys.grant_admins_only_apis"
 MANAGE_STREAMING = "keys.manage_streaming"
+MANAGE_KEY_POLICY = "keys.manage_key_policy"
 
 # (codename, description) of each name above, as a model's Meta.permissions lists them.
 DECLARED = tuple(
@@ -22,5 +23,6 @@ DECLARED = tuple(
         (VIEW_AUDIT, "Can read and export the audit history"),
         (GRANT_ADMINS_ONLY_APIS, "Can grant their keys the APIs only administrators may grant"),
         (MANAGE_STREAMING, "Can add, change and replay audit stream destinations"),
+        (MANAGE_KEY_POLICY, "Can set the key policy and decide key requests"),
     )
 )

@@ -6,7 +6,7 @@ The key pages are written out here; the machine door (/api/v1/) and the ledger's
 
 from django.urls import include, path, re_path
 
-from keys import all_keys_views, views
+from keys import all_keys_views, policy_views, views
 from keys.api import gateway
 
 key_pages = [
@@ -32,6 +32,13 @@ urlpatterns = [
     path("all-keys/revoke/", all_keys_views.revoke_matching, name="all_keys_revoke"),
     path("all-keys/inventory.csv", all_keys_views.inventory, name="all_keys_inventory"),
     path("audit/", include("keys.audit.urls")),
+    path("policy/", policy_views.policy, name="policy"),
+    path("policy/apply/", policy_views.policy_apply, name="policy_apply"),
+    path("requests/", policy_views.requests, name="requests"),
+    path(
+        "requests/<str:identifier>/approve/", policy_views.request_approve, name="request_approve"
+    ),
+    path("requests/<str:identifier>/deny/", policy_views.request_deny, name="request_deny"),
     # The gateway check (keys/api/gateway.py): nginx, Caddy and Traefik ask the first with
     # headers naming the original request; Envoy appends the original path to the second.
     path("gateway/verify", gateway.verify, name="gateway_verify"),

@@ -23,7 +23,7 @@ from keys.forms import KeyForm, RegenerateForm, RenewForm, RevokeForm
 from keys.lib.client_ip import client_ip
 from keys.lib.networks import display_network, widened
 from keys.lib.reauth import confirmation_required, form_data
-from keys.models import Api, ApiKey, AuditEvent, KeyUsageDay
+from keys.models import Api, ApiKey, AuditEvent, KeyPolicy, KeyUsageDay
 from keys.permissions import MANAGE_OWN_KEYS
 
 logger = logging.getLogger(__name__)
@@ -241,9 +241,19 @@ def key_detail(request: HttpRequest, identifier: str) -> HttpResponse:
         "unused_networks": key.unused_networks(),
         "unused_apis": key.unused_apis(),
         "api_names": Api.objects.names(),
+        "open_request": None if key.is_revoked else key.open_request(),
+        "policy_reasons": _policy_reasons(key),
         "section": "keys",
     }
     return render(request, "keys/detail.html", context)
+
+
+def _policy_reasons(key: ApiKey) -> list[str]:
+    """Why the key policy in force leaves a key marked out of policy, in words."""
+    if key.policy_state != "out_of_policy":
+        return []
+    found = key.policy_violations(KeyPolicy.current())
+    return [message for messages in found.values() for message in messages]
 
 
 @dataclass
@@ -289,9 +299,17 @@ def key_edit(request: HttpRequest, identifier: str) -> HttpResponse:
         with _saving(
             request, form, "Editing key %s failed; rolled back.", key.identifier
         ) as attempt:
-            actions.edit_key(key, actor=request.user, ip=client_ip(request), **form.key_fields())
+            key = actions.edit_key(
+                key, actor=request.user, ip=client_ip(request), **form.key_fields()
+            )
         if attempt.saved:
-            messages.success(request, "The key was saved.")
+            waits = " It waits for an administrator's approval." if key.awaiting_approval else ""
+            if form.validated["needs_approval"] and not key.awaiting_approval:
+                waits = (
+                    " Its new allowed IPs wait for an administrator's approval; until then it "
+                    "keeps working with its current ones."
+                )
+            messages.success(request, "The key was saved." + waits)
             return redirect("keys:detail", identifier=key.identifier)
     return render(request, "keys/edit.html", {"form": form, "key": key, "section": "keys"})
 

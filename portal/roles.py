@@ -9,6 +9,7 @@ from django.contrib.auth.management import create_permissions
 
 from keys.permissions import (
     GRANT_ADMINS_ONLY_APIS,
+    MANAGE_KEY_POLICY,
     MANAGE_OWN_KEYS,
     MANAGE_STREAMING,
     REVOKE_ANY_KEY,
@@ -30,6 +31,7 @@ ROLE_PERMISSIONS = {
         VIEW_AUDIT,
         GRANT_ADMINS_ONLY_APIS,  # the Audit history API (docs/design.md §11)
         MANAGE_STREAMING,
+        MANAGE_KEY_POLICY,
         "keys.view_apikey",
         "keys.view_api",
         "keys.add_api",

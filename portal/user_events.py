@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_save, pre_save
 from django.dispatch import receiver
 
+from keys import actions
 from keys.audit import chain
 from keys.lib.client_ip import client_ip
 from keys.models import AuditEvent
@@ -134,6 +135,8 @@ def _record_roles(sender, instance, action, reverse, pk_set, **kwargs):
     if added or removed:
         details = {"user": instance.get_username(), "added": added, "removed": removed}
         _record(Action.ROLES_CHANGED, instance, details)
+        # Which APIs a key may hold depends on its owner's roles (the key policy, §12).
+        actions.keep_policy_marks_of(instance)
 
 
 def record_log_in(

@@ -243,6 +243,66 @@ def _stream_tested(page, base, places):
     expect(page.get_by_role("status").filter(has_text="failed")).to_be_visible()
 
 
+def _approve_only_loopback() -> None:
+    carol = ApiKey.objects.get(name="Nightly export").owner._meta.model.objects.get(
+        username="carol"
+    )
+    actions.change_policy(
+        actor=carol, approved_networks=["127.0.0.0/8"], max_lifetime_days=365, api_roles={}
+    )
+
+
+def _pending_key() -> ApiKey:
+    _approve_only_loopback()
+    alice = ApiKey.objects.get(name="Nightly export").owner
+    key, _ = actions.create_key(
+        owner=alice,
+        name="Partner feed",
+        expires_on=latest_expiry_for(local_date()),
+        networks=["198.51.100.7"],
+        apis=list(Api.objects.filter(slug="risks")),
+        justification="The partner's export server",
+    )
+    return key
+
+
+def _policy_dry_run(page, base, places):
+    page.goto(base + "/policy/")
+    page.get_by_label("Approved networks").fill("10.0.0.0/8")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("heading", name="Confirm the key policy").wait_for()
+
+
+def _policy_errors(page, base, places):
+    page.goto(base + "/policy/")
+    page.get_by_label("Approved networks").fill("10.0.0.1/8")
+    page.get_by_role("button", name="Save").click()
+
+
+def _add_justification(page, base, places):
+    _approve_only_loopback()
+    page.goto(base + "/keys/add/")
+    page.get_by_label("Name").fill("Partner feed")
+    page.get_by_role("group", name="Allowed IPs").get_by_label("Allowed IP 1").fill("198.51.100.7")
+    page.get_by_role("group", name="APIs").get_by_label("Risks").check()
+    page.get_by_role("button", name="Save").first.click()
+    page.get_by_label("Justification").wait_for()
+
+
+def _detail_pending(page, base, places):
+    page.goto(base + f"/keys/{_pending_key().identifier}/")
+
+
+def _requests(page, base, places):
+    _pending_key()
+    page.goto(base + "/requests/")
+
+
+def _deny_without_reason(page, base, places):
+    _requests(page, base, places)
+    page.get_by_role("button", name="Deny").click()
+
+
 STATES = [
     State("login", None, "/login/"),
     State("login-after-idle-time-out", None, "/login/?next=/keys/&ended=idle"),
@@ -294,6 +354,14 @@ STATES = [
     State("users", "carol", "/users/", crowded=True),
     State("deactivate", "carol", "/users/bob/deactivate/"),
     State("admin-detail", "carol", "/keys/{active}/"),
+    State("policy", "carol", "/policy/"),
+    State("policy-errors", "carol", _policy_errors),
+    State("policy-dry-run", "carol", _policy_dry_run),
+    State("requests-empty", "carol", "/requests/"),
+    State("requests", "carol", _requests),
+    State("requests-deny-without-reason", "carol", _deny_without_reason),
+    State("add-justification", "alice", _add_justification),
+    State("detail-pending", "alice", _detail_pending),
     State("audit-history", "dave", "/audit/", crowded=True),
     State("audit-filtered", "dave", "/audit/?action=key_created", crowded=True),
     State("audit-bad-filter", "dave", "/audit/?date_from=1000-01-01"),
@@ -906,3 +974,38 @@ def test_a_second_factor_is_set_up_and_used_by_keyboard_alone(browser, live_serv
     page.keyboard.press("Enter")
     page.wait_for_url(base + "/keys/")
     context.close()
+
+
+def test_the_key_policy_and_a_request_by_keyboard_alone(browser, live_server, world):
+    """Carol tightens the policy through its dry run and approves a request, by Tab and Enter."""
+    base = live_server.url
+    page = browser.new_context().new_page()
+    log_in(page, base, "carol")
+    tab_to(page, lambda f: f["text"] == "Key policy")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["tag"] == "TEXTAREA")  # Approved networks
+    page.keyboard.type("10.0.0.0/8")
+    tab_to(page, lambda f: f["text"] == "Save")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Confirm the key policy")).to_be_visible()
+    tab_to(page, lambda f: f["text"].startswith("Confirm"))
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="out of policy")).to_be_visible()
+    assert ApiKey.objects.get(name="Nightly export").out_of_policy
+
+    _pending_key()
+    page.goto(base + "/keys/")
+    tab_to(page, lambda f: f["text"].startswith("Requests"))
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    tab_to(page, lambda f: f["tag"] == "TEXTAREA")  # Reason
+    page.keyboard.type("Agreed with the partner")
+    tab_to(page, lambda f: f["text"] == "Approve")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="was approved")).to_be_visible()
+    assert not ApiKey.objects.get(name="Partner feed").awaiting_approval
+    page.context.close()

@@ -30,6 +30,7 @@ INVENTORY_COLUMNS = [
     "expires_on",
     "status",
     "last_used_utc",
+    "state",
 ]
 
 
@@ -60,6 +61,7 @@ def test_the_inventory_has_one_row_per_key_times_in_utc(carol, login, pipeline, 
         "expires_on": pipeline.expires_on.isoformat(),
         "status": "active",
         "last_used_utc": "",
+        "state": "",
     }
     assert by_name["Pipeline"]["created_utc"].endswith("+00:00")
     assert (by_name["Reports"]["owner"], by_name["Reports"]["status"]) == ("bob", "revoked")

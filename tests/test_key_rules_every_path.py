@@ -134,6 +134,30 @@ def test_expiry_past_the_one_year_limit_is_refused_on_every_path(alice, login, t
     assert not ApiKey.objects.exists()
 
 
+def test_the_key_policy_is_one_more_rule_on_every_path(alice, carol, login, key):
+    """Lifetime, APIs per role and approved networks: the form, create, edit and renew alike."""
+    actions.change_policy(
+        actor=carol, approved_networks=["127.0.0.0/8"], max_lifetime_days=30,
+        api_roles={"kris": ["admin"]},
+    )  # fmt: skip
+    late = local_date() + datetime.timedelta(days=31)
+    response = add_form(login(alice), expires_on=late.isoformat())
+    assert "at most 30 days" in form_errors(response, "expires_on")
+    kris = list(Api.objects.filter(slug="kris"))
+    fields = dict(owner=alice, name="x", expires_on=late, networks=["127.0.0.1"], apis=kris)
+    with pytest.raises(ValidationError) as refused:
+        actions.create_key(**fields)
+    assert set(refused.value.message_dict) == {"expires_on", "apis"}
+    with pytest.raises(ValidationError, match="outside the approved networks"):
+        actions.create_key(**fields | {"networks": ["192.0.2.1"], "expires_on": local_date()})
+    with pytest.raises(ValidationError, match="at most 30 days"):
+        actions.edit_key(key, actor=alice, name=key.name, expires_on=key.expires_on,
+                         networks=["127.0.0.1"], apis=list(key.apis.all()))  # fmt: skip
+    with pytest.raises(ValidationError, match="at most 30 days"):
+        actions.renew_key(key, actor=alice, expires_on=late, overlap=datetime.timedelta(0))
+    assert ApiKey.objects.count() == 1
+
+
 def test_expiry_only_ever_moves_earlier_on_every_path(alice, login, key):
     later = key.expires_on
     actions.edit_key(key, actor=alice, name=key.name, expires_on=later - datetime.timedelta(days=9),

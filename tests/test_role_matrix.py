@@ -147,6 +147,25 @@ MATRIX = {
         "/users/{user}/deactivate/",
         {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 302, 403)},
     ),
+    # The key policy and its requests: admins only (an empty POST is a form with errors).
+    "policy/": (
+        "/policy/",
+        {"GET": statuses(302, 403, 403, 200, 403), "POST": statuses(302, 403, 403, 200, 403)},
+    ),
+    "policy/apply/": (
+        "/policy/apply/",
+        {"GET": statuses(302, 403, 403, 405, 403), "POST": statuses(302, 403, 403, 400, 403)},
+    ),
+    "requests/": ("/requests/", {"GET": statuses(302, 403, 403, 200, 403), "POST": everyone(405)}),
+    # Alice's key has no open request: nothing to decide.
+    "requests/<str:identifier>/approve/": (
+        "/requests/{key}/approve/",
+        {"GET": statuses(302, 403, 403, 405, 403), "POST": statuses(302, 403, 403, 404, 403)},
+    ),
+    "requests/<str:identifier>/deny/": (
+        "/requests/{key}/deny/",
+        {"GET": statuses(302, 403, 403, 405, 403), "POST": statuses(302, 403, 403, 404, 403)},
+    ),
     "healthz": ("/healthz", {"GET": everyone(200)}),
     "readyz": ("/readyz", {"GET": everyone(200)}),
     # The gateway check answers trusted proxies only: to a browser, signed in or not, 404.
@@ -310,6 +329,7 @@ READ_ONLY |= {"all-keys/", "audit/", "audit/export.csv", "users/", "healthz", "r
 # A person's own way in (log-in steps, confirming it's you, their second factor): auditors too.
 READ_ONLY |= {route for route in MATRIX if route.startswith(("accounts/", "^accounts/"))}
 READ_ONLY |= {"audit/streaming/"}  # delivery figures; every change is admins' only
+READ_ONLY |= {"requests/"}
 # Checking the chain reads it; the result is kept outside it (keys.models.ChainVerification).
 READ_ONLY |= {"all-keys/inventory.csv", "audit/verify/"}
 READ_ONLY |= {"gateway/verify", "^gateway/verify(?P<envoy_path>/.*)$"}

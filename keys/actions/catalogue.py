@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from keys.actions.keys import key_snapshot
+from keys.actions.keys import keep_policy_mark, key_snapshot
 from keys.audit import chain
 from keys.models import Api, ApiKey, ApiRoute, AuditEvent
 
@@ -52,6 +52,7 @@ def _withdraw(api: Api, *, actor, ip: str | None) -> None:
         key.apis.remove(api)
         key.revision += 1  # the next call of any process reads the new grants
         key.save()
+        keep_policy_mark(key)  # an API its owner's role may not grant may have been the one
         chain.record(
             Action.KEY_EDITED,
             key=key,

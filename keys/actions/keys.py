@@ -14,9 +14,10 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from keys import tokens
+from keys.actions import policy_mail
 from keys.audit import chain
 from keys.lib.networks import display_network
-from keys.models import AllowedIp, ApiKey, AuditEvent, KeyGrant
+from keys.models import AllowedIp, ApiKey, AuditEvent, KeyGrant, KeyPolicy, KeyRequest
 
 Action = AuditEvent.Action
 
@@ -70,10 +71,16 @@ def create_key(
     at: datetime.datetime | None = None,
     may_rotate_itself: bool = False,
     replaces: ApiKey | None = None,
+    justification: str = "",
 ) -> tuple[ApiKey, str]:
-    """Create a key and return it with its plaintext password, which is never stored."""
+    """Create a key and return it with its plaintext password, which is never stored.
+
+    Allowed IPs outside the approved networks need a `justification`: the key is then
+    created pending approval (refused until an administrator approves it)."""
     actor = actor or owner
     at = at or timezone.now()
+    # A renewal keeps what an administrator approved for the key it renews.
+    exempt = list(replaces.approved_exceptions) if replaces is not None else []
     fields = ApiKey.validated(
         owner=owner,
         name=name,
@@ -83,14 +90,19 @@ def create_key(
         apis=apis,
         read_only=read_only,
         created_at=at,
+        justification=justification,
+        exempt=exempt,
     )
     networks, apis = fields.pop("networks"), fields.pop("apis")
     read_only = fields.pop("read_only")
+    outside, justification = fields.pop("needs_approval"), fields.pop("justification")
     key = ApiKey(
         owner=owner,
         created_at=at,
         may_rotate_itself=may_rotate_itself,
         replaces=replaces,
+        awaiting_approval=bool(outside),
+        approved_exceptions=[network for network in exempt if network in networks],
         **fields,
     )
     key.identifier = tokens.generate_identifier()
@@ -105,12 +117,83 @@ def create_key(
             if replaces is not None:
                 details["replaces"] = replaces.identifier
             chain.record(Action.KEY_CREATED, key=key, actor=actor, ip=ip, details=details)
+            request = None
+            if outside:
+                request = open_request(
+                    key, networks=networks, outside=outside, justification=justification,
+                    actor=actor, ip=ip,
+                )  # fmt: skip
     except IntegrityError:
         # Lost a race with a concurrent create of the same name.
         if ApiKey.objects.name_taken(owner, key.name):
             raise ValidationError({"name": ["You already have a key with this name."]}) from None
         raise
+    if request is not None:
+        policy_mail.request_to_admins(request)
     return key, password
+
+
+def open_request(
+    key: ApiKey, *, networks, outside, justification: str, actor, ip: str | None
+) -> KeyRequest:
+    """Ask the administrators to approve allowed IPs outside the approved networks: for a key
+    awaiting approval the key itself, else a change of its allowed IPs (the key keeps its
+    current ones meanwhile). A request still open for the key is withdrawn: this one
+    replaces it. Called inside the action's transaction."""
+    withdraw_request(key)
+    kind = KeyRequest.Kind.NEW if key.awaiting_approval else KeyRequest.Kind.CHANGE
+    request = KeyRequest.objects.create(
+        key=key,
+        kind=kind,
+        networks=list(networks),
+        outside=list(outside),
+        justification=justification,
+        requested_by=actor,
+    )
+    chain.record(
+        Action.APPROVAL_REQUESTED,
+        key=key,
+        actor=actor,
+        ip=ip,
+        details={
+            "kind": kind.value,
+            "allowed_ips": [display_network(n) for n in networks],
+            "outside": [display_network(n) for n in outside],
+            "justification": justification,
+        },
+    )
+    return request
+
+
+def withdraw_request(key: ApiKey) -> None:
+    """Close the key's open request, if any: the owner saved another change meanwhile."""
+    KeyRequest.objects.open().filter(key=key).update(
+        decided_at=timezone.now(), decision=KeyRequest.Decision.WITHDRAWN
+    )
+
+
+def lock_policy() -> None:
+    """Hold the policy's row until the transaction ends, taken before any key's: a policy
+    change (which locks it, then marks keys) then waits for this change of a key, or this
+    one for it, so neither marks a key by a policy the other is replacing."""
+    KeyPolicy.objects.select_for_update().filter(pk=1).first()
+
+
+def keep_policy_marks_of(owner) -> None:
+    """Mark the owner's usable keys as the policy says of them now that their roles changed
+    (APIs per role): a person has few keys."""
+    for key in ApiKey.objects.usable().filter(owner=owner).select_related("owner"):
+        keep_policy_mark(key)
+
+
+def keep_policy_mark(key: ApiKey) -> None:
+    """Mark the key out of policy, or not, as the policy in force says of it as stored now:
+    the API reads the mark with the key (keys.api.key_read), never the policy."""
+    out = bool(key.policy_violations(KeyPolicy.current()))
+    if out != key.out_of_policy:
+        ApiKey.objects.filter(pk=key.pk).update(out_of_policy=out, revision=key.revision + 1)
+        key.out_of_policy = out
+        key.revision += 1
 
 
 def edit_key(
@@ -125,10 +208,17 @@ def edit_key(
     description: str | None = None,
     ip: str | None = None,
     may_rotate_itself: bool | None = None,
+    justification: str = "",
 ) -> ApiKey:
     """Change a key's name, allowed IPs, APIs (and which are read only), self-rotation or
-    (shorten) its expiry."""
+    (shorten) its expiry.
+
+    Allowed IPs outside the approved networks need a `justification` and an administrator:
+    the key keeps its current allowed IPs and the new ones wait on the Requests page (a key
+    still awaiting approval takes them at once: it is refused anyway)."""
+    request = None
     with transaction.atomic():
+        lock_policy()
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
         if read_only is None:  # not asked: every API the key keeps keeps its access
             read_only = key.read_only_slugs()
@@ -141,9 +231,17 @@ def edit_key(
             apis=apis,
             read_only=read_only,
             key=key,
+            justification=justification,
         )
         networks, apis = fields.pop("networks"), fields.pop("apis")
         read_only = fields.pop("read_only")
+        outside, justification = fields.pop("needs_approval"), fields.pop("justification")
+        proposed = networks
+        if outside and not key.awaiting_approval:  # the old allowlist works until approved
+            networks = list(key.allowed_ips.values_list("network", flat=True))
+        was_awaiting = key.awaiting_approval
+        if not outside and key.awaiting_approval:  # inside the approved networks now
+            key.awaiting_approval = False
         before = key_snapshot(key)
         old_expiry = key.expires_on
         key.name, key.expires_on = fields["name"], fields["expires_on"]
@@ -161,6 +259,16 @@ def edit_key(
         changes = chain.changes(before, key_snapshot(key))
         if changes:
             chain.record(Action.KEY_EDITED, key=key, actor=actor, ip=ip, details=changes)
+        if outside:
+            request = open_request(
+                key, networks=proposed, outside=outside, justification=justification,
+                actor=actor, ip=ip,
+            )  # fmt: skip
+        elif was_awaiting or set(networks) != current:
+            # Another allowlist, within the policy, replaces the one waiting; an edit of
+            # something else (a name, an API) leaves the waiting change alone.
+            withdraw_request(key)
+        keep_policy_mark(key)
         if key.expires_on < old_expiry:
             chain.record(
                 Action.EXPIRY_SHORTENED,
@@ -169,6 +277,8 @@ def edit_key(
                 ip=ip,
                 details={"before": old_expiry.isoformat(), "after": key.expires_on.isoformat()},
             )
+    if request is not None:
+        policy_mail.request_to_admins(request)
     return key
 
 
@@ -202,6 +312,7 @@ def revoke_key(
         key.previous_password_hash, key.previous_password_valid_until = "", None
         key.revision += 1
         key.save()
+        withdraw_request(key)  # nothing left to approve (a bulk revocation, a leak, its owner)
         chain.record(
             action,
             key=key,

@@ -3,7 +3,8 @@
 `authenticate(request, api)` returns a `Caller` or raises a `Refusal`, checking cheapest
 first so that garbage, a throttled caller or an unknown IP never costs an Argon2 verification:
 
-    parse + checksum -> throttle -> identifier -> status -> client IP -> password -> API grant
+    parse + checksum -> throttle -> identifier -> status (and key policy) -> client IP ->
+    password -> API grant
 
 The demo API names its API; the gateway check (keys/api/gateway.py) passes the request it was
 asked about, whose API the route table decides at the last step. The grant's access decides
@@ -241,7 +242,8 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
         )
         return Refusal(status, reason, **kwargs)
 
-    # 4. status: revoked (or replaced, past its overlap), expired; the owner still active
+    # 4. status: revoked (or replaced, past its overlap), expired; the owner still active;
+    # neither waiting for approval nor out of the key policy
     now = timezone.now()
     match row.status(now):
         case ApiKey.Status.REVOKED:
@@ -250,6 +252,11 @@ def _check(request: HttpRequest, api: "str | GatewayRequest", ip: str | None) ->
             raise record_refusal("expired")
     if not row.owner_active:
         raise record_refusal("owner_inactive")
+    # the key policy: flags kept by keys.actions and read with the key, so no extra query
+    if row.awaiting_approval:
+        raise record_refusal("pending_approval")
+    if row.out_of_policy:
+        raise record_refusal("out_of_policy")
 
     # 5. client IP in the allowlist. The password is not verified for an address that is not
     # allowed (no Argon2 for it); only a verification remembered for the current password

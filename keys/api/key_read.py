@@ -32,7 +32,8 @@ def read_key(identifier: str, using: str = "default") -> "KeyRow | None":
     if not rows:
         return None
     (pk, name, owner, owner_active, revision, password_hash, revoked_at, expires_on, revoke_at,
-     previous_hash, previous_until, may_rotate_itself, routes_revision) = rows[0][:-3]  # fmt: skip
+     previous_hash, previous_until, may_rotate_itself, awaiting_approval, out_of_policy,
+     routes_revision) = rows[0][:-3]  # fmt: skip
     return KeyRow(
         key_id=pk,
         name=name,
@@ -46,6 +47,8 @@ def read_key(identifier: str, using: str = "default") -> "KeyRow | None":
         previous_password_hash=previous_hash,
         previous_password_valid_until=_moment(previous_until),
         may_rotate_itself=bool(may_rotate_itself),
+        awaiting_approval=bool(awaiting_approval),
+        out_of_policy=bool(out_of_policy),
         routes_revision=routes_revision or 0,
         networks=frozenset(row[-3] for row in rows if row[-3] is not None),
         apis=frozenset(row[-2] for row in rows if row[-2] is not None),
@@ -113,6 +116,8 @@ class KeyRow:
     previous_password_hash: str
     previous_password_valid_until: datetime.datetime | None
     may_rotate_itself: bool
+    awaiting_approval: bool  # the key policy (docs/design.md §12): refused until approved
+    out_of_policy: bool  # refused until an edit or a looser policy brings it back in
     routes_revision: int  # RouteTable's, read with the key (keys/api/routes.py)
     networks: frozenset[str]
     apis: frozenset[str]
@@ -154,6 +159,8 @@ _KEY_ROW_COLUMNS = (
     "previous_password_hash",
     "previous_password_valid_until",
     "may_rotate_itself",
+    "awaiting_approval",
+    "out_of_policy",
     "routes_revision",
     # Last: one row per (allowed IP x API); the columns above are the same in each.
     "allowed_ips__network",

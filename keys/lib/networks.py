@@ -83,3 +83,16 @@ def address_range(network: str) -> tuple[int, str, str]:
     net = ipaddress.ip_network(network)
     first, last = int(net.network_address), int(net.broadcast_address)
     return net.version, f"{first:0{RANGE_DIGITS}d}", f"{last:0{RANGE_DIGITS}d}"
+
+
+def network_within(network: str, networks: Iterable[str]) -> bool:
+    """True if every address of `network` lies in one of `networks` (same IP version)."""
+    inner = unmapped_network(ipaddress.ip_network(network))
+    for outer in networks:
+        try:
+            candidate = _parsed_network(outer)
+        except ValueError:
+            continue
+        if candidate.version == inner.version and inner.subnet_of(candidate):  # type: ignore[arg-type]
+            return True
+    return False

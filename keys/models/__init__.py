@@ -28,15 +28,27 @@ from keys.models.key import (
     previous_password_works_at,
 )
 from keys.models.key_queries import KEY_PAGE_SIZE, ApiKeyQuerySet, KeyPage
+from keys.models.policy import (
+    GRANTING_ROLES,
+    MAX_LIFETIME_DAYS,
+    ROLE_LABELS,
+    KeyPolicy,
+    KeyRequest,
+    roles_of,
+    users_with_perm,
+)
 from keys.models.streaming import StreamDestination, StreamDestinationQuerySet
 from keys.models.usage import KeyApiUse, KeyCaller, KeyUsageDay, UsageJournal
 
 __all__ = [
     "AUDIT_PAGE_SIZE",
+    "GRANTING_ROLES",
     "KEY_PAGE_SIZE",
     "MAX_DESCRIPTION",
+    "MAX_LIFETIME_DAYS",
     "REFUSAL_REASONS",
     "REFUSED_ADDRESSES_SHOWN",
+    "ROLE_LABELS",
     "UNUSED_AFTER",
     "AllowedIp",
     "Api",
@@ -53,6 +65,8 @@ __all__ = [
     "KeyCaller",
     "KeyGrant",
     "KeyPage",
+    "KeyPolicy",
+    "KeyRequest",
     "KeyUsageDay",
     "RouteTable",
     "StreamDestination",
@@ -63,4 +77,6 @@ __all__ = [
     "latest_expiry_for",
     "local_date",
     "previous_password_works_at",
+    "roles_of",
+    "users_with_perm",
 ]

@@ -203,6 +203,10 @@ class AuditEvent(models.Model):
         RECOVERY_CODES_MADE = "recovery_codes_made", "Recovery codes made"
         RECOVERY_CODE_USED = "recovery_code_used", "Recovery code used"
         SECOND_FACTOR_FAILED = "second_factor_failed", "Second-factor log-in failed"
+        POLICY_CHANGED = "policy_changed", "Key policy changed"
+        APPROVAL_REQUESTED = "approval_requested", "Approval requested"
+        REQUEST_APPROVED = "request_approved", "Request approved"
+        REQUEST_DENIED = "request_denied", "Request denied"
         IDENTITY_CONFIRMED = "identity_confirmed", "Identity confirmed"
 
     # What an attacker with database access would most like to erase: a checkpoint follows
@@ -223,6 +227,8 @@ class AuditEvent(models.Model):
             Action.FACTOR_REMOVED,
             Action.RECOVERY_CODES_MADE,
             Action.RECOVERY_CODE_USED,
+            Action.POLICY_CHANGED,  # what every key must respect
+            Action.REQUEST_APPROVED,  # an allowlist outside the approved networks
         }
     )
 

@@ -21,6 +21,7 @@ from keys.lib.dates import local_date
 from keys.lib.networks import address_range, display_network, ip_in_networks
 from keys.models.catalogue import Api
 from keys.models.key_queries import ApiKeyQuerySet
+from keys.models.policy import KeyPolicy, roles_of
 from keys.validators import (
     MAX_ALLOWED_IPS,
     allowlist,
@@ -49,6 +50,8 @@ REFUSAL_REASONS = {
     "stored_hash_unusable": "The stored password hash is damaged: contact the administrators.",
     "owner_not_admin": "Called an API only administrators may grant, and its owner is no "
     "longer an administrator.",
+    "pending_approval": "The key waits for an administrator's approval (key policy).",
+    "out_of_policy": "The key is out of the key policy: edit it to bring it back in.",
 }
 UNUSED_AFTER = datetime.timedelta(days=90)
 
@@ -142,6 +145,23 @@ class ApiKey(models.Model):
         blank=True,
         editable=False,
         help_text="Revoked at this moment: the end of the overlap after a renewal.",
+    )
+
+    # The key policy (docs/design.md §12), kept by keys.actions and read by the API with the
+    # key in its one query: a new key whose allowed IPs wait for an administrator, a key the
+    # policy in force does not allow, and the allowed IPs outside the approved networks an
+    # administrator approved for this key.
+    awaiting_approval = models.BooleanField(
+        default=False, editable=False, help_text="Refused until an administrator approves it."
+    )
+    out_of_policy = models.BooleanField(
+        default=False, editable=False, help_text="Refused until an edit or the policy allows it."
+    )
+    approved_exceptions = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="Allowed IPs outside the approved networks that an administrator approved.",
     )
 
     objects = ApiKeyQuerySet.as_manager()
@@ -255,12 +275,18 @@ class ApiKey(models.Model):
         description: str = "",
         key: "ApiKey | None" = None,
         created_at: datetime.datetime | None = None,
+        justification: str = "",
+        exempt=(),
     ) -> dict:
         """The fields of a new key (or of `key`, edited), checked against every key rule.
 
         Returns them cleaned (name stripped, networks normalised) or raises ValidationError
         with every broken rule under its field's name. The form, the actions and the admin
         call this; nothing else restates a rule.
+
+        The key policy is one more rule: its lifetime and its APIs per role are errors; allowed
+        IPs outside the approved networks (and not approved for this key, or `exempt`) need a
+        `justification`, and come back as `needs_approval`.
         """
         errors: dict[str, list[str]] = {}
         name = (name or "").strip()
@@ -294,6 +320,27 @@ class ApiKey(models.Model):
             errors["description"] = [f"At most {MAX_DESCRIPTION} characters."]
         if key is not None and key.is_revoked:
             errors["__all__"] = ["A revoked key cannot be changed."]
+        policy = KeyPolicy.current()
+        exempt = [*exempt, *(key.approved_exceptions if key is not None else [])]
+        outside = [] if "allowed_ips" in errors else policy.networks_outside(networks, exempt)
+        justification = (justification or "").strip()
+        if outside and not justification:
+            shown = ", ".join(display_network(n) for n in outside)
+            errors["justification"] = [
+                f"{shown} {'lies' if len(outside) == 1 else 'lie'} outside the approved "
+                "networks: say why the key needs it, and an administrator will decide; or use "
+                "addresses inside the approved networks."
+            ]
+        elif len(justification) > MAX_DESCRIPTION:
+            errors["justification"] = [f"At most {MAX_DESCRIPTION} characters."]
+        if "expires_on" not in errors and expires_on is not None:
+            today = local_date(created_at) if key is None else local_date()
+            found = policy.violations(
+                networks=[], exempt=[], expires_on=expires_on, apis=apis, roles=roles_of(owner),
+                today=today,
+            )  # fmt: skip
+            for field, messages in found.items():
+                errors.setdefault(field, []).extend(messages)
         if errors:
             raise ValidationError(errors)
         return {
@@ -304,6 +351,8 @@ class ApiKey(models.Model):
             "apis": apis,
             # Read only is a property of a grant: only APIs granted can be read only.
             "read_only": sorted(set(read_only) & {api.slug for api in apis}),
+            "needs_approval": outside,
+            "justification": justification if outside else "",
         }
 
     @staticmethod
@@ -319,6 +368,31 @@ class ApiKey(models.Model):
             elif api.read_only and api.slug not in read_only:
                 errors.append(f"The {api.name} API can only be granted read only.")
         return errors
+
+    def policy_violations(self, policy: KeyPolicy, roles=None) -> dict[str, list[str]]:
+        """What of this key, as stored, `policy` does not allow (see KeyPolicy.violations).
+
+        `roles`: its owner's (roles_of), when the caller read them for many keys at once."""
+        return policy.violations(
+            networks=[entry.network for entry in self.allowed_ips.all()],
+            exempt=self.approved_exceptions,
+            expires_on=self.expires_on,
+            apis=[grant.api for grant in self.grants.all()],
+            roles=roles_of(self.owner) if roles is None else roles,
+        )
+
+    @property
+    def policy_state(self) -> str:
+        """pending_approval, out_of_policy or "": why the API refuses a key not revoked."""
+        if self.is_revoked:
+            return ""
+        if self.awaiting_approval:
+            return "pending_approval"
+        return "out_of_policy" if self.out_of_policy else ""
+
+    def open_request(self):
+        """The request of this key waiting for an administrator, if any."""
+        return self.requests.open().first()
 
     def clean(self) -> None:
         """The expiry rules of this row alone, for full_clean() (the admin, the shell)."""

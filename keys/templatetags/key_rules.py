@@ -5,7 +5,7 @@ from django.conf import settings
 from django.utils import dateformat, timezone
 
 from keys.lib.networks import display_network
-from keys.models import REFUSAL_REASONS, local_date
+from keys.models import REFUSAL_REASONS, KeyRequest, local_date
 
 register = template.Library()
 
@@ -36,6 +36,14 @@ def status_words(key) -> str:
     if key.is_being_replaced:
         return f"Replaced, stops {moment(key.revoke_at)}"
     return key.get_status_display()
+
+
+@register.filter
+def policy_words(key) -> str:
+    """What the key policy says of a key not revoked: "Pending approval", "Out of policy"."""
+    return {"pending_approval": "Pending approval", "out_of_policy": "Out of policy"}.get(
+        key.policy_state, ""
+    )
 
 
 @register.filter
@@ -105,3 +113,9 @@ def reason_text(code: str) -> str:
 def address(network: str) -> str:
     """An allowed network as the key page shows it: a single address without its /32 or /128."""
     return display_network(network)
+
+
+@register.simple_tag
+def open_request_count() -> int:
+    """How many requests wait for an administrator (the header's Requests link)."""
+    return KeyRequest.objects.open().count()
