@@ -19,8 +19,10 @@ from keys import actions, inventory_csv
 from keys.actions import bulk_revocation
 from keys.filters import AllKeysFilterForm
 from keys.forms import BulkRevokeForm
+from keys.lib import reauth
 from keys.lib.client_ip import client_ip
 from keys.lib.paging import filter_query
+from keys.lib.reauth import confirmation_required, form_data
 from keys.models import ApiKey
 from keys.permissions import REVOKE_ANY_KEY, VIEW_ALL_KEYS
 
@@ -85,12 +87,13 @@ NOT_REVOKED = "The keys could not be revoked; nothing was changed. Try again."
 @login_required
 @permission_required(VIEW_ALL_KEYS, raise_exception=True)
 @permission_required(REVOKE_ANY_KEY, raise_exception=True)
+@confirmation_required
 def revoke_matching(request: HttpRequest) -> HttpResponse:
     """Show the active keys the All keys filters (in the query string) match, then revoke
     exactly those with one reason (keys.actions.revoke_keys)."""
     filters = AllKeysFilterForm(request.GET)
-    form = BulkRevokeForm(request.POST if request.method == "POST" else None)
-    query = filter_query(request, *filters.CURSORS, "status")
+    form = BulkRevokeForm(form_data(request))
+    query = filter_query(request, *filters.CURSORS, "status", reauth.RESUME)
     context = {
         "filters": filters,
         "form": form,

@@ -22,6 +22,7 @@ from keys import actions
 from keys.forms import KeyForm, RegenerateForm, RenewForm, RevokeForm
 from keys.lib.client_ip import client_ip
 from keys.lib.networks import display_network, widened
+from keys.lib.reauth import confirmation_required, form_data
 from keys.models import Api, ApiKey, AuditEvent, KeyPolicy, KeyUsageDay
 from keys.permissions import MANAGE_OWN_KEYS
 
@@ -133,9 +134,10 @@ def key_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(MANAGE_OWN_KEYS, raise_exception=True)
+@confirmation_required
 def key_add(request: HttpRequest) -> HttpResponse:
     form = KeyForm(
-        request.POST if request.method == "POST" else None,
+        form_data(request),
         owner=request.user,
         current_ip=client_ip(request),
     )
@@ -276,17 +278,23 @@ def _by_path(refusals) -> list[PathRefusals]:
     return list(groups.values())
 
 
+def _turns_on_self_rotation(request: HttpRequest, identifier: str) -> bool:
+    """True if this edit lets the key rotate itself and it may not yet: a protected act."""
+    if request.method != "POST" or not request.POST.get("may_rotate_itself"):
+        return False
+    return not ApiKey.objects.filter(identifier=identifier, may_rotate_itself=True).exists()
+
+
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(MANAGE_OWN_KEYS, raise_exception=True)
+@confirmation_required(when=_turns_on_self_rotation)
 def key_edit(request: HttpRequest, identifier: str) -> HttpResponse:
     key = _own_key(request, identifier)
     if key.is_revoked:
         messages.error(request, "A revoked key cannot be changed.")
         return redirect("keys:detail", identifier=key.identifier)
-    form = KeyForm(
-        request.POST if request.method == "POST" else None, key=key, current_ip=client_ip(request)
-    )
+    form = KeyForm(form_data(request), key=key, current_ip=client_ip(request))
     if request.method == "POST" and form.is_valid():
         with _saving(
             request, form, "Editing key %s failed; rolled back.", key.identifier
@@ -308,6 +316,7 @@ def key_edit(request: HttpRequest, identifier: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@confirmation_required
 def key_revoke(request: HttpRequest, identifier: str) -> HttpResponse:
     key = _visible_key(request, identifier)
     if not key.may_be_revoked_by(request.user):
@@ -316,9 +325,7 @@ def key_revoke(request: HttpRequest, identifier: str) -> HttpResponse:
         messages.info(request, "This key is already revoked.")
         return redirect("keys:detail", identifier=key.identifier)
     reason_required = key.revocation_needs_reason(request.user)
-    form = RevokeForm(
-        request.POST if request.method == "POST" else None, reason_required=reason_required
-    )
+    form = RevokeForm(form_data(request), reason_required=reason_required)
     if request.method == "POST" and form.is_valid():
         failure = "Revoking key %s failed; rolled back."
         with _saving(request, form, failure, key.identifier, not_saved=NOT_REVOKED) as attempt:
@@ -351,6 +358,7 @@ def _owner_may_change(request: HttpRequest, identifier: str) -> ApiKey:
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(MANAGE_OWN_KEYS, raise_exception=True)
+@confirmation_required
 def key_regenerate(request: HttpRequest, identifier: str) -> HttpResponse:
     """A new password for the same key, shown once; the old one works for the overlap."""
     key = _owner_may_change(request, identifier)
@@ -360,7 +368,7 @@ def key_regenerate(request: HttpRequest, identifier: str) -> HttpResponse:
         else:
             messages.info(request, "Only an active key gets a new password: renew this one.")
         return redirect("keys:detail", identifier=key.identifier)
-    form = RegenerateForm(request.POST if request.method == "POST" else None)
+    form = RegenerateForm(form_data(request))
     if request.method == "POST" and form.is_valid():
         failure = "Regenerating key %s failed; rolled back."
         with _saving(request, form, failure, key.identifier) as attempt:
@@ -377,13 +385,14 @@ def key_regenerate(request: HttpRequest, identifier: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(MANAGE_OWN_KEYS, raise_exception=True)
+@confirmation_required
 def key_renew(request: HttpRequest, identifier: str) -> HttpResponse:
     """A new key with this one's settings; this one is revoked when the overlap ends."""
     key = _owner_may_change(request, identifier)
     if not key.may_be_renewed_by(request.user):
         messages.info(request, "This key is already renewed: renew the new key instead.")
         return redirect("keys:detail", identifier=key.identifier)
-    form = RenewForm(request.POST if request.method == "POST" else None)
+    form = RenewForm(form_data(request))
     if request.method == "POST" and form.is_valid():
         with _saving(
             request, form, "Renewing key %s failed; rolled back.", key.identifier

@@ -64,23 +64,10 @@ class ThrottledModelBackend(ModelBackend):
             raise PermissionDenied("Too many failed log-in attempts.")
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is None:
-            self._failed(request, username, buckets)
+            count_failed_log_in(request, username, buckets)
         else:
             self._succeeded(request, user, buckets)
         return user
-
-    def _failed(self, request, username: str, buckets: throttle.LogInBuckets) -> None:
-        counts = throttle.count_login_failure(buckets)
-        known = _user_named(username)
-        if known is not None:
-            throttle.count_unseen_failure(known.pk)
-        # On the record once a window per account (its first failure) and when a bucket
-        # locks: a flood of guesses adds a few events per account and window, not one each.
-        account = counts[buckets.account]
-        if account == 1:
-            record_log_in_failed(request, known, failures=account)
-        for scope, failures in _locks(buckets, counts):
-            record_log_in_locked(request, known, scope=scope, failures=failures)
 
     def _succeeded(self, request, user, buckets: throttle.LogInBuckets) -> None:
         # This browser, or this account from this network, starts afresh. The account's
@@ -113,6 +100,43 @@ def count_failure(request, username: str, user) -> int:
     for scope, failures in _locks(buckets, counts):
         record_log_in_locked(request, user, scope=scope, failures=failures)
     return counts[buckets.account] or 0
+
+
+def count_failed_log_in(
+    request, username: str, buckets: throttle.LogInBuckets, *, confirming: bool = False
+) -> None:
+    """Count a wrong password or code for `username` in the one log-in throttle, on the record.
+
+    `confirming`: typed to confirm who one is (portal/confirm.py), not to log in.
+    """
+    counts = throttle.count_login_failure(buckets)
+    known = _user_named(username)
+    if known is not None:
+        throttle.count_unseen_failure(known.pk)
+    # On the record once a window per account (its first failure) and when a bucket
+    # locks: a flood of guesses adds a few events per account and window, not one each.
+    account = counts[buckets.account]
+    if account == 1:
+        record_log_in_failed(request, known, failures=account, confirming=confirming)
+    for scope, failures in _locks(buckets, counts):
+        record_log_in_locked(request, known, scope=scope, failures=failures)
+
+
+@sensitive_variables("password")
+def confirm_password(request, user, password: str) -> bool:
+    """True if `password` is the signed-in `user`'s own, checked behind the log-in throttle.
+
+    A wrong one counts as a failed log-in does; while the throttle refuses, the password is
+    not checked and PermissionDenied is raised (as for a log-in).
+    """
+    buckets = login_buckets(request, user.get_username())
+    if throttle.login_locked_for(buckets):
+        raise PermissionDenied("Too many failed log-in attempts.")
+    if user.is_active and user.check_password(password):
+        throttle.clear(buckets.device or buckets.pair)
+        return True
+    count_failed_log_in(request, user.get_username(), buckets, confirming=True)
+    return False
 
 
 def password_refused(username: str) -> bool:

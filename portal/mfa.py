@@ -18,6 +18,7 @@ from allauth.mfa import signals
 from allauth.mfa.base import forms as allauth_forms
 from allauth.mfa.base.internal.flows import delete_dangling_recovery_codes
 from allauth.mfa.models import Authenticator
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
@@ -68,8 +69,48 @@ class AuthenticateForm(_ThrottledCode, allauth_forms.AuthenticateForm):
         code.widget.attrs.update(autofocus=True, inputmode="text")
 
 
-class ReauthenticateForm(_ThrottledCode, allauth_forms.ReauthenticateForm):
-    """The code asked to confirm it's you."""
+CODE_NOT_RECOGNISED = (
+    "That is not the code your authenticator app shows now. Recovery codes do not confirm."
+)
+
+
+class CodeInput(forms.TextInput):
+    """A code field that never shows back what was typed: it may have been a recovery code."""
+
+    def format_value(self, value):
+        return None
+
+
+class _AuthenticatorAppOnly:
+    """Confirming it's you takes the authenticator app's code, never a recovery code (§10):
+    allauth's own form would also spend one of those."""
+
+    user: Any
+
+    def clean_code(self) -> str:
+        code = self.cleaned_data["code"].strip()  # type: ignore[attr-defined]
+        apps = list(Authenticator.objects.filter(user=self.user, type=Type.TOTP))
+        for authenticator in apps:
+            if authenticator.wrap().validate_code(code):
+                authenticator.user = self.user
+                self.authenticator = authenticator
+                return code
+        # Counted like a wrong password, on the record (_code_refused below).
+        main = apps[0] if apps else Authenticator.objects.filter(user=self.user).first()
+        if main is not None:
+            self._emit_authentication_failed(main)  # type: ignore[attr-defined]
+        raise forms.ValidationError(CODE_NOT_RECOGNISED, code="incorrect_code")
+
+
+class ReauthenticateForm(_ThrottledCode, _AuthenticatorAppOnly, allauth_forms.ReauthenticateForm):
+    """The code asked to confirm it's you (portal/confirm.py, and allauth's own page)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        code = self.fields["code"]
+        code.label = "Code from your authenticator app"
+        code.error_messages["required"] = "Type the code your authenticator app shows."
+        code.widget = CodeInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"})
 
 
 @receiver(signals.authentication_failed, dispatch_uid="portal.mfa.failed")

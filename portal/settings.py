@@ -21,6 +21,7 @@ from portal.env import (
     env_int,
     env_list,
     env_map,
+    env_positive_int,
     env_words,
     form_action_sources,
     oidc_providers,
@@ -83,6 +84,8 @@ MIDDLEWARE = [
     "portal.middleware.NoStoreWhenSignedInMiddleware",
     "portal.middleware.ActingUserMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Django admin changes: confirm it's you first (keys/lib/reauth.py).
+    "portal.middleware.AdminConfirmationMiddleware",
     "portal.middleware.HtmxLoginRedirectMiddleware",
     # A role that needs a second factor reaches only its enrolment until one is added.
     "portal.mfa.SecondFactorRequiredMiddleware",
@@ -166,6 +169,14 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "login"
+# Confirm it's you (docs/design.md §10, keys/lib/reauth.py): creating, regenerating, renewing
+# or revoking a key, letting one rotate itself, Users actions and every Django admin change ask
+# the person to prove who they are again once this many seconds passed since they last did
+# (log-in or a confirmation). Positive: at 0 the confirmation itself would be stale at once.
+REAUTH_SECONDS = env_positive_int("REAUTH_SECONDS", 15 * 60)
+REAUTH_URL = "confirm_identity"
+# django-allauth's own pages that ask to confirm (second-factor management) keep the same window.
+ACCOUNT_REAUTHENTICATION_TIMEOUT = REAUTH_SECONDS
 LOGIN_REDIRECT_URL = "keys:list"
 LOGOUT_REDIRECT_URL = "login"
 

@@ -3,7 +3,7 @@ from django.http import Http404
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from portal import health, sso, user_views, views
+from portal import confirm, health, sso, user_views, views
 from portal.login import PortalLoginView, PortalLogoutView
 from portal.scim import views as scim
 
@@ -17,6 +17,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", PortalLoginView.as_view(), name="login"),
     path("logout/", PortalLogoutView.as_view(), name="logout"),
+    path("confirm/", confirm.confirm_identity, name="confirm_identity"),
     path("profile/", views.profile, name="profile"),
     path("profile/email/", views.profile_email, name="profile_email"),
     path("", include("keys.urls")),  # keys/, api/v1/, all-keys/, audit/

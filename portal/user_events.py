@@ -169,15 +169,30 @@ def record_sso_refused(request, user, *, reason: str) -> None:
         _record(Action.LOGIN_FAILED, user, details)
 
 
-def record_log_in_failed(request, user, *, failures: int) -> None:
-    """A failed log-in for `user`, the account named if it exists (else None), on the record.
+def record_log_in_failed(request, user, *, failures: int, confirming: bool = False) -> None:
+    """A failed log-in for `user`, the account named if it exists (else None), on the record;
+    `confirming` if the wrong password or code was typed to confirm who one is.
 
     An unknown name is not recorded: what was typed as a user name may be a password typed
     into the wrong field, and the history keeps it forever.
     """
     details = {"user": user.get_username() if user else None, "failures_in_window": failures}
+    if confirming:
+        details["while"] = "confirming identity"
     with acting(None, _ip(request)):
         _record(Action.LOGIN_FAILED, user, details)
+
+
+# How a person may confirm who they are (portal/confirm.py); never a recovery code.
+CONFIRMATION_METHODS = ("password", "totp", "passkey", "sso")
+
+
+def record_identity_confirmed(request, user, *, method: str) -> None:
+    """A confirmation of who one is before a protected act (keys/lib/reauth.py), on the record."""
+    if method not in CONFIRMATION_METHODS:
+        raise ValueError(f"Unknown confirmation method: {method}")
+    with acting(user, _ip(request)):
+        _record(Action.IDENTITY_CONFIRMED, user, {"user": user.get_username(), "method": method})
 
 
 # What a log-in lock holds back (portal.backends): this account from this client network;

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from keys.lib.client_ip import client_ip
 from keys.lib.paging import filter_query
+from keys.lib.reauth import confirmation_required, form_data
 from keys.models import ApiKey
 from portal.forms import DeactivateForm, UserFilterForm
 from portal.people import deactivate_user
@@ -49,13 +50,14 @@ def user_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(MANAGE_USERS, raise_exception=True)
+@confirmation_required
 def user_deactivate(request: HttpRequest, username: str) -> HttpResponse:
     person = get_object_or_404(get_user_model(), username=username)
     if not person.is_active:
         messages.info(request, f"{person.get_username()} is already deactivated.")
         return redirect("users")
     live_keys = person.api_keys.live().count()
-    form = DeactivateForm(request.POST if request.method == "POST" else None)
+    form = DeactivateForm(form_data(request))
     if request.method == "POST" and form.is_valid():
         if person.pk == request.user.pk:
             form.add_error(None, "You cannot deactivate yourself.")

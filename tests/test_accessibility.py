@@ -70,6 +70,23 @@ def _edit_errors(page, base, places):
     page.get_by_role("button", name="Save").first.click()
 
 
+def _wrong_confirmation(page, base, places):
+    page.goto(base + "/confirm/?next=/keys/add/")
+    page.get_by_label("Password").fill("not-her-password")
+    page.get_by_role("button", name="Confirm").click()
+
+
+def _confirm_with_a_code_too(page, base, places):
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    from portal.models import User
+
+    TOTP.activate(User.objects.get(username="alice"), generate_totp_secret())
+    page.goto(base + "/confirm/?next=/keys/add/")
+    page.get_by_label("Code from your authenticator app").fill("12345678")
+    page.get_by_role("button", name="Confirm with the code").click()
+
+
 def _created(page, base, places):
     page.goto(base + "/keys/add/")
     page.get_by_label("Name").fill("Accessible")
@@ -318,6 +335,9 @@ STATES = [
     State("add-errors", "alice", _add_errors),
     State("edit-errors", "alice", _edit_errors),
     State("created", "alice", _created),
+    State("confirm", "alice", "/confirm/?next=/keys/add/"),
+    State("confirm-wrong-password", "alice", _wrong_confirmation),
+    State("confirm-wrong-code", "alice", _confirm_with_a_code_too),
     State("message", "alice", _saved_message),
     State("keys-empty", "bob", "/keys/"),
     State("all-keys", "carol", "/all-keys/", crowded=True),

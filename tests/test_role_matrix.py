@@ -37,6 +37,11 @@ MATRIX = {
     "login/": ("/login/", {"GET": statuses(200, 302, 302, 302, 302)}),
     "logout/": ("/logout/", {"GET": everyone(405), "POST": everyone(302)}),
     "profile/": ("/profile/", {"GET": statuses(302, 200, 200, 200, 200)}),
+    # Everyone signed in confirms it's them the same way; an empty password is refused (400).
+    "confirm/": (
+        "/confirm/",
+        {"GET": statuses(302, 200, 200, 200, 200), "POST": statuses(302, 400, 400, 400, 400)},
+    ),
     "profile/email/": (
         "/profile/email/",
         {"GET": statuses(302, 405, 405, 405, 403), "POST": statuses(302, 200, 200, 200, 403)},
@@ -328,6 +333,8 @@ READ_ONLY |= {"requests/"}
 # Checking the chain reads it; the result is kept outside it (keys.models.ChainVerification).
 READ_ONLY |= {"all-keys/inventory.csv", "audit/verify/"}
 READ_ONLY |= {"gateway/verify", "^gateway/verify(?P<envoy_path>/.*)$"}
+# Confirming who one is changes no data: it only records the confirmation, for anyone signed in.
+READ_ONLY |= {"confirm/"}
 READ_ONLY |= {route for route in MATRIX if route.startswith("scim/")}
 
 

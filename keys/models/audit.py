@@ -207,6 +207,7 @@ class AuditEvent(models.Model):
         APPROVAL_REQUESTED = "approval_requested", "Approval requested"
         REQUEST_APPROVED = "request_approved", "Request approved"
         REQUEST_DENIED = "request_denied", "Request denied"
+        IDENTITY_CONFIRMED = "identity_confirmed", "Identity confirmed"
 
     # What an attacker with database access would most like to erase: a checkpoint follows
     # each of these at once (keys.audit.chain), so deleting one from the end shows.
