@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from keys import actions
 from keys.forms import DecisionForm, PolicyForm
 from keys.lib.client_ip import client_ip
+from keys.lib.reauth import confirmation_required, form_data
 from keys.models import KeyPolicy, KeyRequest
 from keys.permissions import MANAGE_KEY_POLICY
 
@@ -25,14 +26,19 @@ def _policy_page(request: HttpRequest, form: PolicyForm, status: int = 200) -> H
     return render(request, "keys/policy.html", context, status=status)
 
 
+def _posting(request: HttpRequest, *args, **kwargs) -> bool:
+    return request.method == "POST"
+
+
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(MANAGE_KEY_POLICY, raise_exception=True)
+@confirmation_required(when=_posting)  # what every key must respect (docs/design.md §10)
 def policy(request: HttpRequest) -> HttpResponse:
     """Show the policy; a POST reviews the change: one that leaves keys out of policy is
     shown as a dry run to confirm (policy_apply), any other is saved at once."""
     current = KeyPolicy.current()
-    form = PolicyForm(request.POST if request.method == "POST" else None, policy=current)
+    form = PolicyForm(form_data(request), policy=current)
     if request.method == "GET" or not form.is_valid():
         return _policy_page(request, form)
     left_out = actions.newly_out(form.candidate)

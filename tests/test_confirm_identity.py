@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from keys.lib import reauth
-from keys.models import Api, ApiKey, AuditEvent, local_date
+from keys.models import Api, ApiKey, AuditEvent, KeyPolicy, StreamDestination, local_date
 
 START = datetime.datetime(2030, 3, 4, 9, 0, tzinfo=datetime.UTC)
 CONFIRM = "/confirm/"
@@ -651,3 +651,50 @@ def test_reauth_seconds_defaults_to_fifteen_minutes(monkeypatch):
 
     monkeypatch.delenv("REAUTH_SECONDS", raising=False)
     assert env_positive_int("REAUTH_SECONDS", 900) == 900
+
+
+def test_tightening_the_key_policy_waits_for_the_confirmation_and_keeps_the_networks(
+    carol, login, stale
+):
+    client = login(carol)
+    stale()
+    assert client.get("/policy/").status_code == 200  # reading the policy asks nothing
+    typed = {"approved_networks": "10.0.0.0/8", "max_lifetime_days": "200"}
+    back = asked_to_confirm(client.post("/policy/", typed))
+
+    assert KeyPolicy.current().approved_networks == []
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.POLICY_CHANGED).exists()
+    page = confirm(client, carol, back)
+    assert page.context["form"]["approved_networks"].value() == "10.0.0.0/8"
+    assert page.context["form"]["max_lifetime_days"].value() == "200"
+
+
+def test_a_stream_destination_waits_for_the_confirmation_and_no_header_is_held(
+    carol, login, stale, time_machine
+):
+    client = login(carol)
+    stale()
+    typed = {
+        "name": "Splunk",
+        "kind": "webhook",
+        "url": "https://siem.example.com/collector",
+        "secret_choice": "generate",
+        "batch_size": "100",
+        "is_active": "on",
+        "headers_text": "Authorization: Splunk 0b9f5c1e-held-nowhere",
+    }
+    back = asked_to_confirm(client.post("/audit/streaming/add/", typed))
+
+    assert not StreamDestination.objects.exists()
+    held = dict(client.session.items())
+    assert "held-nowhere" not in repr(held)  # the SIEM's token stays out of the session
+    page = confirm(client, carol, back)
+    assert page.context["form"]["name"].value() == "Splunk"
+    assert not page.context["form"]["headers_text"].value()
+    assert client.post("/audit/streaming/add/", typed).status_code == 200
+    destination = StreamDestination.objects.get(name="Splunk")
+
+    after(time_machine, 2 * settings.REAUTH_SECONDS + 1)  # past the window the confirming opened
+    remove = f"/audit/streaming/{destination.identifier}/remove/"
+    asked_to_confirm(client.post(remove))
+    assert StreamDestination.objects.filter(pk=destination.pk).exists()

@@ -24,6 +24,7 @@ from keys.actions.streaming import (
 from keys.audit import delivery
 from keys.audit.stream_forms import DestinationForm, ReplayForm
 from keys.lib.client_ip import client_ip
+from keys.lib.reauth import confirmation_required, form_data
 from keys.lib.stream_transports import DeliveryError
 from keys.models import AuditHead, StreamDestination
 from keys.permissions import MANAGE_STREAMING, VIEW_AUDIT
@@ -53,13 +54,21 @@ def _secret_page(request, destination: StreamDestination, secret: str) -> HttpRe
     )
 
 
+def _posting(request: HttpRequest, *args, **kwargs) -> bool:
+    return request.method == "POST"
+
+
+# Changing where the auditors' copy goes, or stopping it, waits for a fresh proof of identity
+# (docs/design.md §10) like the acts on keys do; the secret and the custom headers (a
+# Splunk token, say) are never held across the confirmation (keys.lib.reauth.NOT_KEPT).
 @never_cache
 @sensitive_post_parameters("entered_secret", "headers_text")
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(MANAGE_STREAMING, raise_exception=True)
+@confirmation_required(when=_posting)
 def destination_add(request: HttpRequest) -> HttpResponse:
-    form = DestinationForm(request.POST if request.method == "POST" else None)
+    form = DestinationForm(form_data(request))
     if request.method == "POST" and form.is_valid():
         try:
             destination = add_destination(form.instance, actor=request.user, ip=client_ip(request))
@@ -79,9 +88,10 @@ def destination_add(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(MANAGE_STREAMING, raise_exception=True)
+@confirmation_required(when=_posting)
 def destination_edit(request: HttpRequest, identifier: str) -> HttpResponse:
     destination = get_object_or_404(StreamDestination, identifier=identifier)
-    form = DestinationForm(request.POST if request.method == "POST" else None, instance=destination)
+    form = DestinationForm(form_data(request), instance=destination)
     if request.method == "POST" and form.is_valid():
         try:
             destination = change_destination(
@@ -112,6 +122,7 @@ def _edit_page(request, destination, form, replay_form) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(MANAGE_STREAMING, raise_exception=True)
+@confirmation_required(when=_posting)
 def destination_remove(request: HttpRequest, identifier: str) -> HttpResponse:
     destination = get_object_or_404(StreamDestination, identifier=identifier)
     if request.method == "POST":

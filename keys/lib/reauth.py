@@ -32,7 +32,8 @@ PROVED_AT = "reauth_proved_at"
 PENDING = "reauth_pending"
 RESUME = "resume"
 # Never kept: the CSRF token (a fresh one comes with the page) and anything named like a secret.
-NOT_KEPT = re.compile(r"csrfmiddlewaretoken|password|secret|token|otp", re.IGNORECASE)
+# Custom headers carry credentials too (a SIEM's "Authorization: Splunk …").
+NOT_KEPT = re.compile(r"csrfmiddlewaretoken|password|secret|token|otp|headers", re.IGNORECASE)
 # Held POSTs per session; the oldest goes first (a person holds one at a time in practice).
 MAX_PENDING = 5
 # A held POST is given back within this many seconds of being held.
