@@ -6,6 +6,7 @@ The log-ins themselves, through a real provider in Chromium, are in tests/test_s
 import http.server
 import json
 import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -369,3 +370,59 @@ def test_a_person_with_a_password_or_no_sso_account_is_not_sent_to_the_provider(
     sent = client.post("/confirm/sso/?next=/keys/add/")
     assert sent.status_code == 302
     assert urlsplit(sent["Location"]).path == "/confirm/"
+
+
+def _answer_for(rf, alice, *, auth_time, since):
+    """The provider's answer to a confirmation alice began at `since`, as allauth hands it on."""
+    from allauth.socialaccount.models import SocialLogin
+    from django.contrib.messages.storage.fallback import FallbackStorage
+    from django.contrib.sessions.middleware import SessionMiddleware
+
+    request = rf.get(CALLBACK_URL)
+    SessionMiddleware(lambda r: None).process_request(request)
+    request.user = alice
+    request._messages = FallbackStorage(request)
+    account = SocialAccount.objects.create(
+        user=alice,
+        provider=sso.PROVIDER_ID,
+        uid="sub-alice",
+        extra_data={"id_token": {"sub": "sub-alice", "auth_time": auth_time}},
+    )
+    answer = SocialLogin(account=account, user=alice)
+    answer.state = {
+        "process": "redirect",
+        "next": "/keys/add/",
+        sso.CONFIRM_FOR: alice.pk,
+        sso.CONFIRM_SINCE: since,
+    }
+    return request, answer
+
+
+@pytest.mark.django_db
+def test_a_provider_that_did_not_ask_again_does_not_confirm(settings, rf, alice):
+    # auth_time before the confirmation began: the provider remembered the person instead of
+    # asking them to log in (it ignored prompt=login), which proves nothing about who is there.
+    from allauth.core.exceptions import ImmediateHttpResponse
+
+    configure(settings, "http://127.0.0.1:9")
+    now = time.time()
+    request, answer = _answer_for(rf, alice, auth_time=int(now) - 600, since=now)
+
+    with pytest.raises(ImmediateHttpResponse) as refused:
+        sso.SocialAccountAdapter(request).pre_social_login(request, answer)
+
+    assert refused.value.response.status_code == 403
+    assert "did not ask you to log in again" in refused.value.response.content.decode()
+    assert not AuditEvent.objects.filter(action="identity_confirmed").exists()
+
+
+@pytest.mark.django_db
+def test_a_fresh_log_in_at_the_provider_confirms(settings, rf, alice):
+    configure(settings, "http://127.0.0.1:9")
+    now = time.time()
+    request, answer = _answer_for(rf, alice, auth_time=int(now), since=now)
+
+    sso.SocialAccountAdapter(request).pre_social_login(request, answer)
+
+    (confirmed,) = AuditEvent.objects.filter(action="identity_confirmed")
+    assert confirmed.details["method"] == "sso"
