@@ -32,6 +32,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_http_methods
 
 from keys.lib import reauth
+from portal import sso
 from portal.backends import confirm_password
 from portal.mfa import ReauthenticateForm as ConfirmCodeForm
 from portal.models import User
@@ -95,8 +96,9 @@ def _passkey_url(person: User, back: str) -> str | None:
 
 def sso_confirmation_url(person: User, back: str) -> str | None:
     """Where a person without a password here confirms: their single sign-on provider, asked
-    to log them in afresh. A hook for OpenID Connect (docs/design.md §10); None until then."""
-    return None
+    to log them in afresh (portal/sso.py); None if they have no account there."""
+    url = sso.confirmation_url(person)
+    return f"{url}?{urlencode({'next': back})}" if url else None
 
 
 @sensitive_post_parameters()
@@ -130,6 +132,17 @@ def confirm_identity(request: HttpRequest) -> HttpResponse:
     }
     status = 400 if request.method == "POST" else 200
     return render(request, "portal/confirm.html", context, status=status)
+
+
+@never_cache
+@require_http_methods(["POST"])
+@login_required
+def confirm_with_sso(request: HttpRequest) -> HttpResponse:
+    """Go to the single sign-on provider to confirm; it comes back to `next`."""
+    person = cast(User, request.user)
+    if person.has_usable_password() or sso.confirmation_url(person) is None:
+        return redirect(f"{reverse('confirm_identity')}?{urlencode({'next': _next(request)})}")
+    return sso.start_confirmation(request, _next(request))
 
 
 def _continue(request: HttpRequest, back: str) -> HttpResponse:

@@ -11,21 +11,30 @@ openid_connect provider configured from the environment (portal/settings.py, OID
 - The log-in itself is a login_succeeded event with method "sso" (one action for every way
   in, so the history of log-ins reads the same whatever the way).
 - A provider that is down or answers garbage gives a page that says so (502), never a 500.
+- "Confirm it's you" (keys/lib/reauth.py) for a person without a password here: the provider
+  is asked to log them in afresh (prompt=login, max_age=0) with allauth's "redirect" process,
+  which comes back without logging anyone in or out, so the session, and the form it holds,
+  stays. Only the same person (the same subject), authenticated after the confirmation began
+  (the ID token's auth_time), confirms; anyone else is refused and the session ends.
 """
 
 import functools
 import logging
+import time
 
 import requests
+from allauth.account.adapter import get_adapter as get_account_adapter
+from allauth.account.internal.flows.login import record_authentication
 from allauth.account.signals import user_logged_in
 from allauth.core.exceptions import ImmediateHttpResponse
-from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter, get_adapter
 from allauth.socialaccount.models import SocialAccount, SocialLogin
 from allauth.socialaccount.providers.base import ProviderException
-from allauth.socialaccount.providers.base.constants import AuthError
+from allauth.socialaccount.providers.base.constants import AuthError, AuthProcess
 from allauth.socialaccount.providers.oauth2.client import OAuth2Error
 from allauth.socialaccount.providers.openid_connect import views as oidc_views
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -33,7 +42,9 @@ from django.db.models import Q
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 
+from keys.lib import reauth
 from keys.lib.client_ip import client_ip
 from portal import roles as portal_roles
 from portal.env import OIDC_PROVIDER_ID
@@ -146,6 +157,10 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def pre_social_login(self, request, sociallogin) -> None:
         if sociallogin.account.provider != PROVIDER_ID:
             return
+        if sociallogin.state.get("process") == AuthProcess.REDIRECT:
+            # Never a log-in, a sign-up or a link: only the confirmation below started one.
+            _confirmed_at_the_provider(request, sociallogin)
+            return
         if sociallogin.is_existing:
             self._refuse_inactive(request, sociallogin.user)
             return
@@ -251,6 +266,79 @@ def _by_the_provider(request):
     return acting(None, client_ip(request), label=SOURCE_LABEL, via="sso")
 
 
+# --- "Confirm it's you" through the provider (keys/lib/reauth.py) -----------------------------
+
+# Marks the state of a confirmation started here: whose, and since when.
+CONFIRM_FOR = "portal_confirm_for"
+CONFIRM_SINCE = "portal_confirm_since"
+# Clock difference between the provider and the portal tolerated on auth_time.
+AUTH_TIME_LEEWAY = 5
+ANOTHER_PERSON = (
+    "You logged in at the single sign-on provider as someone else. To be safe you are logged "
+    "out here: log in again as yourself."
+)
+NOT_AFRESH = (
+    "The single sign-on provider did not ask you to log in again, so it cannot confirm it's "
+    "you. Try again, or ask an administrator."
+)
+
+
+def confirmation_url(person) -> str | None:
+    """Where `person` confirms through the provider: only if SSO is on and they are linked."""
+    if (
+        not configured()
+        or not SocialAccount.objects.filter(user=person, provider=PROVIDER_ID).exists()
+    ):
+        return None
+    return reverse("confirm_identity_sso")
+
+
+def _start_confirmation(request: HttpRequest, back: str) -> HttpResponse:
+    """Send the signed-in person to the provider, asking it to log them in afresh."""
+    provider = get_adapter(request).get_provider(request, PROVIDER_ID)
+    return provider.redirect(
+        request,
+        AuthProcess.REDIRECT,
+        next_url=back or "/",
+        auth_params={"prompt": "login", "max_age": "0"},
+        **{CONFIRM_FOR: request.user.pk, CONFIRM_SINCE: time.time()},
+    )
+
+
+def _confirmed_at_the_provider(request: HttpRequest, sociallogin: SocialLogin) -> None:
+    """The provider's answer to `start_confirmation`: the same person, logged in afresh,
+    confirms (allauth's record of a re-authentication; portal.confirm.confirmed puts it on
+    the record); anyone else is refused."""
+    state, user = sociallogin.state, request.user
+    if not user.is_authenticated or state.get(CONFIRM_FOR) != user.pk:
+        raise _refuse(request, "Single sign-on did not complete. Try again.", status=400)
+    if not sociallogin.is_existing or sociallogin.user.pk != user.pk:
+        # Someone else at the provider: no switch of account mid-confirmation. Whoever holds
+        # this session may have stolen it; it ends here.
+        record_sso_refused(request, user, reason="another person at the provider")
+        logger.warning("Single sign-on confirmation by another person refused")
+        get_account_adapter(request).logout(request)
+        raise _refuse(request, ANOTHER_PERSON)
+    auth_time = _claim(_claims(sociallogin), "auth_time")
+    since = state.get(CONFIRM_SINCE) or 0
+    if not isinstance(auth_time, int | float) or auth_time < since - AUTH_TIME_LEEWAY:
+        # The provider remembered the person instead of asking again: no proof of who is at
+        # the keyboard now.
+        raise _refuse(request, NOT_AFRESH)
+    record_authentication(
+        request,
+        user,
+        "socialaccount",
+        reauthenticated=True,
+        provider=sociallogin.account.provider,
+        uid=sociallogin.account.uid,
+    )
+    if f"{reauth.RESUME}=" in (state.get("next") or ""):
+        messages.info(request, "Confirmed. What you typed is back: check it, then send it again.")
+    else:
+        messages.info(request, "Confirmed. You can go on.")
+
+
 # --- every SSO log-in: roles from the claim, then the log-in on the record ----------------------
 
 
@@ -294,4 +382,5 @@ def _provider_may_fail(view):
 
 
 login = _provider_may_fail(oidc_views.login)
+start_confirmation = _provider_may_fail(_start_confirmation)
 callback = _provider_may_fail(oidc_views.callback)

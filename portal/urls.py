@@ -18,6 +18,7 @@ urlpatterns = [
     path("login/", PortalLoginView.as_view(), name="login"),
     path("logout/", PortalLogoutView.as_view(), name="logout"),
     path("confirm/", confirm.confirm_identity, name="confirm_identity"),
+    path("confirm/sso/", confirm.confirm_with_sso, name="confirm_identity_sso"),
     path("profile/", views.profile, name="profile"),
     path("profile/email/", views.profile_email, name="profile_email"),
     path("", include("keys.urls")),  # keys/, api/v1/, all-keys/, audit/

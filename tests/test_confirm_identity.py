@@ -508,8 +508,8 @@ def test_an_htmx_request_is_sent_to_confirm_as_a_whole_page(carol, bob, login, s
 def test_a_person_without_a_password_here_is_sent_to_sign_in_again_not_asked_for_one(
     alice, login, stale, today
 ):
-    # Single sign-on's people have no usable password here (portal.confirm.sso_confirmation_url
-    # is the hook for sending them through the provider again).
+    # No usable password and no link to the single sign-on provider: nothing to confirm with
+    # here (a linked person confirms at the provider: tests/test_sso_browser.py).
     alice.set_unusable_password()
     alice.save()
     client = login(alice)

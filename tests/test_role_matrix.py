@@ -42,6 +42,8 @@ MATRIX = {
         "/confirm/",
         {"GET": statuses(302, 200, 200, 200, 200), "POST": statuses(302, 400, 400, 400, 400)},
     ),
+    # Only a person linked to the single sign-on provider goes there; the rest back to confirm/.
+    "confirm/sso/": ("/confirm/sso/", {"GET": everyone(405), "POST": everyone(302)}),
     "profile/email/": (
         "/profile/email/",
         {"GET": statuses(302, 405, 405, 405, 403), "POST": statuses(302, 200, 200, 200, 403)},
@@ -334,7 +336,7 @@ READ_ONLY |= {"requests/"}
 READ_ONLY |= {"all-keys/inventory.csv", "audit/verify/"}
 READ_ONLY |= {"gateway/verify", "^gateway/verify(?P<envoy_path>/.*)$"}
 # Confirming who one is changes no data: it only records the confirmation, for anyone signed in.
-READ_ONLY |= {"confirm/"}
+READ_ONLY |= {"confirm/", "confirm/sso/"}
 READ_ONLY |= {route for route in MATRIX if route.startswith("scim/")}
 
 

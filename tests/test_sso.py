@@ -4,10 +4,13 @@ The log-ins themselves, through a real provider in Chromium, are in tests/test_s
 """
 
 import http.server
+import json
 import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from allauth.socialaccount.models import SocialAccount
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import Group
 
@@ -300,3 +303,126 @@ def test_without_node_the_provider_tests_skip_loudly_but_fail_under_ci(monkeypat
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match=r"CI=true: required, not skipped"):
         oidc_server._node_and_npm()
+
+
+# --- "Confirm it's you" through the provider -------------------------------------------------
+
+
+class _Discovery(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
+        body = json.dumps(
+            {
+                "issuer": issuer,
+                "authorization_endpoint": issuer + "/auth",
+                "token_endpoint": issuer + "/token",
+                "userinfo_endpoint": issuer + "/me",
+                "jwks_uri": issuer + "/jwks",
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def discovery_server():
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Discovery)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.django_db
+def test_confirming_sends_a_linked_person_to_log_in_afresh_at_the_provider(
+    client, settings, discovery_server, alice
+):
+    configure(settings, discovery_server)
+    alice.set_unusable_password()
+    alice.save()
+    SocialAccount.objects.create(user=alice, provider=sso.PROVIDER_ID, uid="sub-alice")
+    client.force_login(alice)
+
+    page = client.get("/confirm/", {"next": "/keys/add/"})
+    sent = client.post("/confirm/sso/?next=/keys/add/")
+
+    assert 'action="/confirm/sso/?next=%2Fkeys%2Fadd%2F"' in page.content.decode()
+    assert sent.status_code == 302
+    target = urlsplit(sent["Location"])
+    query = parse_qs(target.query)
+    assert f"{target.scheme}://{target.netloc}{target.path}" == discovery_server + "/auth"
+    assert (query["prompt"], query["max_age"]) == (["login"], ["0"])
+
+
+@pytest.mark.django_db
+def test_a_person_with_a_password_or_no_sso_account_is_not_sent_to_the_provider(
+    client, settings, discovery_server, alice
+):
+    configure(settings, discovery_server)
+    client.force_login(alice)
+    sent = client.post("/confirm/sso/?next=/keys/add/")
+    assert sent.status_code == 302
+    assert urlsplit(sent["Location"]).path == "/confirm/"
+
+
+def _answer_for(rf, alice, *, auth_time, since):
+    """The provider's answer to a confirmation alice began at `since`, as allauth hands it on."""
+    from allauth.socialaccount.models import SocialLogin
+    from django.contrib.messages.storage.fallback import FallbackStorage
+    from django.contrib.sessions.middleware import SessionMiddleware
+
+    request = rf.get(CALLBACK_URL)
+    SessionMiddleware(lambda r: None).process_request(request)
+    request.user = alice
+    request._messages = FallbackStorage(request)
+    account = SocialAccount.objects.create(
+        user=alice,
+        provider=sso.PROVIDER_ID,
+        uid="sub-alice",
+        extra_data={"id_token": {"sub": "sub-alice", "auth_time": auth_time}},
+    )
+    answer = SocialLogin(account=account, user=alice)
+    answer.state = {
+        "process": "redirect",
+        "next": "/keys/add/",
+        sso.CONFIRM_FOR: alice.pk,
+        sso.CONFIRM_SINCE: since,
+    }
+    return request, answer
+
+
+@pytest.mark.django_db
+def test_a_provider_that_did_not_ask_again_does_not_confirm(settings, rf, alice):
+    # auth_time before the confirmation began: the provider remembered the person instead of
+    # asking them to log in (it ignored prompt=login), which proves nothing about who is there.
+    from allauth.core.exceptions import ImmediateHttpResponse
+
+    configure(settings, "http://127.0.0.1:9")
+    now = time.time()
+    request, answer = _answer_for(rf, alice, auth_time=int(now) - 600, since=now)
+
+    with pytest.raises(ImmediateHttpResponse) as refused:
+        sso.SocialAccountAdapter(request).pre_social_login(request, answer)
+
+    assert refused.value.response.status_code == 403
+    assert "did not ask you to log in again" in refused.value.response.content.decode()
+    assert not AuditEvent.objects.filter(action="identity_confirmed").exists()
+
+
+@pytest.mark.django_db
+def test_a_fresh_log_in_at_the_provider_confirms(settings, rf, alice):
+    configure(settings, "http://127.0.0.1:9")
+    now = time.time()
+    request, answer = _answer_for(rf, alice, auth_time=int(now), since=now)
+
+    sso.SocialAccountAdapter(request).pre_social_login(request, answer)
+
+    (confirmed,) = AuditEvent.objects.filter(action="identity_confirmed")
+    assert confirmed.details["method"] == "sso"

@@ -6,8 +6,10 @@ provider's groups map to, the role changing when the groups change, a deactivate
 refused, a provider that is down or answers garbage giving a page that says so.
 """
 
+import datetime
 import json
 import re
+import time
 
 import pytest
 from allauth.socialaccount.models import SocialAccount
@@ -16,7 +18,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from playwright.sync_api import expect
 
-from keys.models import AuditEvent
+from keys.models import ApiKey, AuditEvent, local_date
 from portal.env import form_action_sources, oidc_providers
 from portal.people import deactivate_user
 from portal.roles import roles_of
@@ -413,3 +415,128 @@ def test_a_person_scim_provisioned_signs_in_by_sso_until_scim_deactivates_them(
     expect(page.get_by_role("alert")).to_contain_text(
         "The account erin@contoso.example is deactivated."
     )
+
+
+# --- "Confirm it's you" through the provider (portal/sso.py, keys/lib/reauth.py) -------------
+
+
+def stale_window(settings) -> None:
+    """Past the confirmation window: REAUTH_SECONDS shrunk to one second, then waited out (the
+    provider keeps its real clock, so the portal's time is not moved)."""
+    settings.REAUTH_SECONDS = 1
+    time.sleep(1.5)
+
+
+def fill_add_form(page, base: str, name: str) -> str:
+    page.goto(base + "/keys/add/")
+    page.get_by_label("Name").fill(name)
+    expires_on = (local_date() + datetime.timedelta(days=60)).isoformat()
+    page.get_by_label("Expiration date").fill(expires_on)
+    page.get_by_role("group", name="Allowed IPs").get_by_label("Allowed IP 1").fill("192.0.2.10")
+    page.get_by_role("group", name="APIs").get_by_label("Risks").check()
+    return expires_on
+
+
+def test_an_sso_person_confirms_at_the_provider_and_gets_the_form_back(
+    sso, page, live_server, world, settings
+):
+    sso.add_account("gus", groups=["everyone"], name="Gus Smit")
+    base = live_server.url
+    errors = portal_console_errors(page, base)
+    sso_log_in(page, base, "gus")
+    expires_on = fill_add_form(page, base, "Held at the provider")
+    stale_window(settings)
+
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name="Confirm it's you")).to_be_visible()
+    found: dict[str, list[str]] = {}
+    check(page, "confirm-sso-asked", found)
+    assert found["confirm-sso-asked"] == []
+    settings.REAUTH_SECONDS = 900
+    page.get_by_role("button", name="Confirm at your organisation's sign-in").click()
+    # The provider asks again (prompt=login), though it remembers gus from the log-in.
+    page.wait_for_url(re.compile("^" + re.escape(sso.issuer)))
+    provider_log_in(page, "gus")
+
+    expect(page.get_by_role("heading", name="Add API key")).to_be_visible()
+    assert page.url.startswith(base + "/keys/add/")
+    expect(page.get_by_text("What you typed is back")).to_be_visible()
+    expect(page.get_by_label("Name")).to_have_value("Held at the provider")
+    expect(page.get_by_label("Expiration date")).to_have_value(expires_on)
+    expect(page.get_by_role("group", name="APIs").get_by_label("Risks")).to_be_checked()
+    assert not ApiKey.objects.filter(name="Held at the provider").exists()
+    page.get_by_role("button", name="Save").click()
+    expect(
+        page.get_by_text("This is the only time these credentials will be displayed")
+    ).to_be_visible()
+
+    assert ApiKey.objects.get(name="Held at the provider").owner.username == "gus"
+    (confirmed,) = events("identity_confirmed", "gus")
+    assert confirmed.details["method"] == "sso"
+    assert len(events("login_succeeded", "gus")) == 1  # a confirmation, not another log-in
+    assert [e for e in errors if "status of 400" not in e] == []
+
+
+def test_another_person_at_the_provider_does_not_take_over_the_session(
+    sso, page, live_server, world, settings
+):
+    sso.add_account("gus", groups=["everyone"])
+    sso.add_account("hal", groups=["key-admins"])
+    base = live_server.url
+    sso_log_in(page, base, "gus")
+    fill_add_form(page, base, "Never made")
+    stale_window(settings)
+    page.get_by_role("button", name="Save").click()
+    settings.REAUTH_SECONDS = 900
+    page.get_by_role("button", name="Confirm at your organisation's sign-in").click()
+    page.wait_for_url(re.compile("^" + re.escape(sso.issuer)))
+    provider_log_in(page, "hal")
+
+    expect(page.get_by_role("heading", name="Single sign-on refused")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("as someone else")
+    # Neither hal nor gus is signed in here now: the session ended.
+    page.goto(base + "/keys/add/")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    assert not get_user_model().objects.filter(username="hal").exists()
+    assert not ApiKey.objects.filter(name="Never made").exists()
+    assert events("identity_confirmed", "gus") == []
+    (refused,) = events("login_failed", "gus")
+    assert refused.details["reason"] == "another person at the provider"
+
+
+def test_a_provider_down_at_confirmation_gives_the_clear_page(
+    sso, page, live_server, world, settings
+):
+    sso.add_account("gus", groups=["everyone"])
+    base = live_server.url
+    sso_log_in(page, base, "gus")
+    fill_add_form(page, base, "Provider down")
+    stale_window(settings)
+    page.get_by_role("button", name="Save").click()
+    settings.REAUTH_SECONDS = 900
+    sso.stop()
+    with page.expect_navigation() as navigation:
+        page.get_by_role("button", name="Confirm at your organisation's sign-in").click()
+
+    assert navigation.value.status == 502
+    expect(page.get_by_role("alert")).to_have_text(PROVIDER_DOWN)
+
+
+def test_allauths_redirect_process_not_started_by_a_confirmation_logs_in_nobody(
+    sso, page, live_server
+):
+    # allauth's "redirect" process comes back without a log-in; only a confirmation the
+    # portal started may use it, never to link or create an account.
+    sso.add_account("ivy", groups=["everyone"])
+    page.goto(live_server.url + "/login/")
+    page.evaluate(
+        """() => { for (const form of document.forms) {
+            if (form.action.includes('/accounts/oidc/')) form.action += '?process=redirect'; } }"""
+    )
+    page.get_by_role("button", name=f"Sign in with {LABEL}").click()
+    page.wait_for_url(re.compile("^" + re.escape(sso.issuer)))
+    provider_log_in(page, "ivy")
+
+    expect(page.get_by_role("heading", name="Single sign-on refused")).to_be_visible()
+    assert not get_user_model().objects.filter(username="ivy").exists()
+    assert not SocialAccount.objects.exists()
