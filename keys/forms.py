@@ -379,7 +379,9 @@ class PolicyForm(forms.Form):
     )
 
     def __init__(self, *args, policy: KeyPolicy, **kwargs):
-        self.apis = list(Api.objects.active())
+        # An API only admins may grant (the Audit history) is fixed by the model's rule; a
+        # Staff box here would offer a choice that changes nothing.
+        self.apis = list(Api.objects.active().filter(admins_only=False))
         kwargs.setdefault(
             "initial",
             {

@@ -87,6 +87,15 @@ def test_policy_apply_and_decisions_refuse_get(client, login, carol):
 # --- the policy page ---------------------------------------------------------------------------
 
 
+def test_the_policy_offers_no_role_choice_for_an_api_only_admins_may_grant(client, login, carol):
+    login(carol)
+    page = client.get("/policy/")
+    offered = {field.label for field in page.context["form"].role_fields()}
+    assert "Risks" in offered
+    assert "Audit history" not in offered  # staff may never grant it, whatever is ticked
+    assert 'name="roles-audit"' not in page.text
+
+
 def test_admin_saves_approved_networks_and_it_is_audited_with_before_and_after(
     client, login, carol, risks
 ):
